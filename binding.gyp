@@ -1,0 +1,8 @@
+{
+  "targets": [
+    {
+      "target_name": "vdsnap_seek",
+      "sources": ["native/seek.c"]
+    }
+  ]
+}

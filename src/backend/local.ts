@@ -1,0 +1,124 @@
+// Local file system backend. Objects are files below the root; save writes
+// a temporary file in the same directory, fsyncs it, renames it over the
+// final name, then fsyncs the directory, so a crash leaves either the old
+// object or the new one.
+import {randomBytes} from 'node:crypto'
+import {mkdir, open, readdir, rename, rm, stat, unlink} from 'node:fs/promises'
+import {dirname, join, sep} from 'node:path'
+import {NotFoundError, toVdsnapError} from '../errors.js'
+import type {ByteRange, ObjectInfo, StorageBackend} from './types.js'
+
+export class LocalBackend implements StorageBackend {
+  readonly isLocal = true
+  private readonly madeDirs = new Set<string>()
+
+  constructor(readonly location: string) {}
+
+  private path(name: string): string {
+    return join(this.location, ...name.split('/'))
+  }
+
+  async create(): Promise<void> {
+    await mkdir(this.location, {recursive: true})
+    const entries = await readdir(this.location)
+    if (entries.length > 0) throw new Error(`${this.location} exists and is not empty`)
+  }
+
+  async save(name: string, data: Buffer): Promise<void> {
+    const final = this.path(name)
+    const dir = dirname(final)
+    const tmp = join(dir, `.tmp-${randomBytes(6).toString('hex')}`)
+    try {
+      if (!this.madeDirs.has(dir)) {
+        await mkdir(dir, {recursive: true})
+        this.madeDirs.add(dir)
+      }
+      const fh = await open(tmp, 'wx', 0o600)
+      try {
+        await fh.writeFile(data)
+        await fh.sync()
+      } finally {
+        await fh.close()
+      }
+      await rename(tmp, final)
+      await syncDir(dir)
+    } catch (e) {
+      await unlink(tmp).catch(() => {})
+      throw toVdsnapError(e, `writing ${name} to ${this.location}`)
+    }
+  }
+
+  async load(name: string, range?: ByteRange): Promise<Buffer> {
+    let fh
+    try {
+      fh = await open(this.path(name), 'r')
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`${name} is missing from ${this.location}`)
+      throw toVdsnapError(e, `reading ${name}`)
+    }
+    try {
+      if (!range) return await fh.readFile()
+      const buf = Buffer.allocUnsafe(range.length)
+      let done = 0
+      while (done < range.length) {
+        const {bytesRead} = await fh.read(buf, done, range.length - done, range.offset + done)
+        if (bytesRead === 0) break
+        done += bytesRead
+      }
+      return done === range.length ? buf : buf.subarray(0, done)
+    } catch (e) {
+      throw toVdsnapError(e, `reading ${name}`)
+    } finally {
+      await fh.close()
+    }
+  }
+
+  async stat(name: string): Promise<ObjectInfo | null> {
+    try {
+      const st = await stat(this.path(name))
+      return {name, size: st.size}
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null
+      throw toVdsnapError(e, `examining ${name}`)
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const base = this.path(prefix.replace(/\/$/, ''))
+    yield* walk(base, prefix.replace(/\/?$/, '/'))
+  }
+
+  async remove(name: string): Promise<void> {
+    await rm(this.path(name), {force: true})
+  }
+
+  async close(): Promise<void> {}
+}
+
+async function* walk(dir: string, namePrefix: string): AsyncIterable<ObjectInfo> {
+  let entries
+  try {
+    entries = await readdir(dir, {withFileTypes: true})
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw toVdsnapError(e, `listing ${dir}`)
+  }
+  for (const ent of entries) {
+    if (ent.name.startsWith('.tmp-')) continue
+    const full = dir + sep + ent.name
+    if (ent.isDirectory()) yield* walk(full, `${namePrefix}${ent.name}/`)
+    else if (ent.isFile()) {
+      const st = await stat(full).catch(() => null)
+      if (st) yield {name: namePrefix + ent.name, size: st.size}
+    }
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r')
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
+}

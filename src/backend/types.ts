@@ -1,0 +1,47 @@
+// The storage interface: five data verbs, nothing about snapshots.
+// Names are slash-separated relative paths ("chunks/ab/abcd...", "config").
+//
+// Contract for every backend:
+// - save(name, data) is atomic: readers see the old object, or the whole new
+//   one, never a part (temporary name + fsync + rename, or a single PUT).
+//   An existing object is replaced. Safe to retry.
+// - load(name, range?) returns the bytes; a missing object throws
+//   NotFoundError (permanent). Safe to retry.
+// - stat(name) returns {size} or null when missing.
+// - list(prefix) yields {name, size} of every object whose name starts with
+//   the directory prefix ("chunks/"), in no particular order.
+// - remove(name) deletes; a missing object is not an error.
+// Transient faults (connection reset, timeouts, 5xx, throttling) throw
+// errors with retryable = true; everything else is permanent.
+
+export interface ObjectInfo {
+  name: string
+  size: number
+}
+
+export interface ByteRange {
+  offset: number
+  length: number
+}
+
+export interface Backend {
+  /** Human-readable location, e.g. "/srv/repo" or "sftp://host/path". */
+  readonly location: string
+  save(name: string, data: Buffer): Promise<void>
+  load(name: string, range?: ByteRange): Promise<Buffer>
+  stat(name: string): Promise<ObjectInfo | null>
+  list(prefix: string): AsyncIterable<ObjectInfo>
+  remove(name: string): Promise<void>
+  /** Releases connections. */
+  close(): Promise<void>
+}
+
+/** Optional extras a backend may offer; callers feature-test for them. */
+export interface BackendExtras {
+  /** Creates the repository's top-level location; fails if it exists and is not empty. */
+  create?(): Promise<void>
+  /** True for backends on this host, where a lock's pid can be checked. */
+  readonly isLocal?: boolean
+}
+
+export type StorageBackend = Backend & BackendExtras

@@ -1,0 +1,46 @@
+// Opens a disk image by content, not by file name: each format registers a
+// probe on the first bytes of the file; raw is what nothing else claims.
+import {open as fsOpen} from 'node:fs/promises'
+import {NotFoundError, UsageError, toVdsnapError} from '../errors.js'
+import {FORMATS} from './formats.js'
+import {RawImage} from './raw.js'
+import type {DiskImage, OpenOptions} from './types.js'
+
+export const PROBE_BYTES = 4096
+
+export async function openImage(path: string, options: OpenOptions = {}): Promise<DiskImage> {
+  let fh
+  try {
+    fh = await fsOpen(path, 'r')
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new NotFoundError(`source ${path} does not exist`, {hint: 'check the path (or the job file)'})
+    }
+    throw toVdsnapError(e, `opening ${path}`)
+  }
+  try {
+    const head = Buffer.alloc(PROBE_BYTES)
+    const {bytesRead} = await fh.read(head, 0, PROBE_BYTES, 0)
+    const probe = head.subarray(0, bytesRead)
+    const forced = options.format?.toLowerCase()
+    if (forced && forced !== 'raw' && !FORMATS.some((f) => f.name === forced)) {
+      throw new UsageError(`unknown image format "${options.format}"`, {
+        hint: `use one of: raw, ${FORMATS.map((f) => f.name).join(', ')}`,
+      })
+    }
+    if (forced !== 'raw') {
+      for (const fmt of FORMATS) {
+        if (forced ? fmt.name === forced : fmt.probe(probe, path)) {
+          await fh.close()
+          fh = undefined
+          return await fmt.open(path, options)
+        }
+      }
+    }
+    const img = await RawImage.open(path, fh)
+    fh = undefined
+    return img
+  } finally {
+    await fh?.close()
+  }
+}
