@@ -1,12 +1,19 @@
 // The registry of container formats. Each entry detects its format from the
-// first PROBE_BYTES of the file and opens it. Order matters only where two
-// probes could both match (none do today).
-import type {DiskImage, OpenOptions} from './types.js'
+// first PROBE_BYTES of the file and opens it; formats vdsnap can write also
+// create an ImageWriter. Order matters only where two probes could both
+// match (none do today).
+import type {DiskImage, ImageWriter, OpenOptions} from './types.js'
+
+export interface CreateOptions {
+  /** e.g. "monolithicSparse" or "streamOptimized" for VMDK, "dynamic" or "fixed" for VHD/VHDX. */
+  subformat?: string
+}
 
 export interface FormatEntry {
   name: string
   probe(head: Buffer, path: string): boolean
   open(path: string, options: OpenOptions): Promise<DiskImage>
+  create?(path: string, virtualSize: number, options: CreateOptions): Promise<ImageWriter>
 }
 
 export const FORMATS: FormatEntry[] = []
