@@ -1,0 +1,234 @@
+// Backup of one source into a repository.
+//
+// 1. Run the pre-hook, open the source through its format reader, note its
+//    size and mtime.
+// 2. Parent: the newest snapshot of the same disk unless --full; a change of
+//    virtual size (or block size) starts a new full.
+// 3. Blocks outside the allocated ranges are zero: recorded without a read.
+// 4. Candidates: the allocated blocks, narrowed by a change source when one
+//    is given and a parent exists.
+// 5. Trust but verify: when narrowed, re-hash a random sample of the blocks
+//    the change source calls unchanged; on a mismatch, warn and treat every
+//    allocated block as a candidate.
+// 6. Read candidates in large sequential batches; workers detect zeros and
+//    hash; a block whose id differs from the parent's resolved entry is
+//    changed (the changed-block map); a changed block whose chunk is not yet
+//    stored is compressed/encrypted in a worker and saved. Batches in flight
+//    and uploads in flight are bounded, so memory does not grow with the disk.
+// 7. Write the index (delta, or full every N snapshots: from metadata, never
+//    a re-read), then the manifest. Chunks → index → manifest.
+// 8. If the source's size or mtime changed during the read: warn, retry or
+//    fail as --on-source-change says. The post-hook runs last, always.
+import {stat} from 'node:fs/promises'
+import {hostname} from 'node:os'
+import {basename, extname, resolve} from 'node:path'
+import {readChangedRanges, rangesToBlocks} from '../cbt/change-source.js'
+import {ChangedBlockMap} from '../cbt/changed-block-map.js'
+import {DIGEST_SIZE, ZERO_ID} from '../chunk/digest.js'
+import {ChunkPool} from '../chunk/pool.js'
+import {openImage} from '../disk/open.js'
+import type {DiskImage} from '../disk/types.js'
+import {IoError, UsageError, toVdsnapError} from '../errors.js'
+import {resolveSnapshot} from '../repo/chain.js'
+import type {Manifest, SourceFacts} from '../repo/manifest.js'
+import {Repository} from '../repo/repository.js'
+import {runHook} from './hooks.js'
+import {verifySample} from './verify-sample.js'
+import {writeBlocks, type BlockScanStats} from './scan.js'
+
+export interface BackupProgress {
+  phase: 'scan' | 'verify' | 'index'
+  bytesDone: number
+  bytesTotal: number
+}
+
+export interface BackupOptions {
+  source: string
+  disk?: string
+  format?: string
+  full?: boolean
+  tags?: string[]
+  dryRun?: boolean
+  changedBlocksFile?: string
+  syntheticFullEvery?: number
+  onSourceChange?: 'warn' | 'retry' | 'fail'
+  preHook?: string
+  postHook?: string
+  /** Blocks re-hashed to verify a change source (default 64). */
+  verifySamples?: number
+  random?: () => number
+  now?: () => Date
+  onProgress?: (p: BackupProgress) => void
+}
+
+export interface BackupResult {
+  snapshot: Manifest
+  parent: Manifest | null
+  dryRun: boolean
+  warnings: string[]
+}
+
+export function defaultDiskName(source: string): string {
+  const base = basename(source)
+  const ext = extname(base)
+  return (ext && ext.length <= 6 ? base.slice(0, -ext.length) : base) || 'disk'
+}
+
+async function sourceFacts(image: DiskImage, path: string): Promise<SourceFacts> {
+  const st = await stat(path).catch((e) => Promise.reject(toVdsnapError(e, `examining ${path}`)))
+  return {path: resolve(path), format: image.format, size: st.isBlockDevice() ? image.virtualSize : st.size, mtimeMs: st.mtimeMs}
+}
+
+function sameFacts(a: SourceFacts, b: SourceFacts): boolean {
+  return a.size === b.size && a.mtimeMs === b.mtimeMs
+}
+
+export async function runBackup(repo: Repository, opts: BackupOptions): Promise<BackupResult> {
+  const disk = opts.disk ?? defaultDiskName(opts.source)
+  if (!/^[A-Za-z0-9._:+-][A-Za-z0-9._:+@ -]*$/.test(disk) || disk.includes('@')) {
+    throw new UsageError(`disk name "${disk}" may hold only letters, digits and . _ : + - (no @)`, {hint: 'choose one with --disk NAME'})
+  }
+  const hookEnv = {VDSNAP_SOURCE: resolve(opts.source), VDSNAP_DISK: disk}
+  if (opts.preHook) await runHook('pre', opts.preHook, hookEnv)
+  let failed = false
+  try {
+    const attempts = opts.onSourceChange === 'retry' ? 3 : 1
+    for (let attempt = 1; ; attempt++) {
+      const result = await backupOnce(repo, disk, opts)
+      const changed = result.warnings.some((w) => w.startsWith('source changed'))
+      if (!changed || attempt >= attempts) return result
+    }
+  } catch (e) {
+    failed = true
+    throw e
+  } finally {
+    if (opts.postHook) {
+      const hook = runHook('post', opts.postHook, hookEnv)
+      // A failing post-hook must not hide the backup's own error.
+      if (failed) await hook.catch(() => {})
+      else await hook
+    }
+  }
+}
+
+async function backupOnce(repo: Repository, disk: string, opts: BackupOptions): Promise<BackupResult> {
+  const started = Date.now()
+  const now = opts.now ?? (() => new Date())
+  const image = await openImage(opts.source, {format: opts.format})
+  const pool = new ChunkPool({idKey: repo.idKey, encKey: repo.encKey}, repo.level)
+  const warnings: string[] = []
+  try {
+    const before = await sourceFacts(image, opts.source)
+    const blockSize = repo.blockSize
+    const virtualSize = image.virtualSize
+    const blockCount = Math.ceil(virtualSize / blockSize)
+
+    let parent: Manifest | null = null
+    if (!opts.full) {
+      const mine = await repo.listSnapshots(disk)
+      parent = mine[mine.length - 1] ?? null
+      if (parent && (parent.virtualSize !== virtualSize || parent.blockSize !== blockSize)) {
+        warnings.push(`virtual size changed from ${parent.virtualSize} to ${virtualSize}: taking a new full snapshot`)
+        parent = null
+      }
+    }
+    const entries = parent ? (await resolveSnapshot(repo, parent)).entries : Buffer.alloc(blockCount * DIGEST_SIZE)
+    const cbm = new ChangedBlockMap(blockCount)
+
+    const allocated = rangesToBlocks(await image.allocatedRanges(), blockSize, virtualSize)
+    let bytesChanged = 0
+    for (let b = 0; b < blockCount; b++) {
+      if (allocated.has(b)) continue
+      const e = entries.subarray(b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE)
+      if (!e.equals(ZERO_ID)) {
+        e.fill(0)
+        cbm.set(b)
+        bytesChanged += Math.min(blockSize, virtualSize - b * blockSize)
+      }
+    }
+
+    let candidates = allocated
+    if (opts.changedBlocksFile && parent) {
+      const narrowed = rangesToBlocks(await readChangedRanges(opts.changedBlocksFile), blockSize, virtualSize)
+      for (let i = 0; i < narrowed.bits.length; i++) narrowed.bits[i]! &= allocated.bits[i]!
+      opts.onProgress?.({phase: 'verify', bytesDone: 0, bytesTotal: 0})
+      const mismatch = await verifySample(image, repo, entries, allocated, narrowed, opts.verifySamples ?? 64, opts.random ?? Math.random)
+      if (mismatch === null) candidates = narrowed
+      else {
+        warnings.push(`changed-blocks file missed a change (block ${mismatch} differs from the parent): hashed every allocated block instead`)
+      }
+    } else if (opts.changedBlocksFile && !parent) {
+      warnings.push('no parent snapshot for this disk: --changed-blocks ignored, taking a full snapshot')
+    }
+
+    const scan: BlockScanStats = await writeBlocks({
+      image,
+      repo,
+      pool,
+      entries,
+      cbm,
+      candidates,
+      dryRun: opts.dryRun ?? false,
+      onProgress: (done, total) => opts.onProgress?.({phase: 'scan', bytesDone: done, bytesTotal: total}),
+    })
+    bytesChanged += scan.bytesChanged
+
+    const after = await sourceFacts(image, opts.source)
+    if (!sameFacts(before, after)) {
+      const msg = `source changed during the read (size ${before.size}→${after.size}, mtime ${before.mtimeMs}→${after.mtimeMs}): the snapshot may not be consistent`
+      if (opts.onSourceChange === 'fail') {
+        throw new IoError(msg, {hint: 'stop writes to the source (or snapshot it with --pre-hook) and run again'})
+      }
+      warnings.push(msg)
+    }
+
+    const every = opts.syntheticFullEvery ?? repo.config.syntheticFullEvery
+    const chainLength = parent ? parent.chainLength + 1 : 0
+    const full = !parent || chainLength >= every
+    const finalCbm = parent ? cbm : ChangedBlockMap.all(blockCount)
+    opts.onProgress?.({phase: 'index', bytesDone: 0, bytesTotal: 0})
+    let blocksUsed = 0
+    for (let b = 0; b < blockCount; b++) if (!entries.subarray(b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE).equals(ZERO_ID)) blocksUsed++
+    const indexEntries = full ? entries : deltaEntries(entries, finalCbm)
+    const indexDoc = {kind: full ? ('full' as const) : ('delta' as const), blockSize, virtualSize, blockCount, cbm: finalCbm, entries: indexEntries}
+    const indexId = opts.dryRun ? '' : await repo.saveIndex(indexDoc)
+    const manifest: Manifest = {
+      version: 1,
+      id: Repository.newSnapshotId(),
+      disk,
+      time: now().toISOString(),
+      parent: parent?.id ?? null,
+      index: indexId,
+      indexKind: indexDoc.kind,
+      chainLength: full ? 0 : chainLength,
+      blockSize,
+      virtualSize,
+      source: before,
+      tags: [...new Set(opts.tags ?? [])],
+      hostname: hostname(),
+      stats: {
+        bytesRead: scan.bytesRead,
+        bytesChanged,
+        bytesNew: scan.bytesNew,
+        bytesStored: scan.bytesStored,
+        blocksChanged: cbm.count(),
+        blocksNew: scan.blocksNew,
+        blocksUsed,
+        durationMs: Date.now() - started,
+      },
+      ...(warnings.length ? {warnings} : {}),
+    }
+    if (!opts.dryRun) await repo.saveManifest(manifest)
+    return {snapshot: manifest, parent, dryRun: opts.dryRun ?? false, warnings}
+  } finally {
+    await pool.close()
+    await image.close()
+  }
+}
+
+function deltaEntries(entries: Buffer, cbm: ChangedBlockMap): Buffer {
+  const out = Buffer.alloc(cbm.count() * DIGEST_SIZE)
+  let i = 0
+  for (const b of cbm.blocks()) entries.copy(out, i++ * DIGEST_SIZE, b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE)
+  return out
+}

@@ -1,0 +1,115 @@
+// The hot loop of a backup: read candidate blocks in large sequential
+// batches, hash them in workers, record changes, store new chunks.
+// Bounded: at most `pool.size * 3` batches (≤ 4 MiB, or one block when
+// blocks are larger) are in flight, and each batch waits for its uploads
+// before its slot is released.
+import type {ChangedBlockMap} from '../cbt/changed-block-map.js'
+import {DIGEST_SIZE} from '../chunk/digest.js'
+import type {ChunkPool} from '../chunk/pool.js'
+import type {DiskImage} from '../disk/types.js'
+import {Semaphore, TaskGroup} from '../flow/semaphore.js'
+import {Repository} from '../repo/repository.js'
+
+export const BATCH_BYTES = 4 * 1024 * 1024
+export const UPLOADS_IN_FLIGHT = 8
+
+export interface BlockScanStats {
+  bytesRead: number
+  bytesChanged: number
+  bytesNew: number
+  bytesStored: number
+  blocksNew: number
+}
+
+export interface ScanInput {
+  image: DiskImage
+  repo: Repository
+  pool: ChunkPool
+  /** Resolved entries of the parent; updated in place to the new snapshot's. */
+  entries: Buffer
+  /** Receives the blocks that differ from the parent. */
+  cbm: ChangedBlockMap
+  candidates: ChangedBlockMap
+  dryRun: boolean
+  onProgress?: (bytesDone: number, bytesTotal: number) => void
+}
+
+interface Batch {
+  firstBlock: number
+  blocks: number
+}
+
+function* batches(candidates: ChangedBlockMap, blockSize: number): Iterable<Batch> {
+  const per = Math.max(1, Math.floor(BATCH_BYTES / blockSize))
+  for (const run of candidates.ranges()) {
+    for (let b = run.firstBlock; b < run.firstBlock + run.count; b += per) {
+      yield {firstBlock: b, blocks: Math.min(per, run.firstBlock + run.count - b)}
+    }
+  }
+}
+
+export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
+  const {image, repo, pool, entries, cbm, candidates} = input
+  const blockSize = repo.blockSize
+  const size = image.virtualSize
+  const stats: BlockScanStats = {bytesRead: 0, bytesChanged: 0, bytesNew: 0, bytesStored: 0, blocksNew: 0}
+  const total = Math.min(size, candidates.count() * blockSize)
+  const claimed = new Set<string>()
+  const uploads = new Semaphore(UPLOADS_IN_FLIGHT)
+  const group = new TaskGroup(pool.size * 3)
+  let lastReport = 0
+
+  const processBatch = async (batch: Batch): Promise<void> => {
+    const offset = batch.firstBlock * blockSize
+    const length = Math.min(batch.blocks * blockSize, size - offset)
+    const buf = Buffer.allocUnsafeSlow(length)
+    await image.read(buf, offset, length)
+    stats.bytesRead += length
+    const hashed = await pool.run({op: 'hash', buf: buf.buffer as ArrayBuffer, blockSize}, [buf.buffer as ArrayBuffer])
+    if (!('digests' in hashed)) throw new Error('unexpected worker reply')
+    const data = hashed.buf
+    const items: {start: number; end: number; name: string; hex: string}[] = []
+    for (let i = 0; i < batch.blocks; i++) {
+      const b = batch.firstBlock + i
+      const digest = hashed.digests.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE)
+      const entry = entries.subarray(b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE)
+      if (entry.equals(digest)) continue
+      entry.set(digest)
+      cbm.set(b)
+      const start = i * blockSize
+      const end = Math.min(start + blockSize, length)
+      stats.bytesChanged += end - start
+      if (digest.every((x) => x === 0)) continue
+      const hex = Buffer.from(digest).toString('hex')
+      if (claimed.has(hex)) continue
+      claimed.add(hex)
+      if (await repo.hasChunk(hex)) continue
+      items.push({start, end, name: Repository.chunkName(hex), hex})
+    }
+    if (items.length > 0) {
+      const packed = await pool.run({op: 'pack', buf: data, items: items.map(({start, end, name}) => ({start, end, name}))}, [data])
+      if (!('objects' in packed)) throw new Error('unexpected worker reply')
+      await Promise.all(
+        items.map((item, k) =>
+          uploads.use(1, async () => {
+            const obj = packed.objects[k]!
+            if (!input.dryRun) await repo.saveChunkObject(item.hex, Buffer.from(obj.buffer, obj.byteOffset, obj.byteLength))
+            stats.blocksNew++
+            stats.bytesNew += item.end - item.start
+            stats.bytesStored += obj.byteLength
+          }),
+        ),
+      )
+    }
+    const nowMs = Date.now()
+    if (input.onProgress && nowMs - lastReport > 200) {
+      lastReport = nowMs
+      input.onProgress(stats.bytesRead, total)
+    }
+  }
+
+  for (const batch of batches(candidates, blockSize)) await group.spawn(() => processBatch(batch))
+  await group.wait()
+  input.onProgress?.(stats.bytesRead, total)
+  return stats
+}

@@ -1,0 +1,117 @@
+// The envelope around every stored object (chunk, index, manifest): an
+// 8-byte header, then the payload, optionally zstd-compressed, optionally
+// AES-256-GCM-encrypted. docs/FORMAT.md describes the bytes; the constants
+// below never change within format version 1.
+//
+//   0  4  magic "VDSO"
+//   4  1  format version (1)
+//   5  1  kind (1 chunk, 2 index, 3 manifest)
+//   6  1  flags (bit 0 zstd, bit 1 AES-256-GCM, bit 2 trailing SHA-256)
+//   7  1  reserved, 0
+//   encrypted:   nonce(12) | ciphertext | tag(16); AAD = header | name
+//   plaintext:   payload [| SHA-256(header | payload) when bit 2]
+//
+// Compression happens before encryption and is kept only when it shrinks
+// the payload. Chunks are not checksummed here: their name is the digest of
+// their plaintext, which the reader verifies.
+import {createCipheriv, createDecipheriv, createHash, randomBytes} from 'node:crypto'
+import {compress, decompress} from 'zstd-napi'
+import {DataError, PasswordError} from '../errors.js'
+
+export const OBJECT_MAGIC = Buffer.from('VDSO', 'ascii') // never change
+export const OBJECT_VERSION = 1
+export const HEADER_SIZE = 8
+export const NONCE_SIZE = 12
+export const TAG_SIZE = 16
+export const CHECKSUM_SIZE = 32
+
+export const enum ObjectKind {
+  Chunk = 1,
+  Index = 2,
+  Manifest = 3,
+}
+
+export const FLAG_ZSTD = 1
+export const FLAG_ENCRYPTED = 2
+export const FLAG_CHECKSUM = 4
+
+export interface EncodeOptions {
+  /** zstd level; 0 disables compression. */
+  level: number
+  /** 32-byte AES-256 key, or undefined for a plaintext repository. */
+  key?: Buffer
+}
+
+export function encodeObject(kind: ObjectKind, name: string, payload: Buffer, opts: EncodeOptions): Buffer {
+  let body = payload
+  let flags = 0
+  if (opts.level > 0 && payload.length > 64) {
+    const packed = compress(payload, {compressionLevel: opts.level})
+    if (packed.length < payload.length) {
+      body = packed
+      flags |= FLAG_ZSTD
+    }
+  }
+  if (opts.key) flags |= FLAG_ENCRYPTED
+  else if (kind !== ObjectKind.Chunk) flags |= FLAG_CHECKSUM
+  const header = Buffer.from([...OBJECT_MAGIC, OBJECT_VERSION, kind, flags, 0])
+  if (opts.key) {
+    const nonce = randomBytes(NONCE_SIZE)
+    const cipher = createCipheriv('aes-256-gcm', opts.key, nonce)
+    cipher.setAAD(Buffer.concat([header, Buffer.from(name, 'utf8')]))
+    const ct = cipher.update(body)
+    const fin = cipher.final()
+    return Buffer.concat([header, nonce, ct, fin, cipher.getAuthTag()])
+  }
+  if (flags & FLAG_CHECKSUM) {
+    const sum = createHash('sha256').update(header).update(body).digest()
+    return Buffer.concat([header, body, sum])
+  }
+  return Buffer.concat([header, body])
+}
+
+/** Inverse of encodeObject; throws DataError on any malformed or tampered object. */
+export function decodeObject(kind: ObjectKind, name: string, data: Buffer, key?: Buffer, maxSize = 2 ** 31): Buffer {
+  if (data.length < HEADER_SIZE) throw new DataError(`${name} is truncated (${data.length} bytes)`)
+  if (!data.subarray(0, 4).equals(OBJECT_MAGIC)) throw new DataError(`${name} is not a vdsnap object (bad magic)`)
+  if (data[4] !== OBJECT_VERSION) throw new DataError(`${name} has unknown format version ${data[4]}`)
+  if (data[5] !== kind) throw new DataError(`${name} holds object kind ${data[5]}, expected ${kind}`)
+  const flags = data[6]!
+  const header = data.subarray(0, HEADER_SIZE)
+  let body: Buffer
+  if (flags & FLAG_ENCRYPTED) {
+    if (!key) throw new PasswordError(`${name} is encrypted but the repository was opened without a key`)
+    if (data.length < HEADER_SIZE + NONCE_SIZE + TAG_SIZE) throw new DataError(`${name} is truncated`)
+    const nonce = data.subarray(HEADER_SIZE, HEADER_SIZE + NONCE_SIZE)
+    const tag = data.subarray(data.length - TAG_SIZE)
+    const decipher = createDecipheriv('aes-256-gcm', key, nonce)
+    decipher.setAAD(Buffer.concat([header, Buffer.from(name, 'utf8')]))
+    decipher.setAuthTag(tag)
+    try {
+      body = Buffer.concat([decipher.update(data.subarray(HEADER_SIZE + NONCE_SIZE, data.length - TAG_SIZE)), decipher.final()])
+    } catch {
+      throw new DataError(`${name} failed authentication (corrupt or tampered)`, {
+        hint: 'run "vdsnap check" to list damaged objects',
+      })
+    }
+  } else if (flags & FLAG_CHECKSUM) {
+    if (data.length < HEADER_SIZE + CHECKSUM_SIZE) throw new DataError(`${name} is truncated`)
+    body = data.subarray(HEADER_SIZE, data.length - CHECKSUM_SIZE)
+    const sum = createHash('sha256').update(header).update(body).digest()
+    if (!sum.equals(data.subarray(data.length - CHECKSUM_SIZE))) {
+      throw new DataError(`${name} fails its checksum (corrupt)`, {hint: 'run "vdsnap check" to list damaged objects'})
+    }
+  } else {
+    if (key) throw new DataError(`${name} is not encrypted in an encrypted repository`)
+    body = data.subarray(HEADER_SIZE)
+  }
+  if (flags & FLAG_ZSTD) {
+    try {
+      body = decompress(body, {windowLogMax: 27})
+    } catch (e) {
+      throw new DataError(`${name} has a corrupt compressed payload`, {cause: e})
+    }
+    if (body.length > maxSize) throw new DataError(`${name} decompresses to ${body.length} bytes, more than ${maxSize}`)
+  }
+  return body
+}

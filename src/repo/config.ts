@@ -1,0 +1,71 @@
+// The repository config: plaintext JSON at "config", written once by init.
+// It holds nothing secret: format version, block size, compression,
+// whether objects are encrypted, and defaults for backups.
+import {randomBytes} from 'node:crypto'
+import {DataError, UsageError} from '../errors.js'
+import {MAX_BLOCK_SIZE, MIN_BLOCK_SIZE} from './index-codec.js'
+
+export const FORMAT_VERSION = 1
+
+export interface RepoConfig {
+  vdsnap: number
+  id: string
+  created: string
+  blockSize: number
+  compression: {algorithm: 'zstd' | 'none'; level: number}
+  encryption: 'aes-256-gcm' | 'none'
+  chunkId: 'hmac-sha256' | 'sha256'
+  syntheticFullEvery: number
+}
+
+export const DEFAULT_BLOCK_SIZE = 1024 * 1024
+export const DEFAULT_SYNTHETIC_FULL_EVERY = 30
+
+export function newConfig(opts: {blockSize: number; level: number; encrypted: boolean; syntheticFullEvery?: number}): RepoConfig {
+  validateBlockSize(opts.blockSize)
+  return {
+    vdsnap: FORMAT_VERSION,
+    id: randomBytes(16).toString('hex'),
+    created: new Date().toISOString(),
+    blockSize: opts.blockSize,
+    compression: opts.level > 0 ? {algorithm: 'zstd', level: opts.level} : {algorithm: 'none', level: 0},
+    encryption: opts.encrypted ? 'aes-256-gcm' : 'none',
+    chunkId: opts.encrypted ? 'hmac-sha256' : 'sha256',
+    syntheticFullEvery: opts.syntheticFullEvery ?? DEFAULT_SYNTHETIC_FULL_EVERY,
+  }
+}
+
+export function validateBlockSize(n: number): void {
+  if (!Number.isInteger(n) || n < MIN_BLOCK_SIZE || n > MAX_BLOCK_SIZE || (n & (n - 1)) !== 0) {
+    throw new UsageError(`block size ${n} is not a power of two between 64KiB and 16MiB`)
+  }
+}
+
+export function parseConfig(text: string, location: string): RepoConfig {
+  let c: RepoConfig
+  try {
+    c = JSON.parse(text) as RepoConfig
+  } catch {
+    throw new DataError(`${location}/config is not valid JSON (corrupt repository config)`)
+  }
+  if (c.vdsnap !== FORMAT_VERSION) {
+    throw new DataError(`${location} has repository format ${c.vdsnap}; this vdsnap reads format ${FORMAT_VERSION}`, {
+      hint: 'use a vdsnap release that supports it',
+    })
+  }
+  try {
+    validateBlockSize(c.blockSize)
+  } catch {
+    throw new DataError(`${location}/config has an invalid block size ${c.blockSize}`)
+  }
+  if (!['aes-256-gcm', 'none'].includes(c.encryption)) throw new DataError(`${location}/config: unknown encryption ${c.encryption}`)
+  return c
+}
+
+/** Parses "1MiB", "64k", "4M", "1048576". */
+export function parseSize(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$/i.exec(text)
+  if (!m) throw new UsageError(`cannot read size "${text}"`, {hint: 'write e.g. 1MiB, 512KiB or 1048576'})
+  const mult = {'': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4}[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g' | 't']
+  return Math.round(Number(m[1]) * mult)
+}

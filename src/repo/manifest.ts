@@ -1,0 +1,50 @@
+// Snapshot manifests: JSON, wrapped in an object envelope (encrypted when
+// the repository is) and stored at snapshots/<id>. A manifest is written
+// last, after its chunks and its index, so a visible snapshot never points
+// at missing data.
+
+export interface SourceFacts {
+  path: string
+  format: string
+  size: number
+  mtimeMs: number
+}
+
+export interface SnapshotStats {
+  /** Bytes of the virtual disk that were read (candidates). */
+  bytesRead: number
+  /** Bytes of blocks that differ from the parent. */
+  bytesChanged: number
+  /** Plaintext bytes of chunks new to the repository. */
+  bytesNew: number
+  /** Bytes written to storage for new chunks (after compression/encryption). */
+  bytesStored: number
+  blocksChanged: number
+  blocksNew: number
+  /** Non-zero blocks in the resolved snapshot. */
+  blocksUsed: number
+  durationMs: number
+}
+
+export interface Manifest {
+  version: 1
+  id: string
+  disk: string
+  time: string
+  parent: string | null
+  index: string
+  indexKind: 'full' | 'delta'
+  /** Number of delta indexes between this snapshot and its nearest full index (0 when full). */
+  chainLength: number
+  blockSize: number
+  virtualSize: number
+  source: SourceFacts
+  tags: string[]
+  hostname: string
+  stats: SnapshotStats
+  warnings?: string[]
+}
+
+export function shortId(id: string): string {
+  return id.slice(0, 8)
+}

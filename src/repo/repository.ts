@@ -1,0 +1,225 @@
+// A vdsnap repository on some storage backend. Names of objects:
+//
+//   config                  plaintext JSON (config.ts)
+//   keys/<slot>             key slots, JSON (keys.ts)
+//   chunks/<aa>/<id>        chunk objects, <aa> = first two hex digits of the id
+//   indexes/<id>            index objects (index-codec.ts in an envelope)
+//   snapshots/<id>          manifest objects (manifest.ts in an envelope)
+//   locks/<id>              lock files, plaintext JSON (lock.ts)
+//
+// Write order is chunks, then index, then manifest, each saved atomically by
+// the backend, so a crash never leaves a visible snapshot pointing at
+// missing data. Objects are immutable once written except for locks.
+import {randomBytes} from 'node:crypto'
+import {DIGEST_SIZE, chunkDigest} from '../chunk/digest.js'
+import {decodeObject, encodeObject, ObjectKind} from '../chunk/object-codec.js'
+import {DataError, NotFoundError, UsageError, VdsnapError} from '../errors.js'
+import type {StorageBackend} from '../backend/types.js'
+import {newConfig, parseConfig, type RepoConfig} from './config.js'
+import {decodeIndex, encodeIndex, type SnapshotIndex} from './index-codec.js'
+import {makeKeySlot, newMasterKey, saveKeySlot, unlockMasterKey, type MasterKey} from './keys.js'
+import type {Manifest} from './manifest.js'
+
+export interface InitOptions {
+  blockSize: number
+  level: number
+  password?: string
+  syntheticFullEvery?: number
+}
+
+export type PasswordSource = () => Promise<string>
+
+export class Repository {
+  /** Ids of chunks known to be stored (filled as chunks are seen or saved). */
+  private readonly knownChunks = new Set<string>()
+  private readonly manifestCache = new Map<string, Manifest>()
+
+  private constructor(
+    readonly backend: StorageBackend,
+    readonly config: RepoConfig,
+    readonly master: MasterKey | null,
+  ) {}
+
+  get location(): string {
+    return this.backend.location
+  }
+
+  get blockSize(): number {
+    return this.config.blockSize
+  }
+
+  get level(): number {
+    return this.config.compression.level
+  }
+
+  static async init(backend: StorageBackend, opts: InitOptions): Promise<Repository> {
+    if (await backend.stat('config')) {
+      throw new UsageError(`a repository already exists at ${backend.location}`, {hint: 'use it, or choose another location'})
+    }
+    const config = newConfig({blockSize: opts.blockSize, level: opts.level, encrypted: opts.password !== undefined, syntheticFullEvery: opts.syntheticFullEvery})
+    let master: MasterKey | null = null
+    if (opts.password !== undefined) {
+      master = newMasterKey()
+      await saveKeySlot(backend, await makeKeySlot(opts.password, master))
+    }
+    // config last: a repository is visible only once it is whole.
+    await backend.save('config', Buffer.from(JSON.stringify(config, null, 2) + '\n'))
+    return new Repository(backend, config, master)
+  }
+
+  static async open(backend: StorageBackend, password: PasswordSource): Promise<Repository> {
+    let text: string
+    try {
+      text = (await backend.load('config')).toString('utf8')
+    } catch (e) {
+      if (e instanceof NotFoundError) {
+        throw new NotFoundError(`no vdsnap repository at ${backend.location}`, {hint: 'create one with "vdsnap init" or check --repo'})
+      }
+      throw e
+    }
+    const config = parseConfig(text, backend.location)
+    let master: MasterKey | null = null
+    if (config.encryption !== 'none') master = (await unlockMasterKey(backend, await password())).master
+    return new Repository(backend, config, master)
+  }
+
+  get encKey(): Buffer | undefined {
+    return this.master?.encKey
+  }
+
+  get idKey(): Buffer | undefined {
+    return this.master?.idKey
+  }
+
+  digest(data: Uint8Array): Buffer {
+    return chunkDigest(data, this.idKey)
+  }
+
+  // ---- chunks ----
+
+  static chunkName(idHex: string): string {
+    return `chunks/${idHex.slice(0, 2)}/${idHex}`
+  }
+
+  async hasChunk(idHex: string): Promise<boolean> {
+    if (this.knownChunks.has(idHex)) return true
+    const st = await this.backend.stat(Repository.chunkName(idHex))
+    if (st && st.size > 0) this.knownChunks.add(idHex)
+    return st !== null && st.size > 0
+  }
+
+  markKnown(idHex: string): void {
+    this.knownChunks.add(idHex)
+  }
+
+  /** Stores an already-encoded chunk object. */
+  async saveChunkObject(idHex: string, encoded: Buffer): Promise<void> {
+    await this.backend.save(Repository.chunkName(idHex), encoded)
+    this.knownChunks.add(idHex)
+  }
+
+  async loadChunkObject(idHex: string): Promise<Buffer> {
+    try {
+      return await this.backend.load(Repository.chunkName(idHex))
+    } catch (e) {
+      if (e instanceof NotFoundError) {
+        throw new DataError(`chunk ${idHex.slice(0, 16)}… is missing from ${this.location}`, {hint: 'run "vdsnap check" to find the damaged snapshots'})
+      }
+      throw e
+    }
+  }
+
+  /** Loads, decodes and verifies a chunk in this thread (for small jobs; bulk work uses the pool). */
+  async loadChunk(idHex: string): Promise<Buffer> {
+    const name = Repository.chunkName(idHex)
+    const body = decodeObject(ObjectKind.Chunk, name, await this.loadChunkObject(idHex), this.encKey, this.blockSize)
+    if (this.digest(body).toString('hex') !== idHex) throw new DataError(`${name} does not match its digest (corrupt chunk)`)
+    return body
+  }
+
+  // ---- indexes ----
+
+  async saveIndex(ix: SnapshotIndex): Promise<string> {
+    const plain = encodeIndex(ix)
+    const id = this.digest(plain).toString('hex')
+    const name = `indexes/${id}`
+    await this.backend.save(name, encodeObject(ObjectKind.Index, name, plain, {level: Math.max(1, this.level), key: this.encKey}))
+    return id
+  }
+
+  async loadIndex(id: string): Promise<SnapshotIndex> {
+    const name = `indexes/${id}`
+    let data: Buffer
+    try {
+      data = await this.backend.load(name)
+    } catch (e) {
+      if (e instanceof NotFoundError) throw new DataError(`index ${id.slice(0, 16)}… is missing from ${this.location}`, {hint: 'run "vdsnap check"'})
+      throw e
+    }
+    return decodeIndex(decodeObject(ObjectKind.Index, name, data, this.encKey), id)
+  }
+
+  // ---- manifests ----
+
+  static newSnapshotId(): string {
+    return randomBytes(32).toString('hex')
+  }
+
+  async saveManifest(m: Manifest): Promise<void> {
+    const name = `snapshots/${m.id}`
+    const plain = Buffer.from(JSON.stringify(m))
+    await this.backend.save(name, encodeObject(ObjectKind.Manifest, name, plain, {level: Math.max(1, this.level), key: this.encKey}))
+    this.manifestCache.set(m.id, m)
+  }
+
+  async loadManifest(id: string): Promise<Manifest> {
+    const cached = this.manifestCache.get(id)
+    if (cached) return cached
+    const name = `snapshots/${id}`
+    let data: Buffer
+    try {
+      data = await this.backend.load(name)
+    } catch (e) {
+      if (e instanceof NotFoundError) throw new NotFoundError(`snapshot ${id.slice(0, 8)} does not exist in ${this.location}`)
+      throw e
+    }
+    let m: Manifest
+    try {
+      m = JSON.parse(decodeObject(ObjectKind.Manifest, name, data, this.encKey).toString('utf8')) as Manifest
+    } catch (e) {
+      if (e instanceof VdsnapError) throw e
+      throw new DataError(`snapshot ${id.slice(0, 8)} has a malformed manifest`)
+    }
+    if (m.id !== id) throw new DataError(`snapshot ${id.slice(0, 8)} holds the manifest of ${String(m.id).slice(0, 8)} (corrupt)`)
+    this.manifestCache.set(id, m)
+    return m
+  }
+
+  async listSnapshotIds(): Promise<string[]> {
+    const ids: string[] = []
+    for await (const obj of this.backend.list('snapshots/')) {
+      const id = obj.name.slice('snapshots/'.length)
+      if (/^[0-9a-f]{64}$/.test(id)) ids.push(id)
+    }
+    return ids
+  }
+
+  /** All manifests, oldest first. */
+  async listSnapshots(disk?: string): Promise<Manifest[]> {
+    const ids = await this.listSnapshotIds()
+    const out: Manifest[] = []
+    const queue = [...ids]
+    await Promise.all(
+      Array.from({length: Math.min(16, queue.length)}, async () => {
+        for (let id = queue.pop(); id; id = queue.pop()) out.push(await this.loadManifest(id))
+      }),
+    )
+    return out.filter((m) => disk === undefined || m.disk === disk).sort((a, b) => a.time.localeCompare(b.time) || a.id.localeCompare(b.id))
+  }
+
+  async close(): Promise<void> {
+    await this.backend.close()
+  }
+}
+
+export const ENTRY_SIZE = DIGEST_SIZE

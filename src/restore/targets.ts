@@ -1,0 +1,208 @@
+// Where a restore writes: a new raw file (sparse, under a temporary name
+// until complete), an existing raw file or block device (for --delta-from,
+// or a device), stdout, or an image file of another format. Writes arrive
+// in ascending offset order; contiguous writes are coalesced.
+import {randomBytes} from 'node:crypto'
+import {open, rename, stat, unlink, type FileHandle} from 'node:fs/promises'
+import {basename, dirname, join} from 'node:path'
+import {FORMATS} from '../disk/formats.js'
+import type {ImageWriter} from '../disk/types.js'
+import {IoError, UsageError, toVdsnapError} from '../errors.js'
+
+export interface TargetOptions {
+  to: string
+  format?: string
+  /** Replace an existing file. */
+  force?: boolean
+  /** The device or file already reads as zeros: skip writing zero blocks. */
+  targetZeroed?: boolean
+}
+
+export interface RestoreTarget {
+  readonly describe: string
+  readonly format: string
+  write(offset: number, data: Buffer): Promise<void>
+  writeZeros(offset: number, length: number): Promise<void>
+  finish(): Promise<void>
+  abort(): Promise<void>
+}
+
+const ZEROS = Buffer.alloc(4 * 1024 * 1024)
+const COALESCE_BYTES = 8 * 1024 * 1024
+
+/** Positional writes to a file or device, contiguous runs joined into one writev. */
+class PositionalWriter {
+  private run: Buffer[] = []
+  private runStart = 0
+  private runBytes = 0
+
+  constructor(readonly fh: FileHandle) {}
+
+  async write(offset: number, data: Buffer): Promise<void> {
+    if (this.runBytes > 0 && (offset !== this.runStart + this.runBytes || this.runBytes >= COALESCE_BYTES)) await this.flush()
+    if (this.runBytes === 0) this.runStart = offset
+    this.run.push(data)
+    this.runBytes += data.length
+  }
+
+  async zeros(offset: number, length: number): Promise<void> {
+    for (let done = 0; done < length; done += ZEROS.length) {
+      await this.write(offset + done, ZEROS.subarray(0, Math.min(ZEROS.length, length - done)))
+    }
+  }
+
+  async flush(): Promise<void> {
+    let pos = this.runStart
+    let bufs = this.run
+    while (bufs.length > 0) {
+      const {bytesWritten} = await this.fh.writev(bufs, pos)
+      pos += bytesWritten
+      bufs = dropBytes(bufs, bytesWritten)
+    }
+    this.run = []
+    this.runBytes = 0
+  }
+}
+
+function dropBytes(bufs: Buffer[], n: number): Buffer[] {
+  const out: Buffer[] = []
+  for (const b of bufs) {
+    if (n >= b.length) n -= b.length
+    else {
+      out.push(b.subarray(n))
+      n = 0
+    }
+  }
+  return out
+}
+
+export async function openTarget(opts: TargetOptions & {virtualSize: number; delta: boolean}): Promise<RestoreTarget> {
+  const format = (opts.format ?? 'raw').toLowerCase()
+  if (opts.to === '-') {
+    if (format !== 'raw') throw new UsageError(`--to - writes raw data only, not ${format}`)
+    if (opts.delta) throw new UsageError('--delta-from needs a file or device that holds the older snapshot, not stdout')
+    return stdoutTarget()
+  }
+  const st = await stat(opts.to).catch(() => null)
+  if (format !== 'raw') {
+    if (opts.delta) throw new UsageError('--delta-from works on raw files and block devices only')
+    return imageTarget(opts.to, format, opts.virtualSize, opts.force ?? false, st !== null)
+  }
+  if (st?.isBlockDevice()) return deviceTarget(opts.to, opts.virtualSize, opts.targetZeroed ?? false)
+  if (opts.delta) {
+    if (!st) throw new UsageError(`--delta-from needs ${opts.to} to exist and hold that snapshot`)
+    if (st.size !== opts.virtualSize) {
+      throw new UsageError(`${opts.to} is ${st.size} bytes but the snapshot's disk is ${opts.virtualSize}`, {hint: 'restore in full instead'})
+    }
+    return deviceTarget(opts.to, opts.virtualSize, false)
+  }
+  if (st && !opts.force) throw new UsageError(`${opts.to} already exists`, {hint: 'choose another path, or add --force to replace it'})
+  return newFileTarget(opts.to, opts.virtualSize)
+}
+
+function tempName(path: string): string {
+  return join(dirname(path), `.${basename(path)}.vdsnap-${randomBytes(4).toString('hex')}`)
+}
+
+async function newFileTarget(path: string, size: number): Promise<RestoreTarget> {
+  const tmp = tempName(path)
+  let fh: FileHandle
+  try {
+    fh = await open(tmp, 'wx', 0o600)
+    await fh.truncate(size)
+  } catch (e) {
+    throw toVdsnapError(e, `creating ${path}`)
+  }
+  const w = new PositionalWriter(fh)
+  return {
+    describe: path,
+    format: 'raw',
+    write: (o, d) => w.write(o, d).catch((e) => Promise.reject(toVdsnapError(e, `writing ${path}`))),
+    writeZeros: async () => {},
+    async finish() {
+      try {
+        await w.flush()
+        await fh.sync()
+        await fh.close()
+        await rename(tmp, path)
+      } catch (e) {
+        throw toVdsnapError(e, `writing ${path}`)
+      }
+    },
+    async abort() {
+      await fh.close().catch(() => {})
+      await unlink(tmp).catch(() => {})
+    },
+  }
+}
+
+async function deviceTarget(path: string, size: number, zeroed: boolean): Promise<RestoreTarget> {
+  let fh: FileHandle
+  try {
+    fh = await open(path, 'r+')
+  } catch (e) {
+    throw toVdsnapError(e, `opening ${path}`)
+  }
+  const w = new PositionalWriter(fh)
+  const probe = Buffer.alloc(1)
+  if (size > 0 && (await fh.read(probe, 0, 1, size - 1)).bytesRead !== 1) {
+    await fh.close()
+    throw new IoError(`${path} is smaller than the snapshot's disk (${size} bytes)`, {hint: 'restore to a larger device'})
+  }
+  const wrap = (e: unknown) => Promise.reject(toVdsnapError(e, `writing ${path}`))
+  return {
+    describe: path,
+    format: 'raw',
+    write: (o, d) => w.write(o, d).catch(wrap),
+    writeZeros: (o, n) => (zeroed ? Promise.resolve() : w.zeros(o, n).catch(wrap)),
+    async finish() {
+      await w.flush().catch(wrap)
+      await fh.sync().catch(wrap)
+      await fh.close()
+    },
+    async abort() {
+      await w.flush().catch(() => {})
+      await fh.close().catch(() => {})
+    },
+  }
+}
+
+function stdoutTarget(): RestoreTarget {
+  const out = process.stdout
+  const put = (b: Buffer) =>
+    new Promise<void>((resolve, reject) => {
+      out.write(b, (err) => (err ? reject(new IoError(`writing to stdout: ${err.message}`)) : resolve()))
+    })
+  return {
+    describe: 'stdout',
+    format: 'raw',
+    write: (_o, d) => put(d),
+    async writeZeros(_o, n) {
+      for (let done = 0; done < n; done += ZEROS.length) await put(ZEROS.subarray(0, Math.min(ZEROS.length, n - done)))
+    },
+    finish: async () => {},
+    abort: async () => {},
+  }
+}
+
+async function imageTarget(path: string, format: string, size: number, force: boolean, exists: boolean): Promise<RestoreTarget> {
+  const entry = FORMATS.find((f) => f.name === format)
+  if (!entry?.create) {
+    const known = ['raw', ...FORMATS.filter((f) => f.create).map((f) => f.name)]
+    throw new UsageError(`cannot write format "${format}"`, {hint: `use one of: ${known.join(', ')}`})
+  }
+  if (exists && !force) throw new UsageError(`${path} already exists`, {hint: 'choose another path, or add --force to replace it'})
+  const tmp = tempName(path)
+  const writer: ImageWriter = await entry.create(tmp, size, {})
+  return {
+    describe: path,
+    format,
+    write: (o, d) => writer.write(o, d),
+    writeZeros: async () => {},
+    async finish() {
+      await writer.close()
+      await rename(tmp, path).catch((e) => Promise.reject(toVdsnapError(e, `writing ${path}`)))
+    },
+    abort: () => writer.abort(),
+  }
+}
