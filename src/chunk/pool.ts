@@ -46,7 +46,6 @@ export class ChunkPool {
       const w = new Worker(path, {workerData: {idKey: keys.idKey, encKey: keys.encKey, level}})
       w.on('message', (reply: WorkerReply) => this.settle(i, reply))
       w.on('error', (err) => this.fail(err))
-      w.unref()
       this.workers.push(w)
       this.load.push(0)
     }

@@ -38,6 +38,8 @@ export class Repository {
     readonly backend: StorageBackend,
     readonly config: RepoConfig,
     readonly master: MasterKey | null,
+    /** The key slot the password opened (encrypted repositories). */
+    readonly slotId: string | null = null,
   ) {}
 
   get location(): string {
@@ -78,9 +80,9 @@ export class Repository {
       throw e
     }
     const config = parseConfig(text, backend.location)
-    let master: MasterKey | null = null
-    if (config.encryption !== 'none') master = (await unlockMasterKey(backend, await password())).master
-    return new Repository(backend, config, master)
+    if (config.encryption === 'none') return new Repository(backend, config, null)
+    const {master, slotId} = await unlockMasterKey(backend, await password())
+    return new Repository(backend, config, master, slotId)
   }
 
   get encKey(): Buffer | undefined {

@@ -1,0 +1,34 @@
+import {Flags} from '@oclif/core'
+import {BaseCommand} from '../src/cli/base-command.js'
+import {formatBytes, table} from '../src/cli/output.js'
+import {shortId} from '../src/repo/manifest.js'
+
+export default class Snapshots extends BaseCommand<typeof Snapshots> {
+  static override summary = 'List snapshots, oldest first.'
+  static override examples = ['<%= config.bin %> snapshots --repo /srv/backup/vdsnap', '<%= config.bin %> snapshots --disk web --json']
+  static override flags = {
+    disk: Flags.string({summary: 'Only snapshots of this disk.'}),
+  }
+
+  async run(): Promise<void> {
+    const repo = await this.openRepo({lock: 'none'})
+    const snaps = await repo.listSnapshots(this.flags.disk)
+    this.out.result(snaps, () => {
+      if (snaps.length === 0) return 'no snapshots'
+      const rows = [['ID', 'TIME', 'DISK', 'SIZE', 'INDEX', 'CHAIN', 'CHANGED', 'TAGS']]
+      for (const s of snaps) {
+        rows.push([
+          shortId(s.id),
+          s.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
+          s.disk,
+          formatBytes(s.virtualSize),
+          s.indexKind,
+          String(s.chainLength),
+          formatBytes(s.stats.bytesChanged),
+          s.tags.join(','),
+        ])
+      }
+      return table(rows) + `\n${snaps.length} snapshot${snaps.length === 1 ? '' : 's'}`
+    })
+  }
+}

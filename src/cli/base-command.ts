@@ -1,0 +1,107 @@
+// What every command shares: the common flags, opening the repository
+// (password sources, locks), --json output, and the mapping from typed
+// errors to the documented exit codes. Commands stay thin: flags, one
+// engine call, rendering.
+import {Command, Flags, Errors, type Interfaces} from '@oclif/core'
+import {EXIT_CODES, VdsnapError, toVdsnapError} from '../errors.js'
+import {openStorage} from '../repo/storage.js'
+import {Repository} from '../repo/repository.js'
+import {RepoLock} from '../repo/lock.js'
+import {parseDuration} from './durations.js'
+import {passwordSource} from './password.js'
+import {Output} from './output.js'
+
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
+
+export abstract class BaseCommand<T extends typeof Command> extends Command {
+  static override baseFlags = {
+    repo: Flags.string({
+      char: 'r',
+      summary: 'Repository location: a path, file://, sftp://user@host[:port]/path or s3://bucket/prefix.',
+      env: 'VDSNAP_REPOSITORY',
+      helpGroup: 'GLOBAL',
+    }),
+    'password-file': Flags.string({summary: 'Read the repository password from this file.', env: 'VDSNAP_PASSWORD_FILE', helpGroup: 'GLOBAL'}),
+    json: Flags.boolean({summary: 'Print one JSON document on stdout and nothing else there.', default: false, helpGroup: 'GLOBAL'}),
+    quiet: Flags.boolean({char: 'q', summary: 'Print nothing but errors.', default: false, helpGroup: 'GLOBAL'}),
+    verbose: Flags.boolean({char: 'v', summary: 'Print more detail (progress lines without a TTY).', default: false, helpGroup: 'GLOBAL'}),
+    'lock-wait': Flags.string({summary: 'How long to wait for a conflicting lock, e.g. 30s, 5m (default 0).', default: '0', helpGroup: 'GLOBAL'}),
+  }
+
+  protected flags!: BaseFlags<T>
+  protected args!: Interfaces.InferredArgs<T['args']>
+  protected out!: Output
+  private lock?: RepoLock
+  private repository?: Repository
+
+  override async init(): Promise<void> {
+    await super.init()
+    const {args, flags} = await this.parse({
+      flags: this.ctor.flags,
+      baseFlags: (this.ctor as typeof BaseCommand).baseFlags,
+      args: this.ctor.args,
+      strict: this.ctor.strict,
+    })
+    this.flags = flags as BaseFlags<T>
+    this.args = args as Interfaces.InferredArgs<T['args']>
+    this.out = new Output({json: this.flags.json, quiet: this.flags.quiet, verbose: this.flags.verbose})
+  }
+
+  protected repoLocation(): string {
+    const loc = this.flags.repo
+    if (!loc) {
+      throw new Errors.CLIError('no repository given: use --repo LOCATION or set VDSNAP_REPOSITORY', {exit: EXIT_CODES.usage})
+    }
+    return loc
+  }
+
+  /** Opens the repository and takes a lock (shared unless `exclusive`); released in finally(). */
+  protected async openRepo(opts: {lock: 'shared' | 'exclusive' | 'none'; command?: string}): Promise<Repository> {
+    const backend = await openStorage(this.repoLocation(), {})
+    const repo = await Repository.open(backend, passwordSource(this.flags['password-file']))
+    this.repository = repo
+    if (opts.lock !== 'none') {
+      this.lock = await RepoLock.acquire(backend, {
+        exclusive: opts.lock === 'exclusive',
+        command: opts.command ?? this.id ?? 'vdsnap',
+        waitMs: parseDuration(this.flags['lock-wait']),
+      })
+    }
+    return repo
+  }
+
+  /** Exits with the "warning" code when there were warnings, after output was written. */
+  protected finishWithWarnings(warnings: string[]): void {
+    for (const w of warnings) this.out.warn(w)
+    if (warnings.length > 0) this.exit(EXIT_CODES.warning)
+  }
+
+  protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
+    if (err instanceof Errors.ExitError) throw err
+    if (err instanceof Errors.CLIError && !(err instanceof VdsnapError)) {
+      // oclif's own parse errors: usage (exit 2).
+      const code = err.oclif?.exit ?? EXIT_CODES.usage
+      this.reportError(err.message.split('\n')[0]!, code === 2 ? 'usage' : 'internal', code)
+      this.exit(code)
+    }
+    const e = toVdsnapError(err)
+    const code = EXIT_CODES[e.kind]
+    this.reportError(e.oneLine(), e.kind, code)
+    if (this.flags?.verbose && e.stack) process.stderr.write(`${e.stack}\n`)
+    this.exit(code)
+  }
+
+  private reportError(message: string, kind: string, code: number): void {
+    if (this.flags?.json) {
+      process.stdout.write(JSON.stringify({error: {message, kind, exitCode: code}}) + '\n')
+    }
+    process.stderr.write(`vdsnap: ${kind === 'warning' ? 'warning' : 'error'}: ${message}\n`)
+  }
+
+  protected override async finally(err: Error | undefined): Promise<unknown> {
+    await this.lock?.release().catch(() => {})
+    await this.repository?.close().catch(() => {})
+    return super.finally(err)
+  }
+}
+

@@ -1,0 +1,63 @@
+// Rendering: --json prints exactly one JSON document on stdout; human output
+// goes to stdout; warnings and progress go to stderr. Without a TTY, lines
+// carry a timestamp and no escape codes.
+
+export interface OutputMode {
+  json: boolean
+  quiet: boolean
+  verbose: boolean
+}
+
+export class Output {
+  readonly tty: boolean
+
+  constructor(readonly mode: OutputMode) {
+    this.tty = Boolean(process.stderr.isTTY && (process.stderr.columns ?? 0) > 0)
+  }
+
+  /** The command's result: JSON document or human text. */
+  result(doc: unknown, human: () => string): void {
+    if (this.mode.json) process.stdout.write(JSON.stringify(doc, null, 2) + '\n')
+    else if (!this.mode.quiet) {
+      const text = human()
+      if (text) process.stdout.write(text.endsWith('\n') ? text : text + '\n')
+    }
+  }
+
+  /** A status line on stderr (timestamped without a TTY). */
+  log(line: string): void {
+    if (this.mode.quiet) return
+    process.stderr.write(this.tty ? `${line}\n` : `${new Date().toISOString()} ${line}\n`)
+  }
+
+  warn(line: string): void {
+    process.stderr.write(this.tty ? `warning: ${line}\n` : `${new Date().toISOString()} warning: ${line}\n`)
+  }
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
+  let v = n
+  let i = 0
+  while (Math.abs(v) >= 1024 && i < units.length - 1) {
+    v /= 1024
+    i++
+  }
+  return i === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${ms} ms`
+  const s = ms / 1000
+  if (s < 60) return `${s.toFixed(1)} s`
+  const m = Math.floor(s / 60)
+  return `${m}m${Math.round(s - m * 60)
+    .toString()
+    .padStart(2, '0')}s`
+}
+
+export function table(rows: string[][]): string {
+  if (rows.length === 0) return ''
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? '').length)))
+  return rows.map((r) => r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ').trimEnd()).join('\n')
+}

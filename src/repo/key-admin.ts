@@ -1,0 +1,44 @@
+// Key slot administration: add a password, change the one in use, list.
+// The master key never changes, so no data is re-encrypted.
+import {UsageError} from '../errors.js'
+import {listKeySlots, makeKeySlot, saveKeySlot} from './keys.js'
+import type {Repository} from './repository.js'
+
+export interface KeyListing {
+  id: string
+  current: boolean
+  created: string
+  host: string
+  user: string
+  kdf: string
+}
+
+function requireEncrypted(repo: Repository) {
+  if (!repo.master) throw new UsageError(`${repo.location} is not encrypted: it has no keys`, {hint: 'passwords apply to repositories made without --no-encryption'})
+  return repo.master
+}
+
+export async function addKey(repo: Repository, password: string): Promise<string> {
+  return saveKeySlot(repo.backend, await makeKeySlot(password, requireEncrypted(repo)))
+}
+
+/** Replaces the slot that opened the repository with one for `password`. */
+export async function changePassword(repo: Repository, password: string): Promise<{added: string; removed: string}> {
+  const master = requireEncrypted(repo)
+  const added = await saveKeySlot(repo.backend, await makeKeySlot(password, master))
+  const removed = repo.slotId!
+  await repo.backend.remove(`keys/${removed}`)
+  return {added, removed}
+}
+
+export async function listKeys(repo: Repository): Promise<KeyListing[]> {
+  requireEncrypted(repo)
+  return (await listKeySlots(repo.backend)).map(({id, slot}) => ({
+    id,
+    current: id === repo.slotId,
+    created: slot.created,
+    host: slot.host,
+    user: slot.user,
+    kdf: `${slot.kdf} N=${slot.N} r=${slot.r} p=${slot.p}`,
+  }))
+}
