@@ -49,6 +49,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
         onProgress: (ev) => (ev.phase === 'scan' ? p.update(ev.bytesDone, ev.bytesTotal) : p.phase(ev.phase)),
       }),
     )
+    for (const n of res.notices) this.out.log(n)
     const s = res.snapshot
     const st = s.stats
     this.out.result(
@@ -68,6 +69,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
         newChunks: st.blocksNew,
         durationMs: st.durationMs,
         warnings: res.warnings,
+        notices: res.notices,
       },
       () =>
         `${res.dryRun ? 'dry run: would store' : `snapshot ${shortId(s.id)} of disk "${s.disk}" saved`} (${s.parent ? `${s.indexKind} on ${shortId(s.parent)}, chain ${s.chainLength}` : 'full'}): ` +

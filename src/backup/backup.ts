@@ -66,6 +66,8 @@ export interface BackupResult {
   parent: Manifest | null
   dryRun: boolean
   warnings: string[]
+  /** Things worth saying that are not warnings (e.g. a new full after a size change). */
+  notices: string[]
 }
 
 export function defaultDiskName(source: string): string {
@@ -117,6 +119,7 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions): 
   const image = await openImage(opts.source, {format: opts.format})
   const pool = new ChunkPool({idKey: repo.idKey, encKey: repo.encKey}, repo.level)
   const warnings: string[] = []
+  const notices: string[] = []
   try {
     const before = await sourceFacts(image, opts.source)
     const blockSize = repo.blockSize
@@ -128,7 +131,7 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions): 
       const mine = await repo.listSnapshots(disk)
       parent = mine[mine.length - 1] ?? null
       if (parent && (parent.virtualSize !== virtualSize || parent.blockSize !== blockSize)) {
-        warnings.push(`virtual size changed from ${parent.virtualSize} to ${virtualSize}: taking a new full snapshot`)
+        notices.push(`virtual size changed from ${parent.virtualSize} to ${virtualSize}: taking a new full snapshot (unchanged blocks are still deduplicated)`)
         parent = null
       }
     }
@@ -158,7 +161,7 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions): 
         warnings.push(`changed-blocks file missed a change (block ${mismatch} differs from the parent): hashed every allocated block instead`)
       }
     } else if (opts.changedBlocksFile && !parent) {
-      warnings.push('no parent snapshot for this disk: --changed-blocks ignored, taking a full snapshot')
+      notices.push('no parent snapshot for this disk: --changed-blocks ignored, taking a full snapshot')
     }
 
     const scan: BlockScanStats = await writeBlocks({
@@ -219,7 +222,7 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions): 
       ...(warnings.length ? {warnings} : {}),
     }
     if (!opts.dryRun) await repo.saveManifest(manifest)
-    return {snapshot: manifest, parent, dryRun: opts.dryRun ?? false, warnings}
+    return {snapshot: manifest, parent, dryRun: opts.dryRun ?? false, warnings, notices}
   } finally {
     await pool.close()
     await image.close()
