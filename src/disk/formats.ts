@@ -3,6 +3,8 @@
 // create an ImageWriter. Order matters only where two probes could both
 // match (none do today).
 import type {DiskImage, ImageWriter, OpenOptions} from './types.js'
+import {VHD_FORMAT} from './vhd-format.js'
+import {VHDX_FORMAT} from './vhdx-format.js'
 
 export interface CreateOptions {
   /** e.g. "monolithicSparse" or "streamOptimized" for VMDK, "dynamic" or "fixed" for VHD/VHDX. */
@@ -17,3 +19,6 @@ export interface FormatEntry {
 }
 
 export const FORMATS: FormatEntry[] = []
+
+// VHD (qemu's "vpc") and VHDX readers and writers.
+FORMATS.push(VHD_FORMAT, VHDX_FORMAT)

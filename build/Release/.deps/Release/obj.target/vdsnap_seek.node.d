@@ -1,1 +1,0 @@
-cmd_Release/obj.target/vdsnap_seek.node := g++ -o Release/obj.target/vdsnap_seek.node -shared -pthread -rdynamic -m64  -Wl,-soname=vdsnap_seek.node -Wl,--start-group Release/obj.target/vdsnap_seek/native/seek.o -Wl,--end-group 

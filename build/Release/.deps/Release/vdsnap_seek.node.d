@@ -1,1 +1,0 @@
-cmd_Release/vdsnap_seek.node := ln -f "Release/obj.target/vdsnap_seek.node" "Release/vdsnap_seek.node" 2>/dev/null || (rm -rf "Release/vdsnap_seek.node" && cp -af "Release/obj.target/vdsnap_seek.node" "Release/vdsnap_seek.node")

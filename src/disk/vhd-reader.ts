@@ -1,0 +1,218 @@
+// Reads VHD images (Virtual PC / Hyper-V v1): fixed, dynamic and
+// differencing. Layout: fixed = guest bytes then a 512-byte footer;
+// dynamic = footer copy, dynamic header, BAT of big-endian sector numbers,
+// blocks of [sector bitmap | data], footer. In a block, bit i of the bitmap
+// (MSB first) says whether sector i is stored here: when unset, a
+// differencing disk reads the parent and a dynamic disk reads zeros.
+// Invariants: the virtual size follows qemu's rule (see footerVirtualSize)
+// so we agree with `qemu-img info`; every file offset is bounds-checked
+// before use; BAT and bitmaps are cached with bounded memory.
+import {ImageFormatError} from '../errors.js'
+import {BoundedFile} from './bounded-file.js'
+import {readExtents, pushRange, type Extent, type ExtentMap} from './extent-reader.js'
+import {BitmapCache, PagedTable, bitRun} from './paged-table.js'
+import {decodeUtf16, enterChain, findParent, rootChain, type ChainContext} from './parent-chain.js'
+import {normalizeRanges, type DiskImage, type ImageInfo, type Range} from './types.js'
+import {
+  DISK_DIFFERENCING, DISK_FIXED, DYN_HEADER_SIZE, FOOTER_SIZE, SECTOR, UNALLOCATED, footerVirtualSize,
+  parseDynamicHeader, parseFooter, type VhdDynamicHeader, type VhdFooter,
+} from './vhd-footer.js'
+
+const MAX_BLOCK_SIZE = 256 * 1024 * 1024
+const MAX_LOCATOR_BYTES = 64 * 1024
+/** Locator platform codes in the order we trust them: relative first, then absolute. */
+const LOCATOR_PREFERENCE = ['W2ru', 'W2ku', 'MacX', 'Wi2r', 'Wi2k']
+
+interface Dynamic {
+  header: VhdDynamicHeader
+  bat: PagedTable
+  blockSize: number
+  bitmapSize: number
+}
+
+export class VhdImage implements DiskImage, ExtentMap {
+  readonly format = 'vhd'
+  private readonly bitmaps = new BitmapCache()
+
+  private constructor(
+    readonly path: string,
+    private readonly file: BoundedFile,
+    private readonly footer: VhdFooter,
+    readonly virtualSize: number,
+    private readonly dyn: Dynamic | undefined,
+    readonly parent: VhdImage | undefined,
+  ) {}
+
+  static async open(path: string, ctx: ChainContext = rootChain()): Promise<VhdImage> {
+    const chain = await enterChain(ctx, path)
+    const file = await BoundedFile.open(path)
+    try {
+      const footer = await readFooter(file)
+      const virtualSize = footerVirtualSize(footer)
+      if (footer.diskType === DISK_FIXED) {
+        if (file.size - FOOTER_SIZE < Math.min(virtualSize, footer.currentSize)) {
+          throw new ImageFormatError(path, `fixed VHD is truncated: ${file.size} bytes for a ${footer.currentSize}-byte disk`)
+        }
+        return new VhdImage(path, file, footer, virtualSize, undefined, undefined)
+      }
+      const dyn = await readDynamic(file, footer, virtualSize)
+      let parent: VhdImage | undefined
+      if (footer.diskType === DISK_DIFFERENCING) parent = await openParent(file, dyn.header, chain)
+      return new VhdImage(path, file, footer, virtualSize, dyn, parent)
+    } catch (e) {
+      await file.close()
+      throw e
+    }
+  }
+
+  /** The footer's unique id, which a differencing child records as its parent id. */
+  get uniqueId(): Buffer {
+    return this.footer.uniqueId
+  }
+
+  async mapExtent(offset: number, maxLength: number): Promise<Extent> {
+    const dyn = this.dyn
+    if (!dyn) {
+      const dataEnd = Math.min(this.virtualSize, this.file.size - FOOTER_SIZE)
+      if (offset >= dataEnd) return {kind: 'zero', length: maxLength}
+      return {kind: 'data', length: Math.min(maxLength, dataEnd - offset), fileOffset: offset}
+    }
+    const index = Math.floor(offset / dyn.blockSize)
+    const inBlock = offset - index * dyn.blockSize
+    const avail = Math.min(maxLength, dyn.blockSize - inBlock)
+    const absent: Extent = {kind: this.parent ? 'parent' : 'zero', length: avail}
+    const entry = await dyn.bat.get(index)
+    if (entry === UNALLOCATED) return absent
+    const blockStart = entry * SECTOR
+    const used = Math.min(dyn.blockSize, this.virtualSize - index * dyn.blockSize)
+    this.file.check(blockStart, dyn.bitmapSize + used, `block ${index} (BAT entry ${entry})`)
+    const bitmap = await this.bitmaps.get(index, () => this.file.readNew(blockStart, dyn.bitmapSize, `sector bitmap of block ${index}`))
+    const sector = Math.floor(inBlock / SECTOR)
+    const sectors = Math.ceil((inBlock + avail) / SECTOR) - sector
+    const run = bitRun(bitmap, sector, sectors, true)
+    const length = Math.min((sector + run.count) * SECTOR, inBlock + avail) - inBlock
+    if (!run.set) return {...absent, length}
+    return {kind: 'data', length, fileOffset: blockStart + dyn.bitmapSize + inBlock}
+  }
+
+  read(buf: Buffer, offset: number, length = buf.length): Promise<number> {
+    return readExtents(this, this.file, this.parent, this.virtualSize, buf, offset, length)
+  }
+
+  /** Ranges this file stores, at block granularity (or sector granularity when `exact`). */
+  private async ownRanges(exact: boolean): Promise<Range[]> {
+    const dyn = this.dyn
+    if (!dyn) return this.virtualSize > 0 ? [{offset: 0, length: this.virtualSize}] : []
+    const out: Range[] = []
+    for (let i = 0; i < dyn.bat.entryCount; i++) {
+      const start = i * dyn.blockSize
+      const len = Math.min(dyn.blockSize, this.virtualSize - start)
+      if ((await dyn.bat.get(i)) === UNALLOCATED) continue
+      if (!exact) {
+        pushRange(out, start, len)
+        continue
+      }
+      for (let pos = 0; pos < len; ) {
+        const ext = await this.mapExtent(start + pos, len - pos)
+        if (ext.kind === 'data') pushRange(out, start + pos, ext.length)
+        pos += ext.length
+      }
+    }
+    return out
+  }
+
+  async allocatedRanges(): Promise<Range[]> {
+    const own = await this.ownRanges(false)
+    return this.parent ? normalizeRanges([...own, ...(await this.parent.allocatedRanges())]) : own
+  }
+
+  async overlayRanges(): Promise<Range[]> {
+    return this.ownRanges(true)
+  }
+
+  async info(): Promise<ImageInfo> {
+    const ranges = await this.allocatedRanges()
+    const parents: string[] = []
+    for (let p = this.parent; p; p = p.parent) parents.push(p.path)
+    const subformat = this.footer.diskType === DISK_FIXED ? 'fixed' : this.parent ? 'differencing' : 'dynamic'
+    return {
+      path: this.path,
+      format: this.format,
+      subformat,
+      virtualSize: this.virtualSize,
+      allocatedBytes: ranges.reduce((s, r) => s + r.length, 0),
+      clusterSize: this.dyn?.blockSize,
+      logicalSectorSize: SECTOR,
+      parents,
+      snapshots: [],
+      fileSize: this.file.physicalSize,
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.parent?.close()
+    await this.file.close()
+  }
+}
+
+/** The footer at the end; for dynamic disks the copy at offset 0 stands in for a damaged one. */
+async function readFooter(file: BoundedFile): Promise<VhdFooter> {
+  if (file.size < FOOTER_SIZE) throw new ImageFormatError(file.path, `file too small for a VHD footer (${file.size} bytes)`)
+  try {
+    return parseFooter(await file.readNew(file.size - FOOTER_SIZE, FOOTER_SIZE, 'VHD footer'), file.path)
+  } catch (tailError) {
+    try {
+      const copy = parseFooter(await file.readNew(0, FOOTER_SIZE, 'VHD footer copy'), file.path)
+      if (copy.diskType !== DISK_FIXED) return copy
+    } catch {
+      // report the problem with the real footer
+    }
+    throw tailError
+  }
+}
+
+async function readDynamic(file: BoundedFile, footer: VhdFooter, virtualSize: number): Promise<Dynamic> {
+  const path = file.path
+  if (footer.dataOffset === undefined) throw new ImageFormatError(path, 'dynamic VHD footer has no dynamic header offset')
+  const header = parseDynamicHeader(await file.readNew(footer.dataOffset, DYN_HEADER_SIZE, 'VHD dynamic header'), path)
+  const blockSize = header.blockSize
+  if (blockSize < SECTOR || blockSize > MAX_BLOCK_SIZE || blockSize % SECTOR !== 0) {
+    throw new ImageFormatError(path, `VHD block size ${blockSize} is invalid`)
+  }
+  const needed = Math.ceil(virtualSize / blockSize)
+  if (header.maxTableEntries < needed) {
+    throw new ImageFormatError(path, `virtual size ${virtualSize} needs ${needed} BAT entries but the BAT has ${header.maxTableEntries}`)
+  }
+  const bat = new PagedTable(file, header.tableOffset, needed, 4, (b, o) => b.readUInt32BE(o), 'VHD BAT')
+  const bitmapSize = Math.ceil(blockSize / SECTOR / 8 / SECTOR) * SECTOR
+  return {header, bat, blockSize, bitmapSize}
+}
+
+/** Parent path candidates from the locators (preferred codes first), then the Unicode name. */
+async function parentPaths(file: BoundedFile, header: VhdDynamicHeader): Promise<string[]> {
+  const out: string[] = []
+  const sorted = header.locators
+    .filter((l) => LOCATOR_PREFERENCE.includes(l.code))
+    .sort((a, b) => LOCATOR_PREFERENCE.indexOf(a.code) - LOCATOR_PREFERENCE.indexOf(b.code))
+  for (const l of sorted) {
+    if (l.dataLength === 0) continue
+    if (l.dataLength > MAX_LOCATOR_BYTES) throw new ImageFormatError(file.path, `parent locator ${l.code} claims ${l.dataLength} bytes`)
+    const data = await file.readNew(l.dataOffset, l.dataLength, `parent locator ${l.code}`)
+    if (l.code === 'W2ru' || l.code === 'W2ku') out.push(decodeUtf16(data, false))
+    else if (l.code === 'MacX') out.push(data.toString('utf8').replace(/\0.*$/s, ''))
+    else out.push(data.toString('latin1').replace(/\0.*$/s, ''))
+  }
+  const name = decodeUtf16(header.parentName, true)
+  if (name) out.push(name)
+  return out
+}
+
+async function openParent(file: BoundedFile, header: VhdDynamicHeader, chain: ChainContext): Promise<VhdImage> {
+  const parentPath = await findParent(file.path, await parentPaths(file, header))
+  const parent = await VhdImage.open(parentPath, chain)
+  if (!header.parentId.equals(Buffer.alloc(16)) && !parent.uniqueId.equals(header.parentId)) {
+    await parent.close()
+    throw new ImageFormatError(file.path, `parent ${parentPath} is not the image this differencing disk was made from (unique id differs)`)
+  }
+  return parent
+}
