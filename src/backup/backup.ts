@@ -18,7 +18,8 @@
 // 7. Write the index (delta, or full every N snapshots: from metadata, never
 //    a re-read), then the manifest. Chunks → index → manifest.
 // 8. If the source's size or mtime changed during the read: warn, retry or
-//    fail as --on-source-change says. The post-hook runs last, always.
+//    fail as --on-source-change says. The post-hook runs last, always (even
+//    when the pre-hook failed: it may have half-made an LVM snapshot).
 import {stat} from 'node:fs/promises'
 import {hostname} from 'node:os'
 import {basename, extname, resolve} from 'node:path'
@@ -91,9 +92,9 @@ export async function runBackup(repo: Repository, opts: BackupOptions): Promise<
     throw new UsageError(`disk name "${disk}" may hold only letters, digits and . _ : + - (no @)`, {hint: 'choose one with --disk NAME'})
   }
   const hookEnv = {VDSNAP_SOURCE: resolve(opts.source), VDSNAP_DISK: disk}
-  if (opts.preHook) await runHook('pre', opts.preHook, hookEnv)
   let failed = false
   try {
+    if (opts.preHook) await runHook('pre', opts.preHook, hookEnv)
     const attempts = opts.onSourceChange === 'retry' ? 3 : 1
     for (let attempt = 1; ; attempt++) {
       const result = await backupOnce(repo, disk, opts)
