@@ -97,9 +97,9 @@ export async function runBackup(repo: Repository, opts: BackupOptions): Promise<
     if (opts.preHook) await runHook('pre', opts.preHook, hookEnv)
     const attempts = opts.onSourceChange === 'retry' ? 3 : 1
     for (let attempt = 1; ; attempt++) {
-      const result = await backupOnce(repo, disk, opts)
-      const changed = result.warnings.some((w) => w.startsWith('source changed'))
-      if (!changed || attempt >= attempts) return result
+      // Attempts that may be retried store no snapshot when the source changed.
+      const result = await backupOnce(repo, disk, opts, attempt < attempts)
+      if (result) return result
     }
   } catch (e) {
     failed = true
@@ -114,7 +114,7 @@ export async function runBackup(repo: Repository, opts: BackupOptions): Promise<
   }
 }
 
-async function backupOnce(repo: Repository, disk: string, opts: BackupOptions): Promise<BackupResult> {
+async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, mayRetry: boolean): Promise<BackupResult | null> {
   const started = Date.now()
   const now = opts.now ?? (() => new Date())
   const image = await openImage(opts.source, {format: opts.format})
@@ -180,6 +180,7 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions): 
     const after = await sourceFacts(image, opts.source)
     if (!sameFacts(before, after)) {
       const msg = `source changed during the read (size ${before.size}→${after.size}, mtime ${before.mtimeMs}→${after.mtimeMs}): the snapshot may not be consistent`
+      if (mayRetry) return null
       if (opts.onSourceChange === 'fail') {
         throw new IoError(msg, {hint: 'stop writes to the source (or snapshot it with --pre-hook) and run again'})
       }

@@ -33,11 +33,12 @@ export function parseChangedRanges(text: string, what: string): Range[] {
   const out: Range[] = []
   for (const [i, e] of doc.entries()) {
     const r = e as Record<string, unknown>
-    if (isNum(r.offset) && isNum(r.length)) out.push({offset: r.offset, length: r.length})
-    else if (isNum(r.start) && isNum(r.length) && isNum(r.depth)) {
+    // qemu-img map entries also carry "offset" (the host offset): test for them first.
+    if (isNum(r.start) && isNum(r.length) && isNum(r.depth)) {
       const q = r as unknown as QemuMapEntry
       if (q.depth === 0 && q.present !== false && (q.data || q.zero)) out.push({offset: q.start, length: q.length})
-    } else {
+    } else if (isNum(r.offset) && isNum(r.length)) out.push({offset: r.offset, length: r.length})
+    else {
       throw new DataError(`${what}: entry ${i} is neither {"offset","length"} nor a qemu-img map entry`)
     }
   }

@@ -79,6 +79,7 @@ export function decodeObject(kind: ObjectKind, name: string, data: Buffer, key?:
   const flags = data[6]!
   const header = data.subarray(0, HEADER_SIZE)
   let body: Buffer
+  if (key && !(flags & FLAG_ENCRYPTED)) throw new DataError(`${name} is not encrypted in an encrypted repository`)
   if (flags & FLAG_ENCRYPTED) {
     if (!key) throw new PasswordError(`${name} is encrypted but the repository was opened without a key`)
     if (data.length < HEADER_SIZE + NONCE_SIZE + TAG_SIZE) throw new DataError(`${name} is truncated`)
@@ -102,7 +103,6 @@ export function decodeObject(kind: ObjectKind, name: string, data: Buffer, key?:
       throw new DataError(`${name} fails its checksum (corrupt)`, {hint: 'run "vdsnap check" to list damaged objects'})
     }
   } else {
-    if (key) throw new DataError(`${name} is not encrypted in an encrypted repository`)
     body = data.subarray(HEADER_SIZE)
   }
   if (flags & FLAG_ZSTD) {
