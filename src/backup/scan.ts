@@ -1,8 +1,10 @@
 // The hot loop of a backup: read candidate blocks in large sequential
 // batches, hash them in workers, record changes, store new chunks.
 // Bounded: at most `pool.size * 3` batches (≤ 4 MiB, or one block when
-// blocks are larger) are in flight, and each batch waits for its uploads
-// before its slot is released.
+// blocks are larger) are in flight, and encoded chunks waiting for storage
+// hold at most UPLOAD_BYTES. Uploads are decoupled from batches so that
+// workers keep compressing while the storage fsyncs. Batch buffers are
+// recycled (they travel to the workers and back) to keep the GC quiet.
 import type {ChangedBlockMap} from '../cbt/changed-block-map.js'
 import {DIGEST_SIZE} from '../chunk/digest.js'
 import type {ChunkPool} from '../chunk/pool.js'
@@ -11,7 +13,8 @@ import {Semaphore, TaskGroup} from '../flow/semaphore.js'
 import {Repository} from '../repo/repository.js'
 
 export const BATCH_BYTES = 4 * 1024 * 1024
-export const UPLOADS_IN_FLIGHT = 8
+export const UPLOADS_IN_FLIGHT = 16
+export const UPLOAD_BYTES = 64 * 1024 * 1024
 
 export interface BlockScanStats {
   bytesRead: number
@@ -55,19 +58,36 @@ export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
   const stats: BlockScanStats = {bytesRead: 0, bytesChanged: 0, bytesNew: 0, bytesStored: 0, blocksNew: 0}
   const total = Math.min(size, candidates.count() * blockSize)
   const claimed = new Set<string>()
-  const uploads = new Semaphore(UPLOADS_IN_FLIGHT)
+  const uploadBytes = new Semaphore(UPLOAD_BYTES)
+  const uploads = new TaskGroup(UPLOADS_IN_FLIGHT)
   const group = new TaskGroup(pool.size * 3)
+  const batchBytes = Math.max(blockSize, Math.floor(BATCH_BYTES / blockSize) * blockSize)
+  const free: ArrayBuffer[] = []
   let lastReport = 0
+
+  const store = async (hex: string, obj: Uint8Array, plainLength: number): Promise<void> => {
+    await uploadBytes.acquire(obj.byteLength)
+    await uploads.spawn(async () => {
+      try {
+        if (!input.dryRun) await repo.saveChunkObject(hex, Buffer.from(obj.buffer, obj.byteOffset, obj.byteLength))
+        stats.blocksNew++
+        stats.bytesNew += plainLength
+        stats.bytesStored += obj.byteLength
+      } finally {
+        uploadBytes.release(obj.byteLength)
+      }
+    })
+  }
 
   const processBatch = async (batch: Batch): Promise<void> => {
     const offset = batch.firstBlock * blockSize
     const length = Math.min(batch.blocks * blockSize, size - offset)
-    const buf = Buffer.allocUnsafeSlow(length)
+    const buf = Buffer.from(free.pop() ?? new ArrayBuffer(batchBytes), 0, length)
     await image.read(buf, offset, length)
     stats.bytesRead += length
-    const hashed = await pool.run({op: 'hash', buf: buf.buffer as ArrayBuffer, blockSize}, [buf.buffer as ArrayBuffer])
+    const hashed = await pool.run({op: 'hash', buf: buf.buffer as ArrayBuffer, length, blockSize}, [buf.buffer as ArrayBuffer])
     if (!('digests' in hashed)) throw new Error('unexpected worker reply')
-    const data = hashed.buf
+    let data = hashed.buf
     const items: {start: number; end: number; name: string; hex: string}[] = []
     for (let i = 0; i < batch.blocks; i++) {
       const b = batch.firstBlock + i
@@ -89,18 +109,10 @@ export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
     if (items.length > 0) {
       const packed = await pool.run({op: 'pack', buf: data, items: items.map(({start, end, name}) => ({start, end, name}))}, [data])
       if (!('objects' in packed)) throw new Error('unexpected worker reply')
-      await Promise.all(
-        items.map((item, k) =>
-          uploads.use(1, async () => {
-            const obj = packed.objects[k]!
-            if (!input.dryRun) await repo.saveChunkObject(item.hex, Buffer.from(obj.buffer, obj.byteOffset, obj.byteLength))
-            stats.blocksNew++
-            stats.bytesNew += item.end - item.start
-            stats.bytesStored += obj.byteLength
-          }),
-        ),
-      )
+      data = packed.buf
+      for (const [k, item] of items.entries()) await store(item.hex, packed.objects[k]!, item.end - item.start)
     }
+    if (data.byteLength === batchBytes && free.length < pool.size * 4) free.push(data)
     const nowMs = Date.now()
     if (input.onProgress && nowMs - lastReport > 200) {
       lastReport = nowMs
@@ -110,6 +122,7 @@ export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
 
   for (const batch of batches(candidates, blockSize)) await group.spawn(() => processBatch(batch))
   await group.wait()
+  await uploads.wait()
   input.onProgress?.(stats.bytesRead, total)
   return stats
 }

@@ -21,7 +21,7 @@ function own(b: Buffer): Uint8Array {
 function handle(req: WorkerRequest): {reply: WorkerReply; transfer: ArrayBuffer[]} {
   switch (req.op) {
     case 'hash': {
-      const buf = Buffer.from(req.buf)
+      const buf = Buffer.from(req.buf, 0, req.length)
       const count = Math.ceil(buf.length / req.blockSize)
       const digests = new Uint8Array(count * DIGEST_SIZE) // all-zero id = zero block
       for (let i = 0; i < count; i++) {

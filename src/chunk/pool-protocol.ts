@@ -1,7 +1,7 @@
 // Messages between the chunk pool and its workers.
 
 export type WorkerRequest =
-  | {id: number; op: 'hash'; buf: ArrayBuffer; blockSize: number}
+  | {id: number; op: 'hash'; buf: ArrayBuffer; length: number; blockSize: number}
   | {id: number; op: 'pack'; buf: ArrayBuffer; items: {start: number; end: number; name: string}[]}
   | {id: number; op: 'unpack'; items: {name: string; data: Uint8Array; digest: Uint8Array}[]; maxSize: number}
 

@@ -3,6 +3,8 @@
 // create an ImageWriter. Order matters only where two probes could both
 // match (none do today).
 import type {DiskImage, ImageWriter, OpenOptions} from './types.js'
+import {qcow2Format} from './qcow2-format.js'
+import {vmdkFormat} from './vmdk-format.js'
 import {VHD_FORMAT} from './vhd-format.js'
 import {VHDX_FORMAT} from './vhdx-format.js'
 
@@ -19,6 +21,8 @@ export interface FormatEntry {
 }
 
 export const FORMATS: FormatEntry[] = []
+FORMATS.push(qcow2Format)
+FORMATS.push(vmdkFormat)
 
 // VHD (qemu's "vpc") and VHDX readers and writers.
 FORMATS.push(VHD_FORMAT, VHDX_FORMAT)

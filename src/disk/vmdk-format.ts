@@ -1,0 +1,15 @@
+// The VMDK entry of the format registry: detection (sparse magic or a text
+// descriptor), the native reader, and the monolithicSparse /
+// streamOptimized writer.
+import type {CreateOptions, FormatEntry} from './formats.js'
+import {looksLikeDescriptor} from './vmdk-descriptor.js'
+import {VmdkImage} from './vmdk-reader.js'
+import {SPARSE_MAGIC} from './vmdk-sparse.js'
+import {VmdkWriter} from './vmdk-writer.js'
+
+export const vmdkFormat: FormatEntry = {
+  name: 'vmdk',
+  probe: (head: Buffer) => (head.length >= 4 && head.readUInt32LE(0) === SPARSE_MAGIC) || looksLikeDescriptor(head),
+  open: (path, options) => VmdkImage.open(path, options),
+  create: (path: string, virtualSize: number, options: CreateOptions) => VmdkWriter.create(path, virtualSize, options.subformat),
+}

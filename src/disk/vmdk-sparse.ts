@@ -1,0 +1,211 @@
+// A hosted sparse VMDK extent (magic "KDMV"): the 512-byte little-endian
+// header, the grain directory (GD) of grain-table (GT) sector numbers, and
+// grains, plain or (streamOptimized) deflate-compressed behind a 12-byte
+// grain marker. When the header's GD offset is GD_AT_END the real header
+// is the footer at EOF-1024. Invariants: the GD and every GT lie inside the
+// file (checked when the GD is loaded); a grain's start lies inside the
+// file; GTs and decompressed grains come through bounded LRU caches; no
+// allocation is sized from a header value before that value was checked
+// against the file size. Field offsets below never change.
+import {inflateSync} from 'node:zlib'
+import {ImageFormatError} from '../errors.js'
+import {type ImageFile, u64le} from './image-file.js'
+import {LruCache} from './lru-cache.js'
+import {type MappedUnit, pushRange, UNIT_COMPRESSED, UNIT_DATA, UNIT_UNALLOCATED, UNIT_ZERO} from './mapped-read.js'
+import {MAX_DESCRIPTOR_BYTES, SECTOR} from './vmdk-descriptor.js'
+
+export const SPARSE_MAGIC = 0x564d444b // "KDMV" read little-endian
+export const COWD_MAGIC = 0x44574f43 // "COWD": ESX sparse, not supported
+export const HEADER_BYTES = 512
+export const FLAG_VALID_NEWLINE = 1 << 0
+export const FLAG_REDUNDANT_GT = 1 << 1
+export const FLAG_ZERO_GRAIN = 1 << 2
+export const FLAG_COMPRESSED = 1 << 16
+export const FLAG_MARKERS = 1 << 17
+export const COMPRESS_DEFLATE = 1
+export const GTE_ZERO_GRAIN = 1
+export const MARKER_BYTES = 12
+export const FOOTER_FROM_END = 1024
+export const MAX_GRAIN_SECTORS = 65536
+export const MAX_GTES_PER_GT = 65536
+
+export const H_VERSION = 4
+export const H_FLAGS = 8
+export const H_CAPACITY = 12
+export const H_GRAIN_SIZE = 20
+export const H_DESCRIPTOR_OFFSET = 28
+export const H_DESCRIPTOR_SIZE = 36
+export const H_GTES_PER_GT = 44
+export const H_RGD_OFFSET = 48
+export const H_GD_OFFSET = 56
+export const H_OVERHEAD = 64
+export const H_NEWLINE_CHARS = 73
+export const H_COMPRESS_ALGORITHM = 77
+
+const GT_CACHE_BYTES = 8 * 1024 * 1024
+const GRAIN_CACHE_ENTRIES = 8
+
+export class SparseExtent {
+  private readonly gtCache: LruCache<number, Buffer>
+  private readonly grainCache = new LruCache<number, Buffer>(GRAIN_CACHE_ENTRIES)
+  readonly grainBytes: number
+  private readonly gtBytes: number
+
+  private constructor(
+    readonly file: ImageFile,
+    readonly capacity: number,
+    grainSectors: number,
+    private readonly gtes: number,
+    private readonly gd: Uint32Array,
+    readonly flags: number,
+    readonly descriptor?: Buffer,
+  ) {
+    this.grainBytes = grainSectors * SECTOR
+    this.gtBytes = gtes * 4
+    this.gtCache = new LruCache(Math.max(16, Math.floor(GT_CACHE_BYTES / this.gtBytes)))
+  }
+
+  get compressed(): boolean {
+    return (this.flags & FLAG_COMPRESSED) !== 0
+  }
+
+  static async open(file: ImageFile): Promise<SparseExtent> {
+    const fail = (msg: string): never => {
+      throw new ImageFormatError(file.path, msg)
+    }
+    if (file.size < HEADER_BYTES) fail(`file is too short for a VMDK sparse header (${file.size} bytes)`)
+    let h = await file.readStruct(0, HEADER_BYTES, 'VMDK sparse header')
+    if (h.readUInt32LE(0) === COWD_MAGIC) fail('ESX COWD sparse extents are not supported')
+    if (h.readUInt32LE(0) !== SPARSE_MAGIC) fail('not a VMDK sparse extent (bad magic)')
+    let gdAtEnd = h.readUInt32LE(H_GD_OFFSET) === 0xffffffff && h.readUInt32LE(H_GD_OFFSET + 4) === 0xffffffff
+    if (gdAtEnd) {
+      if (file.size < HEADER_BYTES + FOOTER_FROM_END) fail('GD is at the end but the file has no room for a footer')
+      h = await file.readStruct(file.size - FOOTER_FROM_END, HEADER_BYTES, 'VMDK footer')
+      if (h.readUInt32LE(0) !== SPARSE_MAGIC) fail('GD is at the end but the footer is missing or corrupt')
+      gdAtEnd = h.readUInt32LE(H_GD_OFFSET) === 0xffffffff && h.readUInt32LE(H_GD_OFFSET + 4) === 0xffffffff
+      if (gdAtEnd) fail('footer does not say where the grain directory is')
+    }
+    const version = h.readUInt32LE(H_VERSION)
+    if (version < 1 || version > 3) fail(`unsupported sparse extent version ${version}`)
+    const flags = h.readUInt32LE(H_FLAGS)
+    const capacity = u64le(h, H_CAPACITY, file.path, 'capacity')
+    if (!Number.isSafeInteger(capacity * SECTOR)) fail(`capacity ${capacity} sectors is absurd`)
+    const grainSectors = u64le(h, H_GRAIN_SIZE, file.path, 'grain size')
+    if (grainSectors < 1 || grainSectors > MAX_GRAIN_SECTORS || (grainSectors & (grainSectors - 1)) !== 0) {
+      fail(`grain size ${grainSectors} sectors is not a power of two up to ${MAX_GRAIN_SECTORS}`)
+    }
+    const gtes = h.readUInt32LE(H_GTES_PER_GT)
+    if (gtes < 1 || gtes > MAX_GTES_PER_GT) fail(`${gtes} entries per grain table is absurd`)
+    if ((flags & FLAG_COMPRESSED) && h.readUInt16LE(H_COMPRESS_ALGORITHM) !== COMPRESS_DEFLATE) {
+      fail(`unknown grain compression algorithm ${h.readUInt16LE(H_COMPRESS_ALGORITHM)}`)
+    }
+    const gdSector = u64le(h, H_GD_OFFSET, file.path, 'grain directory offset')
+    const gdEntries = Math.ceil(Math.ceil(capacity / grainSectors) / gtes)
+    file.checkSpan(gdSector * SECTOR, gdEntries * 4, 'grain directory')
+    const raw = await file.readStruct(gdSector * SECTOR, gdEntries * 4, 'grain directory')
+    const gd = new Uint32Array(gdEntries)
+    for (let i = 0; i < gdEntries; i++) {
+      gd[i] = raw.readUInt32LE(i * 4)
+      if (gd[i]) file.checkSpan(gd[i]! * SECTOR, gtes * 4, `grain table ${i}`)
+    }
+    const descSector = u64le(h, H_DESCRIPTOR_OFFSET, file.path, 'descriptor offset')
+    const descSectors = u64le(h, H_DESCRIPTOR_SIZE, file.path, 'descriptor size')
+    let descriptor: Buffer | undefined
+    if (descSector > 0 && descSectors > 0) {
+      if (descSectors * SECTOR > MAX_DESCRIPTOR_BYTES) fail(`embedded descriptor of ${descSectors} sectors is absurd`)
+      descriptor = await file.readStruct(descSector * SECTOR, descSectors * SECTOR, 'embedded descriptor')
+    }
+    return new SparseExtent(file, capacity * SECTOR, grainSectors, gtes, gd, flags, descriptor)
+  }
+
+  private async table(i: number): Promise<Buffer> {
+    const hit = this.gtCache.get(i)
+    if (hit) return hit
+    const gt = await this.file.readStruct(this.gd[i]! * SECTOR, this.gtBytes, `grain table ${i}`)
+    this.gtCache.set(i, gt)
+    return gt
+  }
+
+  /** Maps an offset inside this extent into `u` (source is the caller's business). */
+  async lookup(offset: number, u: MappedUnit): Promise<void> {
+    const grain = Math.floor(offset / this.grainBytes)
+    const gi = Math.floor(grain / this.gtes)
+    const inGrain = offset - grain * this.grainBytes
+    if (!this.gd[gi]) {
+      u.kind = UNIT_UNALLOCATED
+      u.len = (gi + 1) * this.gtes * this.grainBytes - offset
+      return
+    }
+    const gt = this.gtCache.get(gi) ?? (await this.table(gi))
+    this.decode(gt.readUInt32LE((grain % this.gtes) * 4), grain, u)
+    u.len = this.grainBytes - inGrain
+    if (u.kind === UNIT_DATA) u.host += inGrain
+  }
+
+  private decode(entry: number, grain: number, u: MappedUnit): void {
+    if (entry === 0) u.kind = UNIT_UNALLOCATED
+    else if (entry === GTE_ZERO_GRAIN && this.flags & FLAG_ZERO_GRAIN) u.kind = UNIT_ZERO
+    else {
+      const host = entry * SECTOR
+      if (host >= this.file.size) {
+        throw new ImageFormatError(this.file.path, `grain ${grain} points past the end of the file (sector ${entry})`)
+      }
+      u.kind = this.compressed ? UNIT_COMPRESSED : UNIT_DATA
+      u.host = host
+      u.clen = 0
+    }
+  }
+
+  /** The decompressed grain whose marker starts at `host` (always grainBytes long). */
+  async grain(host: number, guest: number): Promise<Buffer> {
+    const hit = this.grainCache.get(host)
+    if (hit) return hit
+    let data: Buffer
+    if (this.flags & FLAG_MARKERS) {
+      const marker = await this.file.readStruct(host, MARKER_BYTES, `grain marker for offset ${guest}`)
+      const size = marker.readUInt32LE(8)
+      if (size === 0 || size > 2 * this.grainBytes + SECTOR) {
+        throw new ImageFormatError(this.file.path, `compressed grain for offset ${guest} has absurd size ${size}`)
+      }
+      data = await this.file.readStruct(host + MARKER_BYTES, size, `compressed grain for offset ${guest}`)
+    } else {
+      const size = Math.min(2 * this.grainBytes, this.file.size - host)
+      data = await this.file.readStruct(host, size, `compressed grain for offset ${guest}`)
+    }
+    let out: Buffer
+    try {
+      out = inflateSync(data, {maxOutputLength: this.grainBytes})
+    } catch (e) {
+      throw new ImageFormatError(this.file.path, `compressed grain for offset ${guest} is corrupt (${(e as Error).message})`, {cause: e})
+    }
+    if (out.length < this.grainBytes) out = Buffer.concat([out, Buffer.alloc(this.grainBytes - out.length)])
+    this.grainCache.set(host, out)
+    return out
+  }
+
+  /** Ranges (inside this extent) holding grains, and those marked as zero grains. */
+  async scan(): Promise<{data: {offset: number; length: number}[]; zero: {offset: number; length: number}[]}> {
+    const data: {offset: number; length: number}[] = []
+    const zero: {offset: number; length: number}[] = []
+    const u = {kind: 0, host: 0, len: 0, clen: 0, source: 0}
+    for (let gi = 0; gi < this.gd.length; gi++) {
+      if (!this.gd[gi]) continue
+      const gt = await this.table(gi)
+      for (let j = 0; j < this.gtes; j++) {
+        const grain = gi * this.gtes + j
+        const start = grain * this.grainBytes
+        if (start >= this.capacity) break
+        this.decode(gt.readUInt32LE(j * 4), grain, u)
+        const len = Math.min(this.grainBytes, this.capacity - start)
+        if (u.kind === UNIT_DATA || u.kind === UNIT_COMPRESSED) pushRange(data, start, len)
+        else if (u.kind === UNIT_ZERO) pushRange(zero, start, len)
+      }
+    }
+    return {data, zero}
+  }
+
+  clearCaches(): void {
+    this.gtCache.clear()
+    this.grainCache.clear()
+  }
+}

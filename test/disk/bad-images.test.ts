@@ -1,0 +1,171 @@
+// Corrupt, truncated and hostile images: each is refused with a one-line
+// ImageFormatError (or another VdsnapError) that says what is wrong, and a
+// seeded fuzz run checks that no mutation makes a reader hang, crash or
+// throw anything but a VdsnapError.
+import {execFileSync} from 'node:child_process'
+import {readFileSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {ImageFormatError, VdsnapError} from '../../src/errors.js'
+import {openImage} from '../../src/disk/open.js'
+import type {OpenOptions} from '../../src/disk/types.js'
+import {MiB, makeDiskBytes, prng, QEMU_IMG, qemuImgAt, qemuIo, tempDir, writeRaw} from './image-fixtures.js'
+
+let dir: string
+let cleanup: () => void
+
+beforeAll(() => {
+  ;({dir, cleanup} = tempDir('vdsnap-bad-'))
+  writeRaw(join(dir, 'disk.raw'), makeDiskBytes(2 * MiB + 3 * 512, 11))
+  qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'qcow2', 'disk.raw', 'good.qcow2')
+  qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'qcow2', '-c', '-o', 'compression_type=zstd,cluster_size=4096', 'disk.raw', 'zstd.qcow2')
+  qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'qcow2', '-o', 'extended_l2=on', 'disk.raw', 'ext.qcow2')
+  qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vmdk', 'disk.raw', 'good.vmdk')
+  qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', 'disk.raw', 'stream.vmdk')
+  qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=twoGbMaxExtentSparse', 'disk.raw', 'split.vmdk')
+})
+afterAll(() => cleanup())
+
+/** Copies `from` to a new file, applies `patch` to its bytes, returns the new path. */
+function patched(from: string, name: string, patch: (b: Buffer) => Buffer | void): string {
+  const buf = readFileSync(join(dir, from))
+  const out = join(dir, name)
+  writeFileSync(out, patch(buf) ?? buf)
+  return out
+}
+
+async function readAll(path: string, options: OpenOptions = {}): Promise<void> {
+  const img = await openImage(path, options)
+  try {
+    await img.allocatedRanges()
+    const n = Math.min(img.virtualSize, 4 * MiB)
+    const buf = Buffer.alloc(n)
+    await img.read(buf, 0, n)
+    if (img.virtualSize > n) await img.read(buf.subarray(0, 4096), img.virtualSize - 4096, 4096)
+  } finally {
+    await img.close()
+  }
+}
+
+async function refused(path: string, pattern: RegExp, options: OpenOptions = {}): Promise<void> {
+  const err = await readAll(path, options).then(
+    () => undefined,
+    (e: unknown) => e,
+  )
+  expect(err).toBeInstanceOf(ImageFormatError)
+  expect((err as Error).message).toMatch(pattern)
+  expect((err as Error).message).not.toContain('\n')
+}
+
+describe('corrupt qcow2', () => {
+  it('truncated header', () => refused(patched('good.qcow2', 't1.qcow2', (b) => b.subarray(0, 60)), /too short/))
+  it('wrong magic (forced format)', () => refused(patched('good.qcow2', 't2.qcow2', (b) => void b.write('XXXX', 0)), /bad magic/, {format: 'qcow2'}))
+  it('cluster bits out of range', () => refused(patched('good.qcow2', 't3.qcow2', (b) => void b.writeUInt32BE(31, 20)), /cluster bits/))
+  it('absurd virtual size', async () => {
+    await refused(patched('good.qcow2', 't4.qcow2', (b) => void b.writeUInt32BE(0x00400000, 24)), /virtual size is too large/)
+    await refused(patched('good.qcow2', 't5.qcow2', (b) => void b.writeUInt32BE(0x00100000, 24)), /L1 table has 1 entries, too few/)
+  })
+  it('L1 table past EOF', () => refused(patched('good.qcow2', 't6.qcow2', (b) => void b.writeUInt32BE(0x100, 40)), /L1 table.*past the end/))
+  it('L2 table past EOF', () =>
+    refused(
+      patched('good.qcow2', 't7.qcow2', (b) => void b.writeUInt32BE(0x80000100, b.readUInt32BE(44))),
+      /L2 table of L1 entry 0.*past the end/,
+    ))
+  it('an L2 table mapping a cluster onto itself, and one shared by two L1 entries, do not hang', async () => {
+    const loop = patched('good.qcow2', 't8.qcow2', (b) => {
+      const l1 = b.readUInt32BE(44)
+      const l2 = b.readUInt32BE(l1 + 4)
+      b.writeUInt32BE(0x80000000, l2)
+      b.writeUInt32BE(l2, l2 + 4)
+    })
+    await readAll(loop)
+    const big = join(dir, 'shared.qcow2')
+    execFileSync(QEMU_IMG, ['create', '-f', 'qcow2', big, '2G'], {stdio: 'ignore'})
+    qemuIo(big, 'qcow2', 'write -P 1 0 64k')
+    const shared = patched('shared.qcow2', 't9.qcow2', (b) => {
+      const l1 = b.readUInt32BE(44)
+      b.copy(b, l1 + 8, l1, l1 + 8)
+    })
+    const img = await openImage(shared)
+    const head = Buffer.alloc(512)
+    await img.read(head, 512 * MiB, 512)
+    expect(head[0]).toBe(1)
+    await img.close()
+  })
+  it('a data cluster past EOF', () =>
+    refused(
+      patched('good.qcow2', 't10.qcow2', (b) => {
+        const l2 = b.readUInt32BE(b.readUInt32BE(44) + 4)
+        b.writeUInt32BE(0x80000010, l2)
+      }),
+      /data cluster .* past the end/,
+    ))
+  it('unknown incompatible feature bits', () =>
+    refused(patched('good.qcow2', 't11.qcow2', (b) => void b.writeUInt32BE(0x100, 76)), /unknown incompatible feature bits 0x100/))
+  it('the dirty bit alone still reads', async () => readAll(patched('good.qcow2', 't12.qcow2', (b) => void b.writeUInt32BE(1, 76))))
+  it('encrypted images', () => {
+    const enc = join(dir, 'enc.qcow2')
+    execFileSync(QEMU_IMG, ['create', '-f', 'qcow2', '--object', 'secret,id=s0,data=x', '-o', 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10', enc, '1M'], {
+      stdio: 'ignore',
+    })
+    return refused(enc, /encrypted qcow2 images \(crypt method LUKS\) are not supported/)
+  })
+  it('a backing chain that loops', async () => {
+    execFileSync(QEMU_IMG, ['create', '-f', 'qcow2', '-u', '-b', 'loop-b.qcow2', '-F', 'qcow2', join(dir, 'loop-a.qcow2'), '1M'], {stdio: 'ignore'})
+    execFileSync(QEMU_IMG, ['create', '-f', 'qcow2', '-u', '-b', 'loop-a.qcow2', '-F', 'qcow2', join(dir, 'loop-b.qcow2'), '1M'], {stdio: 'ignore'})
+    await refused(join(dir, 'loop-a.qcow2'), /loop/)
+  })
+})
+
+describe('corrupt VMDK', () => {
+  it('truncated sparse header', () => refused(patched('good.vmdk', 'v1.vmdk', (b) => b.subarray(0, 200)), /too short/))
+  it('absurd capacity', () => refused(patched('good.vmdk', 'v2.vmdk', (b) => void b.writeUInt32LE(0x7fffffff, 16)), /capacity|too large/))
+  it('GD past EOF', () => refused(patched('good.vmdk', 'v3.vmdk', (b) => void b.writeUInt32LE(0x7fffff, 56)), /grain directory.*past the end/))
+  it('GT past EOF', () =>
+    refused(
+      patched('good.vmdk', 'v4.vmdk', (b) => void b.writeUInt32LE(0x7fffff, b.readUInt32LE(56) * 512)),
+      /grain table 0.*past the end/,
+    ))
+  it('bad grain size', () => refused(patched('good.vmdk', 'v5.vmdk', (b) => void b.writeUInt32LE(100, 20)), /grain size/))
+  it('missing extent file', () =>
+    refused(
+      patched('split.vmdk', 'v7.vmdk', (b) => Buffer.from(b.toString('latin1').replace('split-s001', 'gone-s001'), 'latin1')),
+      /extent file "gone-s001.vmdk" not found/,
+    ))
+  it('unparseable extent line', () =>
+    refused(patched('split.vmdk', 'v6.vmdk', (b) => Buffer.from(b.toString('latin1').replace('SPARSE', 'SPARSE?'), 'latin1')), /cannot parse extent line/))
+})
+
+describe('fuzzing', () => {
+  it('seeded mutations: every open+read succeeds or throws a VdsnapError, quickly', async () => {
+    // VDSNAP_FUZZ_ITERATIONS / VDSNAP_FUZZ_SEED widen the run by hand; the suite uses the defaults.
+    const iterations = Number(process.env.VDSNAP_FUZZ_ITERATIONS ?? 300)
+    const rnd = prng(Number(process.env.VDSNAP_FUZZ_SEED ?? 20240601))
+    const bases = ['good.qcow2', 'zstd.qcow2', 'ext.qcow2', 'good.vmdk', 'stream.vmdk'].map((f) => readFileSync(join(dir, f)))
+    const target = join(dir, 'fuzz.img')
+    const started = Date.now()
+    let refusedCount = 0
+    for (let i = 0; i < iterations; i++) {
+      const base = bases[i % bases.length]!
+      let buf = Buffer.from(base)
+      const hits = 1 + Math.floor(rnd() * 8)
+      for (let k = 0; k < hits; k++) {
+        const inHeader = rnd() < 0.5
+        const pos = inHeader ? Math.floor(rnd() * 512) : Math.floor(rnd() * buf.length)
+        buf[pos] = rnd() < 0.3 ? 0xff : (rnd() * 256) | 0
+      }
+      if (rnd() < 0.1) buf = buf.subarray(0, Math.floor(rnd() * buf.length))
+      writeFileSync(target, buf)
+      const t0 = Date.now()
+      try {
+        await readAll(target)
+      } catch (e) {
+        if (!(e instanceof VdsnapError)) throw new Error(`iteration ${i}: ${(e as Error).name}: ${(e as Error).message}`)
+        refusedCount++
+      }
+      expect(Date.now() - t0, `iteration ${i}`).toBeLessThan(5000)
+    }
+    expect(refusedCount).toBeGreaterThan(0)
+    expect(Date.now() - started).toBeLessThan(iterations * 100)
+  })
+})
