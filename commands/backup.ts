@@ -66,6 +66,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
         bytesNew: st.bytesNew,
         bytesStored: st.bytesStored,
         changedBlocks: st.blocksChanged,
+        changeSource: s.source.changeSource ?? null,
         newChunks: st.blocksNew,
         durationMs: st.durationMs,
         warnings: res.warnings,

@@ -5,8 +5,9 @@
 // 2. Parent: the newest snapshot of the same disk unless --full; a change of
 //    virtual size (or block size) starts a new full.
 // 3. Blocks outside the allocated ranges are zero: recorded without a read.
-// 4. Candidates: the allocated blocks, narrowed by a change source when one
-//    is given and a parent exists.
+// 4. Candidates: the allocated blocks, narrowed by a change source when a
+//    parent exists: a --changed-blocks file, or an overlay's own ranges when
+//    the layers below it are exactly what the parent snapshot captured.
 // 5. Trust but verify: when narrowed, re-hash a random sample of the blocks
 //    the change source calls unchanged; on a mismatch, warn and treat every
 //    allocated block as a candidate.
@@ -28,10 +29,10 @@ import {ChangedBlockMap} from '../cbt/changed-block-map.js'
 import {DIGEST_SIZE, ZERO_ID} from '../chunk/digest.js'
 import {ChunkPool} from '../chunk/pool.js'
 import {openImage} from '../disk/open.js'
-import type {DiskImage} from '../disk/types.js'
+import type {DiskImage, Range} from '../disk/types.js'
 import {IoError, UsageError, toVdsnapError} from '../errors.js'
 import {resolveSnapshot} from '../repo/chain.js'
-import type {Manifest, SourceFacts} from '../repo/manifest.js'
+import type {LayerFacts, Manifest, SourceFacts} from '../repo/manifest.js'
 import {Repository} from '../repo/repository.js'
 import {runHook} from './hooks.js'
 import {verifySample} from './verify-sample.js'
@@ -77,13 +78,36 @@ export function defaultDiskName(source: string): string {
   return (ext && ext.length <= 6 ? base.slice(0, -ext.length) : base) || 'disk'
 }
 
-async function sourceFacts(image: DiskImage, path: string): Promise<SourceFacts> {
+async function layerFacts(path: string, virtualSize: number): Promise<LayerFacts> {
   const st = await stat(path).catch((e) => Promise.reject(toVdsnapError(e, `examining ${path}`)))
-  return {path: resolve(path), format: image.format, size: st.isBlockDevice() ? image.virtualSize : st.size, mtimeMs: st.mtimeMs}
+  return {path: resolve(path), size: st.isBlockDevice() ? virtualSize : st.size, mtimeMs: st.mtimeMs}
+}
+
+async function sourceFacts(image: DiskImage): Promise<SourceFacts> {
+  const layers: LayerFacts[] = []
+  for (let img: DiskImage | undefined = image; img; img = img.parent) layers.push(await layerFacts(img.path, img.virtualSize))
+  return {...layers[0]!, format: image.format, layers}
+}
+
+function sameLayers(a: LayerFacts[] | undefined, b: LayerFacts[]): boolean {
+  return a !== undefined && a.length === b.length && a.every((l, i) => l.path === b[i]!.path && l.size === b[i]!.size && l.mtimeMs === b[i]!.mtimeMs)
+}
+
+/**
+ * A change source, if any: the --changed-blocks file, or the overlay's own
+ * ranges when everything below the overlay is exactly what the parent
+ * snapshot captured (a qcow2 overlay, VMDK delta or .avhdx made after it).
+ */
+async function changeSource(image: DiskImage, facts: SourceFacts, parent: Manifest, file?: string): Promise<{kind: 'changed-blocks' | 'overlay'; ranges: Range[]} | null> {
+  if (file) return {kind: 'changed-blocks', ranges: await readChangedRanges(file)}
+  if (image.overlayRanges && image.parent && sameLayers(parent.source.layers, facts.layers!.slice(1))) {
+    return {kind: 'overlay', ranges: await image.overlayRanges()}
+  }
+  return null
 }
 
 function sameFacts(a: SourceFacts, b: SourceFacts): boolean {
-  return a.size === b.size && a.mtimeMs === b.mtimeMs
+  return sameLayers(a.layers, b.layers!)
 }
 
 export async function runBackup(repo: Repository, opts: BackupOptions): Promise<BackupResult> {
@@ -122,7 +146,7 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
   const warnings: string[] = []
   const notices: string[] = []
   try {
-    const before = await sourceFacts(image, opts.source)
+    const before = await sourceFacts(image)
     const blockSize = repo.blockSize
     const virtualSize = image.virtualSize
     const blockCount = Math.ceil(virtualSize / blockSize)
@@ -152,14 +176,18 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
     }
 
     let candidates = allocated
-    if (opts.changedBlocksFile && parent) {
-      const narrowed = rangesToBlocks(await readChangedRanges(opts.changedBlocksFile), blockSize, virtualSize)
+    const source = parent ? await changeSource(image, before, parent, opts.changedBlocksFile) : null
+    if (source) {
+      const narrowed = rangesToBlocks(source.ranges, blockSize, virtualSize)
       for (let i = 0; i < narrowed.bits.length; i++) narrowed.bits[i]! &= allocated.bits[i]!
       opts.onProgress?.({phase: 'verify', bytesDone: 0, bytesTotal: 0})
       const mismatch = await verifySample(image, repo, entries, allocated, narrowed, opts.verifySamples ?? 64, opts.random ?? Math.random)
-      if (mismatch === null) candidates = narrowed
-      else {
-        warnings.push(`changed-blocks file missed a change (block ${mismatch} differs from the parent): hashed every allocated block instead`)
+      if (mismatch === null) {
+        candidates = narrowed
+        before.changeSource = source.kind
+      } else {
+        const what = source.kind === 'overlay' ? 'the overlay\'s allocation map' : 'changed-blocks file'
+        warnings.push(`${what} missed a change (block ${mismatch} differs from the parent): hashed every allocated block instead`)
       }
     } else if (opts.changedBlocksFile && !parent) {
       notices.push('no parent snapshot for this disk: --changed-blocks ignored, taking a full snapshot')
@@ -177,7 +205,7 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
     })
     bytesChanged += scan.bytesChanged
 
-    const after = await sourceFacts(image, opts.source)
+    const after = await sourceFacts(image)
     if (!sameFacts(before, after)) {
       const msg = `source changed during the read (size ${before.size}→${after.size}, mtime ${before.mtimeMs}→${after.mtimeMs}): the snapshot may not be consistent`
       if (mayRetry) return null

@@ -3,11 +3,21 @@
 // last, after its chunks and its index, so a visible snapshot never points
 // at missing data.
 
+export interface LayerFacts {
+  path: string
+  size: number
+  mtimeMs: number
+}
+
 export interface SourceFacts {
   path: string
   format: string
   size: number
   mtimeMs: number
+  /** The image's layers, top first (itself, then its backing files / parents). */
+  layers?: LayerFacts[]
+  /** What narrowed the blocks read: a --changed-blocks file or the overlay's own ranges. */
+  changeSource?: 'changed-blocks' | 'overlay'
 }
 
 export interface SnapshotStats {
