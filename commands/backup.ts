@@ -20,6 +20,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
   static override flags = {
     disk: Flags.string({summary: 'Name of the disk lineage (default: the file name without extension).'}),
     format: Flags.string({summary: 'Force the source format instead of detecting it (raw, qcow2, vmdk, vhd, vhdx).'}),
+    'image-snapshot': Flags.string({summary: 'Back up this internal snapshot of a qcow2 image (name or id, see "vdsnap info").'}),
     'changed-blocks': Flags.string({summary: 'JSON file of changed ranges ([{"offset","length"}] or qemu-img map --output=json): only those blocks are read.'}),
     full: Flags.boolean({summary: 'Ignore the previous snapshot: compare nothing, read everything.', default: false}),
     tag: Flags.string({summary: 'Tag the snapshot (repeatable).', multiple: true, default: []}),
@@ -38,6 +39,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
         source: this.args.source,
         disk: f.disk,
         format: f.format,
+        imageSnapshot: f['image-snapshot'],
         full: f.full,
         tags: f.tag,
         dryRun: f['dry-run'],

@@ -24,6 +24,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
   static override flags = {
     to: Flags.string({summary: 'Target: a file path, a block device, or - for stdout.', required: true}),
     format: Flags.string({summary: 'Target image format.', options: ['raw', 'qcow2', 'vhd', 'vhdx', 'vmdk'], default: 'raw'}),
+    subformat: Flags.string({summary: 'Image subformat: vmdk monolithicSparse|streamOptimized, vhd/vhdx dynamic|fixed.'}),
     'delta-from': Flags.string({summary: 'The target already holds this snapshot: write only blocks that differ.'}),
     'target-zeroed': Flags.boolean({summary: 'The target device already reads as zeros: skip writing zero blocks.', default: false}),
     force: Flags.boolean({summary: 'Replace an existing target file.', default: false}),
@@ -44,6 +45,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
           deltaFrom,
           to: f.to,
           format: f.format,
+          subformat: f.subformat,
           force: f.force,
           targetZeroed: f['target-zeroed'],
           onProgress: (d, t) => p.update(d, t),

@@ -48,6 +48,8 @@ export interface BackupOptions {
   source: string
   disk?: string
   format?: string
+  /** Read this internal snapshot of the image (qcow2) instead of its active layer. */
+  imageSnapshot?: string
   full?: boolean
   tags?: string[]
   dryRun?: boolean
@@ -141,7 +143,7 @@ export async function runBackup(repo: Repository, opts: BackupOptions): Promise<
 async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, mayRetry: boolean): Promise<BackupResult | null> {
   const started = Date.now()
   const now = opts.now ?? (() => new Date())
-  const image = await openImage(opts.source, {format: opts.format})
+  const image = await openImage(opts.source, {format: opts.format, imageSnapshot: opts.imageSnapshot})
   const pool = new ChunkPool({idKey: repo.idKey, encKey: repo.encKey}, repo.level)
   const warnings: string[] = []
   const notices: string[] = []

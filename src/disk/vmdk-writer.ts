@@ -15,7 +15,7 @@
 import {randomBytes} from 'node:crypto'
 import {basename} from 'node:path'
 import {deflateSync} from 'node:zlib'
-import {ImageFormatError} from '../errors.js'
+import {ImageFormatError, UsageError} from '../errors.js'
 import {ImageOutput, UnitAssembler} from './image-output.js'
 import {writeU64le} from './image-file.js'
 import type {ImageWriter} from './types.js'
@@ -81,7 +81,7 @@ export class VmdkWriter implements ImageWriter {
 
   static async create(path: string, virtualSize: number, subformat = 'monolithicSparse'): Promise<VmdkWriter> {
     if (subformat !== 'monolithicSparse' && subformat !== 'streamOptimized') {
-      throw new ImageFormatError(path, `cannot write VMDK subformat "${subformat}" (use monolithicSparse or streamOptimized)`)
+      throw new UsageError(`cannot write VMDK subformat "${subformat}"`, {hint: "use monolithicSparse or streamOptimized"})
     }
     if (!Number.isSafeInteger(virtualSize) || virtualSize < 0) throw new ImageFormatError(path, `virtual size ${virtualSize} is invalid`)
     const capacity = Math.ceil(virtualSize / SECTOR)

@@ -12,6 +12,8 @@ import {IoError, UsageError, toVdsnapError} from '../errors.js'
 export interface TargetOptions {
   to: string
   format?: string
+  /** Image subformat, e.g. streamOptimized (vmdk), fixed (vhd, vhdx). */
+  subformat?: string
   /** Replace an existing file. */
   force?: boolean
   /** The device or file already reads as zeros: skip writing zero blocks. */
@@ -80,13 +82,14 @@ export async function openTarget(opts: TargetOptions & {virtualSize: number; del
   const format = (opts.format ?? 'raw').toLowerCase()
   if (opts.to === '-') {
     if (format !== 'raw') throw new UsageError(`--to - writes raw data only, not ${format}`)
+    if (opts.subformat) throw new UsageError('--subformat applies to --format qcow2, vmdk, vhd or vhdx')
     if (opts.delta) throw new UsageError('--delta-from needs a file or device that holds the older snapshot, not stdout')
     return stdoutTarget()
   }
   const st = await stat(opts.to).catch(() => null)
   if (format !== 'raw') {
     if (opts.delta) throw new UsageError('--delta-from works on raw files and block devices only')
-    return imageTarget(opts.to, format, opts.virtualSize, opts.force ?? false, st !== null)
+    return imageTarget(opts.to, format, opts.subformat, opts.virtualSize, opts.force ?? false, st !== null)
   }
   if (st?.isBlockDevice()) return deviceTarget(opts.to, opts.virtualSize, opts.targetZeroed ?? false)
   if (opts.delta) {
@@ -185,7 +188,7 @@ function stdoutTarget(): RestoreTarget {
   }
 }
 
-async function imageTarget(path: string, format: string, size: number, force: boolean, exists: boolean): Promise<RestoreTarget> {
+async function imageTarget(path: string, format: string, subformat: string | undefined, size: number, force: boolean, exists: boolean): Promise<RestoreTarget> {
   const entry = FORMATS.find((f) => f.name === format)
   if (!entry?.create) {
     const known = ['raw', ...FORMATS.filter((f) => f.create).map((f) => f.name)]
@@ -193,7 +196,7 @@ async function imageTarget(path: string, format: string, size: number, force: bo
   }
   if (exists && !force) throw new UsageError(`${path} already exists`, {hint: 'choose another path, or add --force to replace it'})
   const tmp = tempName(path)
-  const writer: ImageWriter = await entry.create(tmp, size, {})
+  const writer: ImageWriter = await entry.create(tmp, size, {subformat})
   return {
     describe: path,
     format,
