@@ -48,6 +48,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
         onSourceChange: f['on-source-change'] as 'warn' | 'retry' | 'fail',
         preHook: f['pre-hook'],
         postHook: f['post-hook'],
+        beforeCommit: () => this.assertLockHeld(),
         onProgress: (ev) => (ev.phase === 'scan' ? p.update(ev.bytesDone, ev.bytesTotal) : p.phase(ev.phase)),
       }),
     )

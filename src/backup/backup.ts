@@ -63,6 +63,8 @@ export interface BackupOptions {
   random?: () => number
   now?: () => Date
   onProgress?: (p: BackupProgress) => void
+  /** Runs after the chunks are stored and before the index and manifest are written (lock check). */
+  beforeCommit?: () => Promise<void>
 }
 
 export interface BackupResult {
@@ -226,6 +228,7 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
     for (let b = 0; b < blockCount; b++) if (!entries.subarray(b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE).equals(ZERO_ID)) blocksUsed++
     const indexEntries = full ? entries : deltaEntries(entries, finalCbm)
     const indexDoc = {kind: full ? ('full' as const) : ('delta' as const), blockSize, virtualSize, blockCount, cbm: finalCbm, entries: indexEntries}
+    if (!opts.dryRun) await opts.beforeCommit?.()
     const indexId = opts.dryRun ? '' : await repo.saveIndex(indexDoc)
     const manifest: Manifest = {
       version: 1,

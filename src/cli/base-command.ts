@@ -70,6 +70,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return repo
   }
 
+  /** Verifies the repository lock is still held (before committing a snapshot). */
+  protected async assertLockHeld(): Promise<void> {
+    await this.lock?.assertHeld()
+  }
+
   /** Exits with the "warning" code when there were warnings, after output was written. */
   protected finishWithWarnings(warnings: string[]): void {
     for (const w of warnings) this.out.warn(w)

@@ -111,12 +111,38 @@ export class RepoLock {
     }
   }
 
+  private lastRefreshed = Date.now()
+  private now: () => number = Date.now
+
   private startRefresh(now: () => number): void {
+    this.now = now
+    this.lastRefreshed = now()
     this.timer = setInterval(() => {
-      this.info = {...this.info, refreshed: new Date(now()).toISOString()}
-      this.backend.save(this.name, Buffer.from(JSON.stringify(this.info))).catch(() => {})
+      const stamp = now()
+      this.info = {...this.info, refreshed: new Date(stamp).toISOString()}
+      this.backend
+        .save(this.name, Buffer.from(JSON.stringify(this.info)))
+        .then(() => {
+          this.lastRefreshed = stamp
+        })
+        .catch(() => {})
     }, REFRESH_MS)
     this.timer.unref()
+  }
+
+  /**
+   * Throws LockedError unless the lock is still ours and fresh. Called before
+   * a snapshot is committed: a process that lost its lock (e.g. it could not
+   * refresh it through a network outage, so a prune may have run meanwhile)
+   * must not write a manifest that could point at pruned chunks.
+   */
+  async assertHeld(): Promise<void> {
+    const fresh = this.now() - this.lastRefreshed < STALE_MS - REFRESH_MS
+    if (!fresh || !(await this.backend.stat(this.name))) {
+      throw new LockedError(`lost the lock on ${this.backend.location} (not refreshed or removed by another process): the snapshot was not written`, {
+        hint: 'run the backup again; chunks already written are reused',
+      })
+    }
   }
 
   async release(): Promise<void> {

@@ -63,3 +63,21 @@ describe('repository locks', () => {
     await live.release()
   })
 })
+
+describe('a lost lock', () => {
+  const d = tempDir()
+  const backend = new LocalBackend(join(d.path, 'repo'))
+  afterAll(() => d.cleanup())
+
+  it('assertHeld throws once the lock file is gone, or when it could not be refreshed in time', async () => {
+    let t = 1_000_000
+    const lock = await RepoLock.acquire(backend, {exclusive: false, command: 'backup', now: () => t})
+    await lock.assertHeld()
+    t += STALE_MS // no refresh happened in all that time
+    await expect(lock.assertHeld()).rejects.toBeInstanceOf(LockedError)
+    t -= STALE_MS
+    await breakLocks(backend, true)
+    await expect(lock.assertHeld()).rejects.toThrow(/lost the lock/)
+    await lock.release()
+  })
+})
