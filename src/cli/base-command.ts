@@ -32,7 +32,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected args!: Interfaces.InferredArgs<T['args']>
   protected out!: Output
   private lock?: RepoLock
-  private repository?: Repository
+  private readonly opened: {repo: Repository; lock?: RepoLock}[] = []
 
   override async init(): Promise<void> {
     await super.init()
@@ -57,11 +57,29 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** Opens the repository and takes a lock (shared unless `exclusive`); released in finally(). */
   protected async openRepo(opts: {lock: 'shared' | 'exclusive' | 'none'; command?: string}): Promise<Repository> {
-    const backend = await openStorage(this.repoLocation(), {})
-    const repo = await Repository.open(backend, passwordSource(this.flags['password-file']))
-    this.repository = repo
+    const opened = await this.openRepoAt(this.repoLocation(), passwordSource(this.flags['password-file']), opts)
+    this.lock = this.opened[this.opened.length - 1]!.lock
+    return opened
+  }
+
+  /** Opens another repository (copy's destination...), locked and closed like the main one. */
+  protected async openRepoAt(
+    location: string,
+    password: () => Promise<string>,
+    opts: {lock: 'shared' | 'exclusive' | 'none'; command?: string},
+  ): Promise<Repository> {
+    const backend = await openStorage(location, {})
+    let repo: Repository
+    try {
+      repo = await Repository.open(backend, password)
+    } catch (e) {
+      await backend.close().catch(() => {})
+      throw e
+    }
+    const entry: {repo: Repository; lock?: RepoLock} = {repo}
+    this.opened.push(entry)
     if (opts.lock !== 'none') {
-      this.lock = await RepoLock.acquire(backend, {
+      entry.lock = await RepoLock.acquire(backend, {
         exclusive: opts.lock === 'exclusive',
         command: opts.command ?? this.id ?? 'vdsnap',
         waitMs: parseDuration(this.flags['lock-wait']),
@@ -104,8 +122,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   protected override async finally(err: Error | undefined): Promise<unknown> {
-    await this.lock?.release().catch(() => {})
-    await this.repository?.close().catch(() => {})
+    for (const {repo, lock} of this.opened.reverse()) {
+      await lock?.release().catch(() => {})
+      await repo.close().catch(() => {})
+    }
     return super.finally(err)
   }
 }

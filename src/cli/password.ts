@@ -39,22 +39,26 @@ export async function prompt(question: string): Promise<string> {
   }
 }
 
-/** A lazy password source for opening an existing repository. */
-export function passwordSource(passwordFile?: string): () => Promise<string> {
+/**
+ * A lazy password source for opening an existing repository. `prefix`
+ * selects the variables: VDSNAP_PASSWORD... for the main repository,
+ * VDSNAP_TO_PASSWORD... for copy's destination.
+ */
+export function passwordSource(passwordFile?: string, prefix = 'VDSNAP_', label = 'repository'): () => Promise<string> {
   return async () => {
-    if (process.env.VDSNAP_PASSWORD !== undefined) return process.env.VDSNAP_PASSWORD
+    if (process.env[`${prefix}PASSWORD`] !== undefined) return process.env[`${prefix}PASSWORD`]!
     if (passwordFile) return readPasswordFile(passwordFile)
-    const cmd = process.env.VDSNAP_PASSWORD_COMMAND
+    const cmd = process.env[`${prefix}PASSWORD_COMMAND`]
     if (cmd) {
       try {
         return stripNewline((await exec('/bin/sh', ['-c', cmd], {maxBuffer: 1 << 16})).stdout)
       } catch (e) {
-        throw new PasswordError(`VDSNAP_PASSWORD_COMMAND failed: ${(e as Error).message.split('\n')[0]}`)
+        throw new PasswordError(`${prefix}PASSWORD_COMMAND failed: ${(e as Error).message.split('\n')[0]}`)
       }
     }
-    if (canPrompt()) return prompt('repository password: ')
-    throw new PasswordError('the repository is encrypted and no password was given', {
-      hint: 'set VDSNAP_PASSWORD, VDSNAP_PASSWORD_FILE (--password-file) or VDSNAP_PASSWORD_COMMAND',
+    if (canPrompt()) return prompt(`${label} password: `)
+    throw new PasswordError(`the ${label} is encrypted and no password was given`, {
+      hint: `set ${prefix}PASSWORD, ${prefix}PASSWORD_FILE or ${prefix}PASSWORD_COMMAND`,
     })
   }
 }
