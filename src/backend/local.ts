@@ -85,7 +85,7 @@ export class LocalBackend implements StorageBackend {
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     const base = this.path(prefix.replace(/\/$/, ''))
-    yield* walk(base, prefix.replace(/\/?$/, '/'))
+    yield* walk(base, prefix === '' ? '' : prefix.replace(/\/?$/, '/'))
   }
 
   async remove(name: string): Promise<void> {

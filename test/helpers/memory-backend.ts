@@ -1,0 +1,33 @@
+// An in-memory Backend for wrapper tests: no I/O, instant, inspectable.
+import {NotFoundError} from '../../src/errors.js'
+import type {ByteRange, ObjectInfo, StorageBackend} from '../../src/backend/types.js'
+
+export class MemoryBackend implements StorageBackend {
+  readonly location = 'memory:'
+  readonly objects = new Map<string, Buffer>()
+
+  async save(name: string, data: Buffer): Promise<void> {
+    this.objects.set(name, Buffer.from(data))
+  }
+
+  async load(name: string, range?: ByteRange): Promise<Buffer> {
+    const data = this.objects.get(name)
+    if (!data) throw new NotFoundError(`${name} is missing`)
+    return range ? data.subarray(range.offset, range.offset + range.length) : data
+  }
+
+  async stat(name: string): Promise<ObjectInfo | null> {
+    const data = this.objects.get(name)
+    return data ? {name, size: data.length} : null
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    for (const [name, data] of this.objects) if (name.startsWith(prefix)) yield {name, size: data.length}
+  }
+
+  async remove(name: string): Promise<void> {
+    this.objects.delete(name)
+  }
+
+  async close(): Promise<void> {}
+}
