@@ -28,7 +28,7 @@ export default class Init extends BaseCommand<typeof Init> {
       level: parseCompression(f.compression),
       password,
       syntheticFullEvery: f['synthetic-full-every'],
-    })
+    }, this.storageOptions())
     this.out.result({location: cfg.location, id: cfg.id, blockSize: cfg.blockSize, encryption: cfg.encryption, compression: cfg.compression}, () =>
       `created ${cfg.encryption === 'none' ? 'unencrypted' : 'encrypted'} repository ${cfg.id.slice(0, 8)} at ${cfg.location} (block size ${formatBytes(cfg.blockSize)}, ${cfg.compression.algorithm}${cfg.compression.level ? `:${cfg.compression.level}` : ''})`,
     )

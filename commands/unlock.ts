@@ -12,7 +12,7 @@ export default class Unlock extends BaseCommand<typeof Unlock> {
   }
 
   async run(): Promise<void> {
-    const removed = await unlockRepository(this.repoLocation(), this.flags['remove-all'])
+    const removed = await unlockRepository(this.repoLocation(), this.flags['remove-all'], this.storageOptions())
     this.out.result({removed: removed.map((l) => ({name: l.name, ...l.info, stale: l.stale}))}, () =>
       removed.length === 0
         ? 'no locks removed'

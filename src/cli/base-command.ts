@@ -4,7 +4,8 @@
 // engine call, rendering.
 import {Command, Flags, Errors, type Interfaces} from '@oclif/core'
 import {EXIT_CODES, VdsnapError, toVdsnapError} from '../errors.js'
-import {openStorage} from '../repo/storage.js'
+import {openStorage, type StorageOptions} from '../repo/storage.js'
+import {parseSize} from '../repo/config.js'
 import {Repository} from '../repo/repository.js'
 import {RepoLock} from '../repo/lock.js'
 import {parseDuration} from './durations.js'
@@ -26,6 +27,14 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     quiet: Flags.boolean({char: 'q', summary: 'Print nothing but errors.', default: false, helpGroup: 'GLOBAL'}),
     verbose: Flags.boolean({char: 'v', summary: 'Print more detail (progress lines without a TTY).', default: false, helpGroup: 'GLOBAL'}),
     'lock-wait': Flags.string({summary: 'How long to wait for a conflicting lock, e.g. 30s, 5m (default 0).', default: '0', helpGroup: 'GLOBAL'}),
+    'ssh-key': Flags.string({summary: 'SFTP: private key file to use (default: ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa).', helpGroup: 'STORAGE'}),
+    'known-hosts': Flags.string({summary: 'SFTP: known_hosts file (default ~/.ssh/known_hosts).', helpGroup: 'STORAGE'}),
+    's3-endpoint': Flags.string({summary: 'S3: endpoint URL of an S3-compatible service (default AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).', helpGroup: 'STORAGE'}),
+    's3-path-style': Flags.boolean({summary: 'S3: path-style addressing (automatic for IP and localhost endpoints).', helpGroup: 'STORAGE'}),
+    's3-region': Flags.string({summary: 'S3: region (default AWS_REGION / profile).', helpGroup: 'STORAGE'}),
+    'limit-upload': Flags.string({summary: 'Upload bandwidth limit, bytes per second with units, e.g. 20MiB (default: none).', helpGroup: 'STORAGE'}),
+    'limit-download': Flags.string({summary: 'Download bandwidth limit, e.g. 50MiB (default: none).', helpGroup: 'STORAGE'}),
+    connections: Flags.integer({summary: 'Transfers in flight at once (default 8; 16 for S3).', min: 1, max: 256, helpGroup: 'STORAGE'}),
   }
 
   protected flags!: BaseFlags<T>
@@ -45,6 +54,22 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.flags = flags as BaseFlags<T>
     this.args = args as Interfaces.InferredArgs<T['args']>
     this.out = new Output({json: this.flags.json, quiet: this.flags.quiet, verbose: this.flags.verbose})
+  }
+
+  /** Storage options from the common flags (SFTP, S3, WAN limits). */
+  protected storageOptions(): StorageOptions {
+    const f = this.flags
+    return {
+      sshKey: f['ssh-key'],
+      knownHostsFile: f['known-hosts'],
+      s3Endpoint: f['s3-endpoint'],
+      s3PathStyle: f['s3-path-style'] || undefined,
+      s3Region: f['s3-region'],
+      limitUpload: f['limit-upload'] ? parseSize(f['limit-upload']) : undefined,
+      limitDownload: f['limit-download'] ? parseSize(f['limit-download']) : undefined,
+      connections: f.connections,
+      retry: {onRetry: ({operation, attempt, delayMs, error}) => this.out.warn(`${operation} failed (${error.message}); retry ${attempt} in ${(delayMs / 1000).toFixed(1)} s`)},
+    }
   }
 
   protected repoLocation(): string {
@@ -68,7 +93,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     password: () => Promise<string>,
     opts: {lock: 'shared' | 'exclusive' | 'none'; command?: string},
   ): Promise<Repository> {
-    const backend = await openStorage(location, {})
+    const backend = await openStorage(location, this.storageOptions())
     let repo: Repository
     try {
       repo = await Repository.open(backend, password)

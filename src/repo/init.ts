@@ -2,7 +2,7 @@
 import {UsageError} from '../errors.js'
 import type {RepoConfig} from './config.js'
 import {Repository} from './repository.js'
-import {openStorage} from './storage.js'
+import {openStorage, type StorageOptions} from './storage.js'
 
 export function parseCompression(text: string): number {
   if (text === 'none' || text === 'zstd:0') return 0
@@ -15,8 +15,9 @@ export function parseCompression(text: string): number {
 export async function initRepository(
   location: string,
   opts: {blockSize: number; level: number; password?: string; syntheticFullEvery: number},
+  storage: StorageOptions = {},
 ): Promise<RepoConfig & {location: string}> {
-  const backend = await openStorage(location)
+  const backend = await openStorage(location, storage)
   try {
     await backend.create?.().catch((e) => {
       throw new UsageError(`cannot create a repository at ${location}: ${(e as Error).message}`)
