@@ -42,9 +42,17 @@ const PIECES_IN_FLIGHT = 16
 const LIST_PARALLEL = 8
 const LOST = Symbol('connection lost')
 
+/**
+ * SSH connections per backend. OpenSSH's sftp-server handles one request at
+ * a time per session (an fsync stalls every request behind it), so
+ * parallel transfers go over several sessions, round robin.
+ */
+export const SFTP_SESSIONS = 4
+
 export class SftpBackend implements StorageBackend {
   readonly location: string
-  private session?: Promise<SftpSession>
+  private readonly slots: (Promise<SftpSession> | undefined)[] = new Array(SFTP_SESSIONS).fill(undefined)
+  private nextSlot = 0
   private connectedOnce = false
   private readonly madeDirs = new Set<string>()
   private closed = false
@@ -62,23 +70,26 @@ export class SftpBackend implements StorageBackend {
     return posix.join(this.where.path, ...name.split('/'))
   }
 
-  /** The live session, reconnecting when the previous one died. */
+  /** A live session (the next slot, round robin), reconnecting when the previous one died. */
   private async sftp(): Promise<{s: SftpSession; sftp: SFTPWrapper}> {
     if (this.closed) throw new IoError(`${this.location} is closed`)
-    if (this.session) {
-      const s = await this.session.catch(() => undefined)
+    // Until one connection has succeeded, use slot 0 only: a wrong key or host fails once, fast.
+    const i = this.connectedOnce ? this.nextSlot++ % this.slots.length : 0
+    const current = this.slots[i]
+    if (current) {
+      const s = await current.catch(() => undefined)
       if (s && !s.dead) return {s, sftp: s.sftp}
       s?.client.end()
-      this.session = undefined
+      if (this.slots[i] === current) this.slots[i] = undefined
     }
     const p = openSftpSession(this.where, this.options, this.connectedOnce)
-    this.session = p
+    this.slots[i] = p
     try {
       const s = await p
       this.connectedOnce = true
       return {s, sftp: s.sftp}
     } catch (e) {
-      if (this.session === p) this.session = undefined
+      if (this.slots[i] === p) this.slots[i] = undefined
       throw e
     }
   }
@@ -224,9 +235,9 @@ export class SftpBackend implements StorageBackend {
 
   async close(): Promise<void> {
     this.closed = true
-    const s = await this.session?.catch(() => undefined)
-    s?.client.end()
-    this.session = undefined
+    const sessions = await Promise.all(this.slots.map((p) => p?.catch(() => undefined)))
+    for (const s of sessions) s?.client.end()
+    this.slots.fill(undefined)
   }
 }
 

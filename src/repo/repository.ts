@@ -161,6 +161,11 @@ export class Repository {
     return decodeIndex(decodeObject(ObjectKind.Index, name, data, this.encKey), id)
   }
 
+  /** Deletes an index object (forget, prune). A missing one is not an error. */
+  async removeIndex(id: string): Promise<void> {
+    await this.backend.remove(`indexes/${id}`)
+  }
+
   // ---- manifests ----
 
   static newSnapshotId(): string {
@@ -195,6 +200,12 @@ export class Repository {
     if (m.id !== id) throw new DataError(`snapshot ${id.slice(0, 8)} holds the manifest of ${String(m.id).slice(0, 8)} (corrupt)`)
     this.manifestCache.set(id, m)
     return m
+  }
+
+  /** Deletes a manifest (forget). A missing one is not an error. */
+  async removeManifest(id: string): Promise<void> {
+    this.manifestCache.delete(id)
+    await this.backend.remove(`snapshots/${id}`)
   }
 
   async listSnapshotIds(): Promise<string[]> {

@@ -1,0 +1,202 @@
+// The job file (YAML or JSON; docs/jobs.example.yaml is the commented
+// reference): repository, password source, disks with hooks, copies,
+// retention, integrity checks and a cron schedule per job. Validation is
+// strict: an unknown key or a wrong type is a one-line UsageError naming
+// the key path, e.g. `jobs.nightly.disks[1].path: required`.
+import {readFile} from 'node:fs/promises'
+import {dirname, resolve} from 'node:path'
+import {parse as parseYaml} from 'yaml'
+import {UsageError, toVdsnapError} from '../errors.js'
+import {parseKeepCount, parseWithin, type RetentionPolicy} from '../prune/retention.js'
+
+export interface PasswordSpec {
+  file?: string
+  command?: string
+  /** Name of an environment variable holding the password. */
+  env?: string
+}
+
+export interface DiskSpec {
+  path: string
+  name?: string
+  format?: string
+  tags: string[]
+  preHook?: string
+  postHook?: string
+}
+
+export interface CopySpec {
+  repository: string
+  password?: PasswordSpec
+}
+
+export interface RetentionSpec {
+  policy: RetentionPolicy
+  prune: boolean
+}
+
+export interface CheckSpec {
+  /** Milliseconds between checks; 0 = every run; null = never. */
+  everyMs: number | null
+  /** Each check reads part n of `parts`, rotating. */
+  parts: number
+}
+
+export interface Job {
+  name: string
+  repository: string
+  password?: PasswordSpec
+  disks: DiskSpec[]
+  copies: CopySpec[]
+  retention?: RetentionSpec
+  check: CheckSpec
+  schedule?: string
+  lockWaitMs: number
+}
+
+export interface JobFile {
+  path: string
+  stateFile: string
+  jobs: Job[]
+}
+
+type Obj = Record<string, unknown>
+
+function fail(key: string, what: string): never {
+  throw new UsageError(`job file: ${key}: ${what}`, {hint: 'see docs/jobs.example.yaml'})
+}
+
+function obj(v: unknown, key: string, allowed: string[]): Obj {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) fail(key, 'must be a mapping')
+  for (const k of Object.keys(v)) if (!allowed.includes(k)) fail(`${key}.${k}`, `unknown key (allowed: ${allowed.join(', ')})`)
+  return v as Obj
+}
+
+function str(o: Obj, k: string, key: string, required: true): string
+function str(o: Obj, k: string, key: string, required?: false): string | undefined
+function str(o: Obj, k: string, key: string, required = false): string | undefined {
+  const v = o[k]
+  if (v === undefined || v === null) return required ? fail(`${key}.${k}`, 'required') : undefined
+  if (typeof v !== 'string' || v === '') fail(`${key}.${k}`, 'must be a non-empty string')
+  return v
+}
+
+function list(o: Obj, k: string, key: string): unknown[] {
+  const v = o[k]
+  if (v === undefined || v === null) return []
+  if (!Array.isArray(v)) fail(`${key}.${k}`, 'must be a list')
+  return v
+}
+
+function strings(o: Obj, k: string, key: string): string[] {
+  return list(o, k, key).map((s, i) => (typeof s === 'string' && s ? s : fail(`${key}.${k}[${i}]`, 'must be a non-empty string')))
+}
+
+/** Durations in job files: 30s, 10m, 2h, 1d, 1w. */
+function duration(text: string, key: string): number {
+  const m = /^(\d+)(s|m|h|d|w)$/.exec(text)
+  if (!m) fail(key, `"${text}" is not a duration (e.g. 10m, 1d, 1w)`)
+  return Number(m[1]) * {s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000}[m[2] as 's']
+}
+
+function password(v: unknown, key: string): PasswordSpec | undefined {
+  if (v === undefined || v === null) return undefined
+  const o = obj(v, key, ['file', 'command', 'env'])
+  const spec = {file: str(o, 'file', key), command: str(o, 'command', key), env: str(o, 'env', key)}
+  if (Object.values(spec).filter(Boolean).length !== 1) fail(key, 'give exactly one of file, command, env')
+  return spec
+}
+
+function disk(v: unknown, key: string): DiskSpec {
+  const o = obj(v, key, ['path', 'name', 'format', 'tags', 'pre-hook', 'post-hook'])
+  return {path: str(o, 'path', key, true), name: str(o, 'name', key), format: str(o, 'format', key), tags: strings(o, 'tags', key), preHook: str(o, 'pre-hook', key), postHook: str(o, 'post-hook', key)}
+}
+
+const KEEPS = ['last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly'] as const
+
+function retention(v: unknown, key: string): RetentionSpec | undefined {
+  if (v === undefined || v === null) return undefined
+  const o = obj(v, key, [...KEEPS.map((k) => `keep-${k}`), 'keep-within', 'keep-tag', 'utc', 'prune'])
+  const policy: RetentionPolicy = {tags: strings(o, 'keep-tag', key)}
+  for (const k of KEEPS) {
+    const raw = o[`keep-${k}`]
+    if (raw === undefined) continue
+    if (typeof raw !== 'number' && typeof raw !== 'string') fail(`${key}.keep-${k}`, 'must be a count or "unlimited"')
+    try {
+      policy[k] = parseKeepCount(String(raw), `keep-${k}`)
+    } catch {
+      fail(`${key}.keep-${k}`, `"${raw}" is not a count or "unlimited"`)
+    }
+  }
+  policy.within = str(o, 'keep-within', key)
+  if (policy.within) {
+    try {
+      parseWithin(policy.within)
+    } catch {
+      fail(`${key}.keep-within`, `"${policy.within}" is not a duration like 7d, 2w, 1m, 1y`)
+    }
+  }
+  for (const b of ['utc', 'prune'] as const) if (o[b] !== undefined && typeof o[b] !== 'boolean') fail(`${key}.${b}`, 'must be true or false')
+  policy.utc = o.utc === true
+  return {policy, prune: o.prune !== false}
+}
+
+function check(v: unknown, key: string): CheckSpec {
+  if (v === undefined || v === null) return {everyMs: 7 * 86_400_000, parts: 4}
+  const o = obj(v, key, ['every', 'parts'])
+  const every = str(o, 'every', key) ?? '1w'
+  const parts = o.parts ?? 4
+  if (typeof parts !== 'number' || !Number.isInteger(parts) || parts < 1 || parts > 1000) fail(`${key}.parts`, 'must be a whole number from 1 to 1000')
+  const everyMs = every === 'never' ? null : every === 'run' ? 0 : duration(every, `${key}.every`)
+  return {everyMs, parts}
+}
+
+function job(name: string, v: unknown, key: string): Job {
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) fail(key, 'a job name may hold only letters, digits, . _ -')
+  const o = obj(v, key, ['repository', 'password', 'disks', 'copies', 'retention', 'check', 'schedule', 'lock-wait'])
+  const disks = list(o, 'disks', key).map((d, i) => disk(d, `${key}.disks[${i}]`))
+  if (disks.length === 0) fail(`${key}.disks`, 'required: at least one disk')
+  const copies = list(o, 'copies', key).map((c, i) => {
+    const ck = `${key}.copies[${i}]`
+    const co = obj(c, ck, ['repository', 'password'])
+    return {repository: str(co, 'repository', ck, true), password: password(co.password, `${ck}.password`)}
+  })
+  const schedule = str(o, 'schedule', key)
+  if (schedule !== undefined && !/^(@(hourly|daily|weekly|monthly|yearly|annually|midnight)|(\S+\s+){4}\S+)$/.test(schedule.trim())) {
+    fail(`${key}.schedule`, `"${schedule}" is not a cron time (five fields, or @daily...)`)
+  }
+  const lockWait = str(o, 'lock-wait', key)
+  return {
+    name, repository: str(o, 'repository', key, true), password: password(o.password, `${key}.password`), disks, copies,
+    retention: retention(o.retention, `${key}.retention`), check: check(o.check, `${key}.check`), schedule: schedule?.trim(),
+    lockWaitMs: lockWait ? duration(lockWait, `${key}.lock-wait`) : 10 * 60_000,
+  }
+}
+
+/** Parses and validates a job file's text; `path` resolves relative paths and names the state file. */
+export function parseJobFile(text: string, path: string): JobFile {
+  let doc: unknown
+  try {
+    doc = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text)
+  } catch (e) {
+    throw new UsageError(`job file ${path} is not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`)
+  }
+  const root = obj(doc, 'top level', ['jobs', 'state-file'])
+  const jobs = obj(root.jobs ?? fail('jobs', 'required'), 'jobs', Object.keys(root.jobs as Obj))
+  const list = Object.entries(jobs).map(([name, v]) => job(name, v, `jobs.${name}`))
+  if (list.length === 0) fail('jobs', 'no jobs defined')
+  const stateFile = str(root, 'state-file', 'top level') ?? `${path}.state.json`
+  return {path, stateFile: resolve(dirname(path), stateFile), jobs: list}
+}
+
+export async function loadJobFile(path: string): Promise<JobFile> {
+  const abs = resolve(path)
+  const text = await readFile(abs, 'utf8').catch((e) => Promise.reject(toVdsnapError(e, `reading job file ${abs}`)))
+  return parseJobFile(text, abs)
+}
+
+export function findJob(file: JobFile, name: string): Job {
+  const j = file.jobs.find((x) => x.name === name)
+  if (!j) throw new UsageError(`no job "${name}" in ${file.path}`, {hint: `jobs there: ${file.jobs.map((x) => x.name).join(', ')}`})
+  return j
+}

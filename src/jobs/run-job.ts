@@ -1,0 +1,174 @@
+// `vdsnap run`: one job from the job file, unattended, calling the engines
+// directly (never the CLI).
+//
+// 1. Open the job's repository with its password source.
+// 2. Back up each disk under a shared lock (checked before commit, see
+//    prune.ts). A failing disk is recorded and the next one still runs.
+// 3. Copy the job's disks' snapshots to each copy repository (shared locks
+//    on both sides; copySnapshots skips what the destination has).
+// 4. Retention: forget by the policy for each of the job's disks, then
+//    prune, under the exclusive lock (waiting up to lock-wait).
+// 5. When due (check.every), check --read-data-subset n/m with the next
+//    part n from the state file, then advance it.
+// 6. The summary: per disk the snapshot and its figures, per step its
+//    outcome, and the exit code (jobExitCode): the failure's own code when
+//    the job could not start or every disk failed; 6 when the check found
+//    damage; 3 (partial) when some disk, copy, retention or check failed or
+//    a disk warned; else 0.
+import {EXIT_CODES, toVdsnapError} from '../errors.js'
+import {runBackup, defaultDiskName} from '../backup/backup.js'
+import {runCheck} from '../check/check.js'
+import {runForget} from '../prune/run-forget.js'
+import {runPrune} from '../prune/prune.js'
+import {localRootOf} from '../prune/stale-temps.js'
+import {RepoLock} from '../repo/lock.js'
+import {Repository, type PasswordSource} from '../repo/repository.js'
+import {openStorage} from '../repo/storage.js'
+import {afterCheck, dueCheck, readState, writeState} from './check-state.js'
+import type {Job, JobFile, PasswordSpec} from './job-file.js'
+import type {CopySummary, DiskSummary, ErrorSummary, JobSummary, StepSummary} from './summary.js'
+
+export interface RunDeps {
+  /** Turns a job's password spec into a password source (the CLI supplies it). */
+  passwordFor: (spec: PasswordSpec | undefined) => PasswordSource
+  now?: () => Date
+  log?: (line: string) => void
+}
+
+export function errorSummary(e: unknown): ErrorSummary {
+  const err = toVdsnapError(e)
+  return {message: err.oneLine(), kind: err.kind, exitCode: EXIT_CODES[err.kind]}
+}
+
+async function openRepo(location: string, spec: PasswordSpec | undefined, deps: RunDeps): Promise<Repository> {
+  const backend = await openStorage(location)
+  try {
+    return await Repository.open(backend, deps.passwordFor(spec))
+  } catch (e) {
+    await backend.close().catch(() => {})
+    throw e
+  }
+}
+
+async function withLock<T>(repo: Repository, exclusive: boolean, command: string, waitMs: number, fn: (lock: RepoLock) => Promise<T>): Promise<T> {
+  const lock = await RepoLock.acquire(repo.backend, {exclusive, command, waitMs})
+  try {
+    return await fn(lock)
+  } finally {
+    await lock.release().catch(() => {})
+  }
+}
+
+async function backupDisk(repo: Repository, job: Job, d: Job['disks'][number], deps: RunDeps): Promise<DiskSummary> {
+  const started = Date.now()
+  const name = d.name ?? defaultDiskName(d.path)
+  const base: DiskSummary = {name, path: d.path, ok: false, snapshot: null, parent: null, indexKind: null, bytesRead: 0, bytesNew: 0, bytesStored: 0, changedBlocks: 0, chainLength: 0, durationMs: 0, warnings: [], error: null}
+  try {
+    const res = await withLock(repo, false, 'run backup', job.lockWaitMs, (lock) =>
+      runBackup(repo, {source: d.path, disk: name, format: d.format, tags: d.tags, preHook: d.preHook, postHook: d.postHook, now: deps.now, beforeCommit: () => lock.assertHeld()}),
+    )
+    const s = res.snapshot
+    deps.log?.(`${job.name}: disk ${name}: snapshot ${s.id.slice(0, 8)} (${s.stats.blocksChanged} blocks changed)`)
+    return {...base, ok: true, snapshot: s.id, parent: s.parent, indexKind: s.indexKind, bytesRead: s.stats.bytesRead, bytesNew: s.stats.bytesNew, bytesStored: s.stats.bytesStored, changedBlocks: s.stats.blocksChanged, chainLength: s.chainLength, durationMs: Date.now() - started, warnings: res.warnings}
+  } catch (e) {
+    const error = errorSummary(e)
+    deps.log?.(`${job.name}: disk ${name}: failed: ${error.message}`)
+    return {...base, durationMs: Date.now() - started, error}
+  }
+}
+
+async function copyStep(repo: Repository, job: Job, c: Job['copies'][number], disks: string[], deps: RunDeps): Promise<CopySummary> {
+  try {
+    const {copySnapshots} = await import('../copy/copy.js')
+    const to = await openRepo(c.repository, c.password, deps)
+    try {
+      const res = await withLock(repo, false, 'run copy', job.lockWaitMs, () =>
+        withLock(to, false, 'run copy', job.lockWaitMs, async () => {
+          const ids = (await repo.listSnapshots()).filter((m) => disks.includes(m.disk)).map((m) => m.id)
+          return ids.length ? copySnapshots(repo, to, {ids}) : {copied: [], skipped: []}
+        }),
+      )
+      deps.log?.(`${job.name}: copy to ${c.repository}: ${res.copied.length} snapshots copied`)
+      return {repository: c.repository, ok: true, copied: res.copied.length, skipped: res.skipped.length, error: null}
+    } finally {
+      await to.close().catch(() => {})
+    }
+  } catch (e) {
+    const error = errorSummary(e)
+    deps.log?.(`${job.name}: copy to ${c.repository}: failed: ${error.message}`)
+    return {repository: c.repository, ok: false, copied: 0, skipped: 0, error}
+  }
+}
+
+async function retentionStep(repo: Repository, job: Job, disks: string[], deps: RunDeps): Promise<StepSummary> {
+  const spec = job.retention!
+  try {
+    const detail = await withLock(repo, true, 'run forget', job.lockWaitMs, async (lock) => {
+      let removed = 0
+      for (const disk of disks) {
+        const r = await runForget(repo, {policy: spec.policy, disk, now: deps.now, assertHeld: () => lock.assertHeld()})
+        removed += r.removed.length
+      }
+      const prune = spec.prune ? await runPrune(repo, {assertHeld: () => lock.assertHeld(), localRoot: localRootOf(repo.location)}) : null
+      return {snapshotsRemoved: removed, prune}
+    })
+    deps.log?.(`${job.name}: retention: ${detail.snapshotsRemoved} snapshots removed${detail.prune ? `, ${detail.prune.chunksRemoved} chunks pruned` : ''}`)
+    return {ok: true, detail, error: null}
+  } catch (e) {
+    const error = errorSummary(e)
+    deps.log?.(`${job.name}: retention: failed: ${error.message}`)
+    return {ok: false, detail: null, error}
+  }
+}
+
+async function checkStep(repo: Repository, job: Job, file: JobFile, now: Date, deps: RunDeps): Promise<StepSummary | null> {
+  const state = await readState(file.stateFile)
+  const due = dueCheck(state.jobs[job.name], job.check.everyMs, job.check.parts, now)
+  if (!due) return null
+  const subset = `${due.part}/${due.parts}`
+  try {
+    const res = await withLock(repo, false, 'run check', job.lockWaitMs, () => runCheck(repo, {readDataSubset: subset}))
+    state.jobs[job.name] = afterCheck(due.part, due.parts, now)
+    await writeState(file.stateFile, state)
+    deps.log?.(`${job.name}: check ${subset}: ${res.chunksRead} chunks read, ${res.findings.length} findings`)
+    const detail = {subset, snapshots: res.snapshots, chunksRead: res.chunksRead, findings: res.findings}
+    if (res.findings.length === 0) return {ok: true, detail, error: null}
+    return {ok: false, detail, error: {message: `check ${subset} found ${res.findings.length} problems: ${res.findings[0]!.message}`, kind: 'data', exitCode: EXIT_CODES.data}}
+  } catch (e) {
+    return {ok: false, detail: {subset}, error: errorSummary(e)}
+  }
+}
+
+/** The job's exit code from its parts; see the module comment. */
+export function jobExitCode(s: Omit<JobSummary, 'exitCode'>): number {
+  const failed = s.disks.filter((d) => !d.ok)
+  if (s.error) return s.error.exitCode
+  if (failed.length === s.disks.length && failed.length > 0) return failed[0]!.error!.exitCode
+  if (s.check && !s.check.ok && s.check.error?.kind === 'data') return EXIT_CODES.data
+  const partial = failed.length > 0 || s.copies.some((c) => !c.ok) || (s.retention && !s.retention.ok) || (s.check && !s.check.ok)
+  const warned = s.disks.some((d) => d.warnings.length > 0)
+  return partial || warned ? EXIT_CODES.warning : EXIT_CODES.ok
+}
+
+export async function runJob(file: JobFile, job: Job, deps: RunDeps): Promise<JobSummary> {
+  const now = deps.now ?? (() => new Date())
+  const started = now()
+  const summary: Omit<JobSummary, 'exitCode'> = {job: job.name, repository: job.repository, started: started.toISOString(), finished: '', durationMs: 0, disks: [], copies: [], retention: null, check: null, error: null}
+  let repo: Repository | undefined
+  try {
+    repo = await openRepo(job.repository, job.password, deps)
+    for (const d of job.disks) summary.disks.push(await backupDisk(repo, job, d, deps))
+    const names = summary.disks.map((d) => d.name)
+    for (const c of job.copies) summary.copies.push(await copyStep(repo, job, c, names, deps))
+    if (job.retention) summary.retention = await retentionStep(repo, job, names, deps)
+    summary.check = await checkStep(repo, job, file, now(), deps)
+  } catch (e) {
+    summary.error = errorSummary(e)
+    deps.log?.(`${job.name}: failed: ${summary.error.message}`)
+  } finally {
+    await repo?.close().catch(() => {})
+  }
+  summary.finished = now().toISOString()
+  summary.durationMs = Date.parse(summary.finished) - started.getTime()
+  return {...summary, exitCode: jobExitCode(summary)}
+}

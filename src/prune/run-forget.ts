@@ -1,0 +1,73 @@
+// The forget use case as the CLI and job runner see it: choose the
+// snapshots (named ones, or a retention policy per disk), then remove them
+// with chain merging (forget.ts). The caller holds the exclusive lock.
+//
+// 1. Named snapshots (ids, prefixes, DISK@latest) are resolved; or the
+//    policy is applied to every disk (or the one given) with the clock.
+// 2. forgetSnapshots removes them (or, with dryRun, only plans).
+// 3. With prune, runPrune follows under the same lock (a dry run counts
+//    what would be freed as if the forget had happened).
+import {UsageError} from '../errors.js'
+import type {Manifest} from '../repo/manifest.js'
+import type {Repository} from '../repo/repository.js'
+import {selectSnapshot} from '../repo/select.js'
+import {forgetSnapshots, type ForgetResult} from './forget.js'
+import {runPrune, type PruneResult} from './prune.js'
+import {applyPolicy, isEmptyPolicy, parseWithin, type Kept, type RetentionPolicy} from './retention.js'
+
+export interface RunForgetOptions {
+  /** Snapshot selectors; exclusive with a policy. */
+  snapshots?: string[]
+  policy?: RetentionPolicy
+  disk?: string
+  dryRun?: boolean
+  now?: () => Date
+  assertHeld?: () => Promise<void>
+  onLog?: (line: string) => void
+  /** Prune afterwards (forget --prune). */
+  prune?: boolean
+  /** Local repository root, for prune's stale temporary files. */
+  localRoot?: string
+}
+
+export interface RunForgetResult extends ForgetResult {
+  /** What the policy kept and why (empty for named snapshots). */
+  kept: Kept[]
+  prune: PruneResult | null
+}
+
+export async function runForget(repo: Repository, opts: RunForgetOptions): Promise<RunForgetResult> {
+  const named = opts.snapshots ?? []
+  const policy = opts.policy ?? {}
+  if (named.length > 0 && !isEmptyPolicy(policy)) {
+    throw new UsageError('give snapshots to forget or a --keep-* policy, not both')
+  }
+  if (named.length === 0 && isEmptyPolicy(policy)) {
+    throw new UsageError('nothing to forget: name snapshots or give a policy', {hint: 'e.g. --keep-daily 7 --keep-weekly 4'})
+  }
+  if (policy.within) parseWithin(policy.within)
+  let remove: Manifest[]
+  let kept: Kept[] = []
+  if (named.length > 0) {
+    const chosen = new Map<string, Manifest>()
+    for (const sel of named) {
+      const m = await selectSnapshot(repo, sel)
+      chosen.set(m.id, m)
+    }
+    remove = [...chosen.values()]
+  } else {
+    const now = (opts.now ?? (() => new Date()))()
+    const r = applyPolicy(await repo.listSnapshots(opts.disk), policy, now)
+    remove = r.remove
+    kept = r.keep
+  }
+  const res = await forgetSnapshots(
+    repo,
+    remove.map((m) => m.id),
+    {dryRun: opts.dryRun, assertHeld: opts.assertHeld, onLog: opts.onLog},
+  )
+  if (!opts.prune) return {...res, kept, prune: null}
+  const planned = opts.dryRun ? {removed: new Set(res.removed.map((m) => m.id)), rebased: new Set(res.rebased.map((r) => r.id))} : undefined
+  const prune = await runPrune(repo, {dryRun: opts.dryRun, assertHeld: opts.assertHeld, localRoot: opts.localRoot, plannedForget: planned})
+  return {...res, kept, prune}
+}
