@@ -115,7 +115,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** Verifies the repository lock is still held (before committing a snapshot). */
   protected async assertLockHeld(): Promise<void> {
-    await this.lock?.assertHeld()
+    for (const {lock} of this.opened) await lock?.assertHeld()
   }
 
   /** Exits with the "warning" code when there were warnings, after output was written. */

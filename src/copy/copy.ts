@@ -28,6 +28,8 @@ export interface CopyOptions {
   ids?: string[]
   disk?: string
   onProgress?: (done: number, total: number) => void
+  /** Runs before each snapshot's index and manifest are written (lock check). */
+  beforeCommit?: () => Promise<void>
 }
 
 export interface CopyResult {
@@ -60,7 +62,7 @@ export async function copySnapshots(from: Repository, to: Repository, opts: Copy
         result.skipped.push(m.id)
         continue
       }
-      await copyOne(from, to, m, present, translate, srcPool, dstPool, result)
+      await copyOne(from, to, m, present, translate, srcPool, dstPool, result, opts.beforeCommit)
       present.add(m.id)
       result.copied.push(m.id)
       opts.onProgress?.(result.copied.length + result.skipped.length, wanted.length)
@@ -90,6 +92,7 @@ async function copyOne(
   srcPool: ChunkPool,
   dstPool: ChunkPool,
   result: CopyResult,
+  beforeCommit?: () => Promise<void>,
 ): Promise<void> {
   const src = await resolveSnapshot(from, m)
   const group = new TaskGroup(16)
@@ -150,6 +153,7 @@ async function copyOne(
     let k = 0
     for (const b of cbm.blocks()) entries.copy(indexEntries, k++ * DIGEST_SIZE, b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE)
   }
+  await beforeCommit?.()
   const index = await to.saveIndex({
     kind: delta ? 'delta' : 'full',
     blockSize: src.blockSize,

@@ -83,9 +83,9 @@ async function copyStep(repo: Repository, job: Job, c: Job['copies'][number], di
     const to = await openRepo(c.repository, c.password, deps)
     try {
       const res = await withLock(repo, false, 'run copy', job.lockWaitMs, () =>
-        withLock(to, false, 'run copy', job.lockWaitMs, async () => {
+        withLock(to, false, 'run copy', job.lockWaitMs, async (toLock) => {
           const ids = (await repo.listSnapshots()).filter((m) => disks.includes(m.disk)).map((m) => m.id)
-          return ids.length ? copySnapshots(repo, to, {ids}) : {copied: [], skipped: []}
+          return ids.length ? copySnapshots(repo, to, {ids, beforeCommit: () => toLock.assertHeld()}) : {copied: [], skipped: []}
         }),
       )
       deps.log?.(`${job.name}: copy to ${c.repository}: ${res.copied.length} snapshots copied`)
