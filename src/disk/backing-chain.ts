@@ -1,16 +1,24 @@
-// Opens the backing (qcow2) or parent (VMDK) image of a layered image.
-// Invariants: relative names resolve against the child's directory; a
-// chain may be at most MAX_CHAIN_DEPTH images deep; an image that appears
-// twice in one chain (a loop) is refused; a missing parent is refused with
-// an error naming it. The chain state rides along in the open options so
-// every format's opener passes it on without knowing about it.
+// Parent chains of layered images: qcow2 backing files, VMDK delta disks,
+// VHD and VHDX differencing disks. Invariants, for every format:
+//  - relative names resolve against the child's directory;
+//  - a chain may be at most MAX_CHAIN_DEPTH images deep;
+//  - an image that appears twice in one chain (a loop) is refused;
+//  - a missing parent is refused with an error naming it.
+// The chain state (real paths of the images above) rides along in the open
+// options, so it crosses the format registry (openImage) unchanged and a
+// format's opener passes it on without knowing about the other formats.
+// Name resolution differs by origin: qcow2 and VMDK store POSIX names
+// (openBacking, qemu's rule); VHD and VHDX store paths from Windows or
+// macOS hosts (findParent: backslashes become slashes, and an absolute path
+// that does not exist here is retried as its file name next to the child).
 import {realpath, stat} from 'node:fs/promises'
-import {dirname, isAbsolute, resolve} from 'node:path'
+import {basename, dirname, isAbsolute, resolve} from 'node:path'
 import {ImageFormatError, VdsnapError} from '../errors.js'
 import {FORMATS} from './formats.js'
 import {openImage} from './open.js'
 import type {DiskImage, OpenOptions} from './types.js'
 
+/** Deepest chain we open; deeper chains are refused as corrupt or looping. */
 export const MAX_CHAIN_DEPTH = 64
 
 /** Open options plus the real paths of the images above this one in its chain. */
@@ -18,8 +26,11 @@ export interface ChainOpenOptions extends OpenOptions {
   chainAbove?: string[]
 }
 
-/** Real path of `path`, recorded by an opener before it opens its parent. */
-export async function chainStateFor(path: string, options: ChainOpenOptions): Promise<string[]> {
+/**
+ * Registers `path` in the chain before an opener opens its parent; throws on
+ * a loop or a too deep chain. Returns the chain to pass to the parent.
+ */
+export async function enterChain(path: string, options: ChainOpenOptions): Promise<string[]> {
   const real = await realpath(path).catch(() => resolve(path))
   const above = options.chainAbove ?? []
   if (above.includes(real)) throw new ImageFormatError(path, 'backing chain loops back to this image')
@@ -30,10 +41,11 @@ export async function chainStateFor(path: string, options: ChainOpenOptions): Pr
 }
 
 /**
- * Opens `name` as the parent of the image at `childPath`. `format` forces a
- * format (from a qcow2 backing-format extension) when given.
+ * Opens `name` (a qcow2 backing file or VMDK parent) as the parent of the
+ * image at `childPath`. `format` forces a format (from a qcow2
+ * backing-format extension) when given.
  */
-export async function openParent(
+export async function openBacking(
   childPath: string,
   name: string,
   chain: string[],
@@ -56,6 +68,60 @@ export async function openParent(
     if (e instanceof VdsnapError) throw e
     throw new ImageFormatError(childPath, `opening backing file "${name}" failed: ${(e as Error).message}`, {cause: e})
   }
+}
+
+/** Paths of the images below `img` in its chain, nearest first (ImageInfo.parents). */
+export function chainPaths(img: DiskImage): string[] {
+  const out: string[] = []
+  for (let p = img.parent; p; p = p.parent) out.push(p.path)
+  return out
+}
+
+/** Local candidates for one stored parent path, most specific first. */
+export function parentCandidates(childPath: string, stored: string): string[] {
+  let p = stored.replace(/\0+$/, '').trim()
+  if (!p) return []
+  if (p.startsWith('file://')) {
+    p = decodeURIComponent(p.slice('file://'.length).replace(/^localhost/, ''))
+  }
+  const slashed = p.replace(/\\/g, '/')
+  const childDir = dirname(childPath)
+  const windowsAbsolute = /^[A-Za-z]:\//.test(slashed) || slashed.startsWith('//')
+  const out: string[] = []
+  if (windowsAbsolute) out.push(resolve(childDir, basename(slashed)))
+  else if (isAbsolute(slashed)) out.push(slashed, resolve(childDir, basename(slashed)))
+  else out.push(resolve(childDir, slashed), resolve(childDir, basename(slashed)))
+  return out
+}
+
+/**
+ * The first existing file among the candidates of all stored paths.
+ * Throws an ImageFormatError naming the parent when none exists.
+ */
+export async function findParent(childPath: string, stored: string[]): Promise<string> {
+  const tried: string[] = []
+  for (const s of stored) {
+    for (const c of parentCandidates(childPath, s)) {
+      if (tried.includes(c)) continue
+      tried.push(c)
+      try {
+        if ((await stat(c)).isFile()) return c
+      } catch {
+        // try the next candidate
+      }
+    }
+  }
+  if (tried.length === 0) throw new ImageFormatError(childPath, 'differencing image names no parent file')
+  throw new ImageFormatError(childPath, `parent image ${stored.find((s) => s.trim()) ?? tried[0]} not found (looked for ${tried.join(', ')})`)
+}
+
+/** Decodes UTF-16 text up to the first NUL. */
+export function decodeUtf16(buf: Buffer, bigEndian: boolean): string {
+  const copy = Buffer.from(buf.subarray(0, buf.length & ~1))
+  if (bigEndian) copy.swap16()
+  const s = copy.toString('utf16le')
+  const nul = s.indexOf('\0')
+  return nul >= 0 ? s.slice(0, nul) : s
 }
 
 /** Ranges minus other ranges; both sorted and non-overlapping. */

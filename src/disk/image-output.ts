@@ -1,4 +1,5 @@
-// Output plumbing shared by the qcow2 and VMDK writers.
+// Output plumbing shared by the image writers.
+//  - writeAt is the one positional write loop (all writers use it).
 //  - ImageOutput writes to a temporary name next to the target, batching
 //    sequential appends into large writes; finish() flushes, fsyncs and
 //    renames into place, abort() closes and removes the partial file.
@@ -12,6 +13,16 @@ import {toVdsnapError, VdsnapError} from '../errors.js'
 
 const BATCH_BYTES = 8 * 1024 * 1024
 const SECTOR = 512
+
+/** Writes all of `buf` at file offset `pos` (a write may be partial, so it loops). */
+export async function writeAt(fh: FileHandle, path: string, buf: Buffer, pos: number): Promise<void> {
+  try {
+    let done = 0
+    while (done < buf.length) done += (await fh.write(buf, done, buf.length - done, pos + done)).bytesWritten
+  } catch (e) {
+    throw toVdsnapError(e, `writing ${path}`)
+  }
+}
 
 export class ImageOutput {
   private queue: Buffer[] = []
@@ -51,13 +62,8 @@ export class ImageOutput {
   }
 
   /** Writes `buf` at an absolute offset (metadata outside the append stream). */
-  async writeAt(buf: Buffer, pos: number): Promise<void> {
-    try {
-      let done = 0
-      while (done < buf.length) done += (await this.fh.write(buf, done, buf.length - done, pos + done)).bytesWritten
-    } catch (e) {
-      throw toVdsnapError(e, `writing ${this.path}`)
-    }
+  writeAt(buf: Buffer, pos: number): Promise<void> {
+    return writeAt(this.fh, this.path, buf, pos)
   }
 
   async flush(): Promise<void> {

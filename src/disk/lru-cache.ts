@@ -1,6 +1,6 @@
-// A small least-recently-used map for L2 tables, grain tables and
-// decompressed clusters. Invariant: never holds more than `capacity`
-// entries, so reader memory stays flat however large the image is.
+// A small least-recently-used map for L2 tables, grain tables, decompressed
+// clusters, BAT pages and sector bitmaps. Invariant: never holds more than
+// `capacity` entries, so reader memory stays flat however large the image is.
 export class LruCache<K, V> {
   private readonly map = new Map<K, V>()
 
@@ -22,6 +22,15 @@ export class LruCache<K, V> {
       const oldest = this.map.keys().next().value as K
       this.map.delete(oldest)
     }
+  }
+
+  /** The cached value for `key`, loading and caching it on a miss. */
+  async getOrLoad(key: K, load: () => Promise<V>): Promise<V> {
+    const hit = this.get(key)
+    if (hit !== undefined) return hit
+    const v = await load()
+    this.set(key, v)
+    return v
   }
 
   clear(): void {

@@ -1,19 +1,21 @@
 // A large on-disk table (VHD BAT, VHDX BAT) read page by page on demand,
-// with a small LRU of pages, so memory stays bounded for multi-TiB images.
+// with a small LRU of pages (lru-cache.ts), so memory stays bounded for
+// multi-TiB images.
 // Invariant: the whole table was bounds-checked against the file at
 // construction; get() decodes from raw page bytes and never allocates more
 // than one page.
-import type {BoundedFile} from './bounded-file.js'
+import type {ImageFile} from './image-file.js'
+import {LruCache} from './lru-cache.js'
 
 /** Entries per page and pages kept: 4096 × 8 bytes × 256 pages = 8 MiB at most. */
 const ENTRIES_PER_PAGE = 4096
 const MAX_CACHED_PAGES = 256
 
 export class PagedTable {
-  private readonly pages = new Map<number, Buffer>()
+  private readonly pages = new LruCache<number, Buffer>(MAX_CACHED_PAGES)
 
   constructor(
-    private readonly file: BoundedFile,
+    private readonly file: ImageFile,
     private readonly tableOffset: number,
     readonly entryCount: number,
     private readonly entrySize: number,
@@ -21,41 +23,22 @@ export class PagedTable {
     private readonly decode: (page: Buffer, offset: number) => number,
     private readonly what: string,
   ) {
-    file.check(tableOffset, entryCount * entrySize, what)
+    file.checkSpan(tableOffset, entryCount * entrySize, what)
   }
 
   async get(index: number): Promise<number> {
     const pageNo = Math.floor(index / ENTRIES_PER_PAGE)
-    let page = this.pages.get(pageNo)
-    if (page) {
-      this.pages.delete(pageNo)
-      this.pages.set(pageNo, page)
-    } else {
+    const page = await this.pages.getOrLoad(pageNo, () => {
       const first = pageNo * ENTRIES_PER_PAGE
       const count = Math.min(ENTRIES_PER_PAGE, this.entryCount - first)
-      page = await this.file.readNew(this.tableOffset + first * this.entrySize, count * this.entrySize, this.what)
-      this.pages.set(pageNo, page)
-      if (this.pages.size > MAX_CACHED_PAGES) this.pages.delete(this.pages.keys().next().value!)
-    }
+      return this.file.readStruct(this.tableOffset + first * this.entrySize, count * this.entrySize, this.what)
+    })
     return this.decode(page, (index % ENTRIES_PER_PAGE) * this.entrySize)
   }
 }
 
-/** A tiny LRU for per-block sector bitmaps. */
-export class BitmapCache {
-  private readonly map = new Map<number, Buffer>()
-
-  constructor(private readonly max = 64) {}
-
-  async get(key: number, load: () => Promise<Buffer>): Promise<Buffer> {
-    const hit = this.map.get(key)
-    if (hit) return hit
-    const b = await load()
-    this.map.set(key, b)
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!)
-    return b
-  }
-}
+/** Sector bitmaps (one per block) the VHD and VHDX readers keep in their LRU. */
+export const MAX_CACHED_BITMAPS = 64
 
 /**
  * Length of the run of equal bits starting at bit `start` (at most `max` bits)

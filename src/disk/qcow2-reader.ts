@@ -3,20 +3,18 @@
 // entries, subcluster): zero, unallocated (read from the backing image, or
 // zeros), data (in this file or the external data file) and compressed.
 //
-// Reading a range:
-//   1. walk the range one mapping unit (cluster / subcluster) at a time;
-//   2. join neighbouring units of the same kind into runs, data runs only
-//      while their host offsets are contiguous, so one file read serves many
-//      clusters;
-//   3. serve each run: fill zeros, read the file straight into the caller's
-//      buffer, delegate to the backing image, or decompress (one cluster).
+// Reading a range goes through the shared run loop (mapped-read.ts): this
+// reader maps a guest offset to its cluster or subcluster (lookupUnit) and
+// serves data runs straight from the file and compressed runs by
+// decompressing one cluster (readRun); zeros and the backing image are the
+// loop's.
 // Invariants: L2 tables come through a bounded LRU; every L2 offset was
 // checked (aligned, inside the file) when the L1 table was loaded; every
 // data offset is checked before it is read; lookups never recurse, so a
 // table pointing at itself or at the header cannot loop.
 import {dirname, isAbsolute, resolve} from 'node:path'
 import {ImageFormatError, NotFoundError} from '../errors.js'
-import {type ChainOpenOptions, chainStateFor, clipRanges, openParent, subtractRanges} from './backing-chain.js'
+import {chainPaths, type ChainOpenOptions, enterChain, clipRanges, openBacking, subtractRanges} from './backing-chain.js'
 import {ImageFile} from './image-file.js'
 import {decompressCluster} from './qcow2-compressed.js'
 import {
@@ -39,6 +37,7 @@ import {
   UNIT_DATA,
   UNIT_UNALLOCATED,
   UNIT_ZERO,
+  type UnitMap,
 } from './mapped-read.js'
 
 /** Bytes of L2 tables kept in memory per image. */
@@ -52,7 +51,7 @@ const SECTOR = 512
 
 const Kind = {Zero: UNIT_ZERO, Unallocated: UNIT_UNALLOCATED, Data: UNIT_DATA, Compressed: UNIT_COMPRESSED} as const
 
-export class Qcow2Image implements DiskImage {
+export class Qcow2Image implements DiskImage, UnitMap {
   readonly format = 'qcow2'
   private readonly l2Cache: LruCache<number, Buffer>
   private readonly clusterCache = new LruCache<number, Buffer>(COMPRESSED_CACHE_ENTRIES)
@@ -82,7 +81,7 @@ export class Qcow2Image implements DiskImage {
     let parent: DiskImage | undefined
     try {
       const h = await readQcow2Header(file)
-      const chain = await chainStateFor(path, options)
+      const chain = await enterChain(path, options)
       let l1Offset = h.l1Offset
       let l1Size = h.l1Size
       let virtualSize = h.virtualSize
@@ -102,7 +101,7 @@ export class Qcow2Image implements DiskImage {
         })
       }
       const l1 = await loadL1(file, h, l1Offset, l1Size)
-      if (h.backingName !== undefined) parent = await openParent(path, h.backingName, chain, h.backingFormat)
+      if (h.backingName !== undefined) parent = await openBacking(path, h.backingName, chain, h.backingFormat)
       return new Qcow2Image(path, file, dataFile ?? file, h, l1, virtualSize, parent)
     } catch (e) {
       await parent?.close()
@@ -112,28 +111,19 @@ export class Qcow2Image implements DiskImage {
     }
   }
 
-  async read(buf: Buffer, offset: number, length = buf.length): Promise<number> {
-    if (offset < 0 || length < 0 || length > buf.length || offset + length > this.virtualSize) {
-      throw new ImageFormatError(this.path, `read of ${length} bytes at ${offset} is past the end (${this.virtualSize})`)
-    }
-    await readMapped(offset, length, (g, u) => this.lookup(g, u), (r) => this.serve(buf, r))
-    return length
+  read(buf: Buffer, offset: number, length = buf.length): Promise<number> {
+    return readMapped(this, buf, offset, length)
   }
 
-  private async serve(buf: Buffer, r: MappedRun): Promise<void> {
+  /** Data runs come straight from the (data) file; a compressed run is one cluster. */
+  async readRun(buf: Buffer, r: MappedRun): Promise<void> {
     if (r.kind === Kind.Data) {
       await this.dataFile.readZeroPadded(buf, r.at, r.len, r.host)
-    } else if (r.kind === Kind.Compressed) {
-      const cluster = await this.compressedCluster(r.host, r.clen, r.guest)
-      const inCluster = r.guest % this.cs
-      cluster.copy(buf, r.at, inCluster, inCluster + r.len)
-    } else if (r.kind === Kind.Unallocated && this.parent) {
-      const fromParent = Math.max(0, Math.min(r.len, this.parent.virtualSize - r.guest))
-      if (fromParent > 0) await this.parent.read(buf.subarray(r.at, r.at + fromParent), r.guest, fromParent)
-      buf.fill(0, r.at + fromParent, r.at + r.len)
-    } else {
-      buf.fill(0, r.at, r.at + r.len)
+      return
     }
+    const cluster = await this.compressedCluster(r.host, r.clen, r.guest)
+    const inCluster = r.guest % this.cs
+    cluster.copy(buf, r.at, inCluster, inCluster + r.len)
   }
 
   private async compressedCluster(host: number, clen: number, guest: number): Promise<Buffer> {
@@ -156,7 +146,7 @@ export class Qcow2Image implements DiskImage {
   }
 
   /** Maps one guest offset to the unit holding it. */
-  private async lookup(guest: number, u: MappedUnit): Promise<void> {
+  async lookupUnit(guest: number, u: MappedUnit): Promise<void> {
     const cluster = Math.floor(guest / this.cs)
     const l1Index = Math.floor(cluster / this.l2Entries)
     const l2Offset = this.l1[l1Index] ?? 0
@@ -264,8 +254,6 @@ export class Qcow2Image implements DiskImage {
 
   async info(): Promise<ImageInfo> {
     const ranges = await this.allocatedRanges()
-    const parents: string[] = []
-    for (let p = this.parent; p; p = p.parent) parents.push(p.path)
     const raw = this.h.autoclear & AUTOCLEAR_RAW_DATA ? ' (raw external data)' : ''
     return {
       path: this.path,
@@ -275,7 +263,7 @@ export class Qcow2Image implements DiskImage {
       allocatedBytes: ranges.reduce((s, r) => s + r.length, 0),
       clusterSize: this.cs,
       logicalSectorSize: SECTOR,
-      parents,
+      parents: chainPaths(this),
       snapshots: this.h.snapshots.map((s) => ({id: s.id, name: s.name, virtualSize: s.virtualSize, date: s.date})),
       fileSize: this.file.size + (this.dataFile !== this.file ? this.dataFile.size : 0),
     }

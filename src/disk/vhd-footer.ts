@@ -3,7 +3,7 @@
 // All fields are big-endian. Checksums are the one's complement of the byte
 // sum with the checksum field taken as zero. Offsets below never change.
 import {ImageFormatError} from '../errors.js'
-import {readU64, writeU64} from './bounded-file.js'
+import {u64be, writeU64be} from './image-file.js'
 
 export const FOOTER_SIZE = 512
 export const DYN_HEADER_SIZE = 1024
@@ -104,9 +104,9 @@ export function parseFooter(buf: Buffer, path: string): VhdFooter {
   if (![DISK_FIXED, DISK_DYNAMIC, DISK_DIFFERENCING].includes(diskType)) throw new ImageFormatError(path, `unsupported VHD disk type ${diskType}`)
   const rawData = buf.readBigUInt64BE(F_DATA_OFFSET)
   return {
-    dataOffset: diskType === DISK_FIXED || rawData === FIXED_DATA_OFFSET ? undefined : readU64(buf, F_DATA_OFFSET, false, path, 'VHD dynamic header offset'),
+    dataOffset: diskType === DISK_FIXED || rawData === FIXED_DATA_OFFSET ? undefined : u64be(buf, F_DATA_OFFSET, path, 'VHD dynamic header offset'),
     creatorApp: buf.toString('latin1', F_CREATOR_APP, F_CREATOR_APP + 4),
-    currentSize: readU64(buf, F_CURRENT_SIZE, false, path, 'VHD current size'),
+    currentSize: u64be(buf, F_CURRENT_SIZE, path, 'VHD current size'),
     cylinders: buf.readUInt16BE(F_CYLINDERS),
     heads: buf[F_HEADS]!,
     sectorsPerTrack: buf[F_SPT]!,
@@ -128,13 +128,13 @@ export function encodeFooter(f: VhdFooter, timestamp: number): Buffer {
   b.writeUInt32BE(FEATURES_RESERVED, F_FEATURES)
   b.writeUInt32BE(FORMAT_VERSION, F_VERSION)
   if (f.dataOffset === undefined) b.writeBigUInt64BE(FIXED_DATA_OFFSET, F_DATA_OFFSET)
-  else writeU64(b, F_DATA_OFFSET, f.dataOffset, false)
+  else writeU64be(b, f.dataOffset, F_DATA_OFFSET)
   b.writeUInt32BE(timestamp >>> 0, F_TIMESTAMP)
   b.write(f.creatorApp.padEnd(4, ' ').slice(0, 4), F_CREATOR_APP, 'latin1')
   b.writeUInt32BE(0x0001_0000, F_CREATOR_VERSION)
   b.writeUInt32BE(HOST_OS_WINDOWS, F_CREATOR_OS)
-  writeU64(b, F_ORIGINAL_SIZE, f.currentSize, false)
-  writeU64(b, F_CURRENT_SIZE, f.currentSize, false)
+  writeU64be(b, f.currentSize, F_ORIGINAL_SIZE)
+  writeU64be(b, f.currentSize, F_CURRENT_SIZE)
   b.writeUInt16BE(f.cylinders, F_CYLINDERS)
   b[F_HEADS] = f.heads
   b[F_SPT] = f.sectorsPerTrack
@@ -153,10 +153,10 @@ export function parseDynamicHeader(buf: Buffer, path: string): VhdDynamicHeader 
     const o = D_LOCATORS + i * LOCATOR_SIZE
     const code = buf.toString('latin1', o, o + 4)
     if (buf.readUInt32BE(o) === 0) continue
-    locators.push({code, dataLength: buf.readUInt32BE(o + 8), dataOffset: readU64(buf, o + 16, false, path, 'VHD parent locator offset')})
+    locators.push({code, dataLength: buf.readUInt32BE(o + 8), dataOffset: u64be(buf, o + 16, path, 'VHD parent locator offset')})
   }
   return {
-    tableOffset: readU64(buf, D_TABLE_OFFSET, false, path, 'VHD BAT offset'),
+    tableOffset: u64be(buf, D_TABLE_OFFSET, path, 'VHD BAT offset'),
     maxTableEntries: buf.readUInt32BE(D_MAX_ENTRIES),
     blockSize: buf.readUInt32BE(D_BLOCK_SIZE),
     parentId: Buffer.from(buf.subarray(D_PARENT_ID, D_PARENT_ID + 16)),
@@ -177,7 +177,7 @@ export function encodeDynamicHeader(h: Omit<VhdDynamicHeader, 'locators'> & {loc
   const b = Buffer.alloc(DYN_HEADER_SIZE)
   b.write(DYN_COOKIE, D_COOKIE, 'latin1')
   b.writeBigUInt64BE(FIXED_DATA_OFFSET, D_DATA_OFFSET)
-  writeU64(b, D_TABLE_OFFSET, h.tableOffset, false)
+  writeU64be(b, h.tableOffset, D_TABLE_OFFSET)
   b.writeUInt32BE(FORMAT_VERSION, D_VERSION)
   b.writeUInt32BE(h.maxTableEntries, D_MAX_ENTRIES)
   b.writeUInt32BE(h.blockSize, D_BLOCK_SIZE)
@@ -189,7 +189,7 @@ export function encodeDynamicHeader(h: Omit<VhdDynamicHeader, 'locators'> & {loc
     b.write(l.code, o, 'latin1')
     b.writeUInt32BE(l.space / SECTOR, o + 4)
     b.writeUInt32BE(l.dataLength, o + 8)
-    writeU64(b, o + 16, l.dataOffset, false)
+    writeU64be(b, l.dataOffset, o + 16)
   })
   b.writeUInt32BE(vhdChecksum(b, D_CHECKSUM), D_CHECKSUM)
   return b

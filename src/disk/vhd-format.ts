@@ -53,6 +53,6 @@ function probeTailSync(path: string): boolean {
 export const VHD_FORMAT: FormatEntry = {
   name: 'vhd',
   probe: (head, path) => head.toString('latin1', 0, 8) === FOOTER_COOKIE || probeTailSync(path),
-  open: (path) => VhdImage.open(path),
+  open: (path, options) => VhdImage.open(path, options),
   create: (path, virtualSize, options) => createVhdWriter(path, virtualSize, options),
 }

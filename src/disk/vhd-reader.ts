@@ -8,10 +8,11 @@
 // so we agree with `qemu-img info`; every file offset is bounds-checked
 // before use; BAT and bitmaps are cached with bounded memory.
 import {ImageFormatError} from '../errors.js'
-import {BoundedFile} from './bounded-file.js'
-import {readExtents, pushRange, type Extent, type ExtentMap} from './extent-reader.js'
-import {BitmapCache, PagedTable, bitRun} from './paged-table.js'
-import {decodeUtf16, enterChain, findParent, rootChain, type ChainContext} from './parent-chain.js'
+import {ImageFile} from './image-file.js'
+import {type MappedRun, type MappedUnit, pushDataRanges, pushRange, readMapped, setUnit, UNIT_DATA, UNIT_UNALLOCATED, UNIT_ZERO, type UnitMap} from './mapped-read.js'
+import {LruCache} from './lru-cache.js'
+import {MAX_CACHED_BITMAPS, PagedTable, bitRun} from './paged-table.js'
+import {chainPaths, decodeUtf16, enterChain, findParent, type ChainOpenOptions} from './backing-chain.js'
 import {normalizeRanges, type DiskImage, type ImageInfo, type Range} from './types.js'
 import {
   DISK_DIFFERENCING, DISK_FIXED, DYN_HEADER_SIZE, FOOTER_SIZE, SECTOR, UNALLOCATED, footerVirtualSize,
@@ -30,22 +31,22 @@ interface Dynamic {
   bitmapSize: number
 }
 
-export class VhdImage implements DiskImage, ExtentMap {
+export class VhdImage implements DiskImage, UnitMap {
   readonly format = 'vhd'
-  private readonly bitmaps = new BitmapCache()
+  private readonly bitmaps = new LruCache<number, Buffer>(MAX_CACHED_BITMAPS)
 
   private constructor(
     readonly path: string,
-    private readonly file: BoundedFile,
+    private readonly file: ImageFile,
     private readonly footer: VhdFooter,
     readonly virtualSize: number,
     private readonly dyn: Dynamic | undefined,
     readonly parent: VhdImage | undefined,
   ) {}
 
-  static async open(path: string, ctx: ChainContext = rootChain()): Promise<VhdImage> {
-    const chain = await enterChain(ctx, path)
-    const file = await BoundedFile.open(path)
+  static async open(path: string, options: ChainOpenOptions = {}): Promise<VhdImage> {
+    const chain = await enterChain(path, options)
+    const file = await ImageFile.open(path)
     try {
       const footer = await readFooter(file)
       const virtualSize = footerVirtualSize(footer)
@@ -70,33 +71,36 @@ export class VhdImage implements DiskImage, ExtentMap {
     return this.footer.uniqueId
   }
 
-  async mapExtent(offset: number, maxLength: number): Promise<Extent> {
+  async lookupUnit(offset: number, u: MappedUnit, wanted: number): Promise<void> {
     const dyn = this.dyn
     if (!dyn) {
       const dataEnd = Math.min(this.virtualSize, this.file.size - FOOTER_SIZE)
-      if (offset >= dataEnd) return {kind: 'zero', length: maxLength}
-      return {kind: 'data', length: Math.min(maxLength, dataEnd - offset), fileOffset: offset}
+      if (offset >= dataEnd) setUnit(u, UNIT_ZERO, wanted)
+      else setUnit(u, UNIT_DATA, Math.min(wanted, dataEnd - offset), offset)
+      return
     }
     const index = Math.floor(offset / dyn.blockSize)
     const inBlock = offset - index * dyn.blockSize
-    const avail = Math.min(maxLength, dyn.blockSize - inBlock)
-    const absent: Extent = {kind: this.parent ? 'parent' : 'zero', length: avail}
+    const avail = Math.min(wanted, dyn.blockSize - inBlock)
     const entry = await dyn.bat.get(index)
-    if (entry === UNALLOCATED) return absent
+    if (entry === UNALLOCATED) return setUnit(u, UNIT_UNALLOCATED, avail)
     const blockStart = entry * SECTOR
     const used = Math.min(dyn.blockSize, this.virtualSize - index * dyn.blockSize)
-    this.file.check(blockStart, dyn.bitmapSize + used, `block ${index} (BAT entry ${entry})`)
-    const bitmap = await this.bitmaps.get(index, () => this.file.readNew(blockStart, dyn.bitmapSize, `sector bitmap of block ${index}`))
+    this.file.checkSpan(blockStart, dyn.bitmapSize + used, `block ${index} (BAT entry ${entry})`)
+    const bitmap = await this.bitmaps.getOrLoad(index, () => this.file.readStruct(blockStart, dyn.bitmapSize, `sector bitmap of block ${index}`))
     const sector = Math.floor(inBlock / SECTOR)
     const sectors = Math.ceil((inBlock + avail) / SECTOR) - sector
     const run = bitRun(bitmap, sector, sectors, true)
     const length = Math.min((sector + run.count) * SECTOR, inBlock + avail) - inBlock
-    if (!run.set) return {...absent, length}
-    return {kind: 'data', length, fileOffset: blockStart + dyn.bitmapSize + inBlock}
+    setUnit(u, run.set ? UNIT_DATA : UNIT_UNALLOCATED, length, blockStart + dyn.bitmapSize + inBlock)
+  }
+
+  async readRun(buf: Buffer, r: MappedRun): Promise<void> {
+    await this.file.readInto(buf, r.at, r.len, r.host, 'image data')
   }
 
   read(buf: Buffer, offset: number, length = buf.length): Promise<number> {
-    return readExtents(this, this.file, this.parent, this.virtualSize, buf, offset, length)
+    return readMapped(this, buf, offset, length)
   }
 
   /** Ranges this file stores, at block granularity (or sector granularity when `exact`). */
@@ -112,11 +116,7 @@ export class VhdImage implements DiskImage, ExtentMap {
         pushRange(out, start, len)
         continue
       }
-      for (let pos = 0; pos < len; ) {
-        const ext = await this.mapExtent(start + pos, len - pos)
-        if (ext.kind === 'data') pushRange(out, start + pos, ext.length)
-        pos += ext.length
-      }
+      await pushDataRanges(this, out, start, len)
     }
     return out
   }
@@ -132,8 +132,6 @@ export class VhdImage implements DiskImage, ExtentMap {
 
   async info(): Promise<ImageInfo> {
     const ranges = await this.allocatedRanges()
-    const parents: string[] = []
-    for (let p = this.parent; p; p = p.parent) parents.push(p.path)
     const subformat = this.footer.diskType === DISK_FIXED ? 'fixed' : this.parent ? 'differencing' : 'dynamic'
     return {
       path: this.path,
@@ -143,7 +141,7 @@ export class VhdImage implements DiskImage, ExtentMap {
       allocatedBytes: ranges.reduce((s, r) => s + r.length, 0),
       clusterSize: this.dyn?.blockSize,
       logicalSectorSize: SECTOR,
-      parents,
+      parents: chainPaths(this),
       snapshots: [],
       fileSize: this.file.physicalSize,
     }
@@ -156,13 +154,13 @@ export class VhdImage implements DiskImage, ExtentMap {
 }
 
 /** The footer at the end; for dynamic disks the copy at offset 0 stands in for a damaged one. */
-async function readFooter(file: BoundedFile): Promise<VhdFooter> {
+async function readFooter(file: ImageFile): Promise<VhdFooter> {
   if (file.size < FOOTER_SIZE) throw new ImageFormatError(file.path, `file too small for a VHD footer (${file.size} bytes)`)
   try {
-    return parseFooter(await file.readNew(file.size - FOOTER_SIZE, FOOTER_SIZE, 'VHD footer'), file.path)
+    return parseFooter(await file.readStruct(file.size - FOOTER_SIZE, FOOTER_SIZE, 'VHD footer'), file.path)
   } catch (tailError) {
     try {
-      const copy = parseFooter(await file.readNew(0, FOOTER_SIZE, 'VHD footer copy'), file.path)
+      const copy = parseFooter(await file.readStruct(0, FOOTER_SIZE, 'VHD footer copy'), file.path)
       if (copy.diskType !== DISK_FIXED) return copy
     } catch {
       // report the problem with the real footer
@@ -171,10 +169,10 @@ async function readFooter(file: BoundedFile): Promise<VhdFooter> {
   }
 }
 
-async function readDynamic(file: BoundedFile, footer: VhdFooter, virtualSize: number): Promise<Dynamic> {
+async function readDynamic(file: ImageFile, footer: VhdFooter, virtualSize: number): Promise<Dynamic> {
   const path = file.path
   if (footer.dataOffset === undefined) throw new ImageFormatError(path, 'dynamic VHD footer has no dynamic header offset')
-  const header = parseDynamicHeader(await file.readNew(footer.dataOffset, DYN_HEADER_SIZE, 'VHD dynamic header'), path)
+  const header = parseDynamicHeader(await file.readStruct(footer.dataOffset, DYN_HEADER_SIZE, 'VHD dynamic header'), path)
   const blockSize = header.blockSize
   if (blockSize < SECTOR || blockSize > MAX_BLOCK_SIZE || blockSize % SECTOR !== 0) {
     throw new ImageFormatError(path, `VHD block size ${blockSize} is invalid`)
@@ -189,7 +187,7 @@ async function readDynamic(file: BoundedFile, footer: VhdFooter, virtualSize: nu
 }
 
 /** Parent path candidates from the locators (preferred codes first), then the Unicode name. */
-async function parentPaths(file: BoundedFile, header: VhdDynamicHeader): Promise<string[]> {
+async function parentPaths(file: ImageFile, header: VhdDynamicHeader): Promise<string[]> {
   const out: string[] = []
   const sorted = header.locators
     .filter((l) => LOCATOR_PREFERENCE.includes(l.code))
@@ -197,7 +195,7 @@ async function parentPaths(file: BoundedFile, header: VhdDynamicHeader): Promise
   for (const l of sorted) {
     if (l.dataLength === 0) continue
     if (l.dataLength > MAX_LOCATOR_BYTES) throw new ImageFormatError(file.path, `parent locator ${l.code} claims ${l.dataLength} bytes`)
-    const data = await file.readNew(l.dataOffset, l.dataLength, `parent locator ${l.code}`)
+    const data = await file.readStruct(l.dataOffset, l.dataLength, `parent locator ${l.code}`)
     if (l.code === 'W2ru' || l.code === 'W2ku') out.push(decodeUtf16(data, false))
     else if (l.code === 'MacX') out.push(data.toString('utf8').replace(/\0.*$/s, ''))
     else out.push(data.toString('latin1').replace(/\0.*$/s, ''))
@@ -207,9 +205,9 @@ async function parentPaths(file: BoundedFile, header: VhdDynamicHeader): Promise
   return out
 }
 
-async function openParent(file: BoundedFile, header: VhdDynamicHeader, chain: ChainContext): Promise<VhdImage> {
+async function openParent(file: ImageFile, header: VhdDynamicHeader, chain: string[]): Promise<VhdImage> {
   const parentPath = await findParent(file.path, await parentPaths(file, header))
-  const parent = await VhdImage.open(parentPath, chain)
+  const parent = await VhdImage.open(parentPath, {chainAbove: chain})
   if (!header.parentId.equals(Buffer.alloc(16)) && !parent.uniqueId.equals(header.parentId)) {
     await parent.close()
     throw new ImageFormatError(file.path, `parent ${parentPath} is not the image this differencing disk was made from (unique id differs)`)

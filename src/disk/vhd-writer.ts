@@ -11,6 +11,7 @@ import {basename, relative, dirname, resolve} from 'node:path'
 import {randomBytes} from 'node:crypto'
 import {UsageError, toVdsnapError} from '../errors.js'
 import type {CreateOptions} from './formats.js'
+import {writeAt} from './image-output.js'
 import type {ImageWriter} from './types.js'
 import {
   DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED, DYN_HEADER_SIZE, FOOTER_SIZE, MAX_VHD_BYTES, SECTOR, UNALLOCATED,
@@ -143,12 +144,8 @@ class VhdWriter implements ImageWriter {
     if (this.current) await this.pwrite(this.current.bitmap, this.current.start)
   }
 
-  private async pwrite(buf: Buffer, pos: number): Promise<void> {
-    try {
-      for (let done = 0; done < buf.length; ) done += (await this.fh.write(buf, done, buf.length - done, pos + done)).bytesWritten
-    } catch (e) {
-      throw toVdsnapError(e, `writing ${this.path}`)
-    }
+  private pwrite(buf: Buffer, pos: number): Promise<void> {
+    return writeAt(this.fh, this.path, buf, pos)
   }
 
   async close(): Promise<void> {

@@ -7,6 +7,6 @@ import {createVhdxWriter} from './vhdx-writer.js'
 export const VHDX_FORMAT: FormatEntry = {
   name: 'vhdx',
   probe: (head) => head.toString('latin1', 0, 8) === FILE_SIGNATURE,
-  open: (path) => VhdxImage.open(path),
+  open: (path, options) => VhdxImage.open(path, options),
   create: (path, virtualSize, options) => createVhdxWriter(path, virtualSize, options),
 }

@@ -5,7 +5,7 @@
 // the layout. The log is replayed (through `replay`) before the region
 // table is read, because logged writes may change it, the BAT or metadata.
 import {ImageFormatError} from '../errors.js'
-import {readU64, type BoundedFile, type FileOverlay} from './bounded-file.js'
+import {u64le, type ImageFile, type FileOverlay} from './image-file.js'
 import {
   FILE_SIGNATURE, GUID_BAT, GUID_FILE_PARAMETERS, GUID_LOGICAL_SECTOR, GUID_METADATA, GUID_PARENT_LOCATOR, GUID_PHYSICAL_SECTOR,
   GUID_VIRTUAL_DISK_ID, GUID_VIRTUAL_DISK_SIZE, HEADER_OFFSETS, HEADER_SIZE, KIB64, METADATA_TABLE_SIZE, MIB, META_IS_REQUIRED,
@@ -34,10 +34,10 @@ export interface VhdxLayout {
   parentLocator?: Map<string, string>
 }
 
-export async function readVhdxLayout(file: BoundedFile, replay: (h: VhdxHeader) => Promise<FileOverlay | undefined>): Promise<VhdxLayout> {
+export async function readVhdxLayout(file: ImageFile, replay: (h: VhdxHeader) => Promise<FileOverlay | undefined>): Promise<VhdxLayout> {
   const path = file.path
   if (file.size < REGION_TABLE_OFFSETS[1] + REGION_TABLE_SIZE) throw new ImageFormatError(path, `file too small for a VHDX (${file.size} bytes)`)
-  const ident = await file.readNew(0, 8, 'VHDX file identifier')
+  const ident = await file.readStruct(0, 8, 'VHDX file identifier')
   if (ident.toString('latin1') !== FILE_SIGNATURE) throw new ImageFormatError(path, 'VHDX file identifier "vhdxfile" not found')
   const header = await activeHeader(file)
   const overlay = await replay(header)
@@ -48,8 +48,8 @@ export async function readVhdxLayout(file: BoundedFile, replay: (h: VhdxHeader) 
   const unknown = regions.find((r) => r.required && r !== bat && r !== meta)
   if (unknown) throw new ImageFormatError(path, `VHDX has an unknown required region ${unknown.guid}`)
   if (!bat || !meta) throw new ImageFormatError(path, `VHDX region table lacks the ${bat ? 'metadata' : 'BAT'} region`)
-  file.check(bat.offset, bat.length, 'VHDX BAT region')
-  file.check(meta.offset, meta.length, 'VHDX metadata region')
+  file.checkSpan(bat.offset, bat.length, 'VHDX BAT region')
+  file.checkSpan(meta.offset, meta.length, 'VHDX metadata region')
   if (meta.length < METADATA_TABLE_SIZE) throw new ImageFormatError(path, 'VHDX metadata region is smaller than its table')
   const items = await metadataItems(file, meta)
   const need = (guid: string, name: string, size: number) => {
@@ -61,7 +61,7 @@ export async function readVhdxLayout(file: BoundedFile, replay: (h: VhdxHeader) 
   const blockSize = params.readUInt32LE(0)
   const flags = params.readUInt32LE(4)
   const hasParent = (flags & 2) !== 0
-  const virtualSize = readU64(need(GUID_VIRTUAL_DISK_SIZE, 'virtual disk size', 8), 0, true, path, 'VHDX virtual disk size')
+  const virtualSize = u64le(need(GUID_VIRTUAL_DISK_SIZE, 'virtual disk size', 8), 0, path, 'VHDX virtual disk size')
   const logicalSectorSize = need(GUID_LOGICAL_SECTOR, 'logical sector size', 4).readUInt32LE(0)
   if (blockSize < MIN_BLOCK_SIZE || blockSize > MAX_BLOCK_SIZE || (blockSize & (blockSize - 1)) !== 0) {
     throw new ImageFormatError(path, `VHDX block size ${blockSize} is not a power of two between 1 MiB and 256 MiB`)
@@ -87,27 +87,27 @@ export async function readVhdxLayout(file: BoundedFile, replay: (h: VhdxHeader) 
   }
 }
 
-async function activeHeader(file: BoundedFile): Promise<VhdxHeader> {
+async function activeHeader(file: ImageFile): Promise<VhdxHeader> {
   const copies: VhdxHeader[] = []
   for (const off of HEADER_OFFSETS) {
-    const h = parseHeader(await file.readNew(off, HEADER_SIZE, 'VHDX header'), file.path)
+    const h = parseHeader(await file.readStruct(off, HEADER_SIZE, 'VHDX header'), file.path)
     if (h) copies.push(h)
   }
   if (copies.length === 0) throw new ImageFormatError(file.path, 'both VHDX headers are corrupt (bad signature or CRC-32C checksum)')
   return copies.reduce((a, b) => (b.sequence > a.sequence ? b : a))
 }
 
-async function regionTable(file: BoundedFile): Promise<RegionEntry[]> {
+async function regionTable(file: ImageFile): Promise<RegionEntry[]> {
   for (const off of REGION_TABLE_OFFSETS) {
-    const t = parseRegionTable(await file.readNew(off, REGION_TABLE_SIZE, 'VHDX region table'), file.path)
+    const t = parseRegionTable(await file.readStruct(off, REGION_TABLE_SIZE, 'VHDX region table'), file.path)
     if (t) return t
   }
   throw new ImageFormatError(file.path, 'both VHDX region tables are corrupt (bad signature or CRC-32C checksum)')
 }
 
 /** Reads every known metadata item; refuses unknown required ones. */
-async function metadataItems(file: BoundedFile, region: RegionEntry): Promise<Map<string, Buffer>> {
-  const table = parseMetadataTable(await file.readNew(region.offset, METADATA_TABLE_SIZE, 'VHDX metadata table'), file.path)
+async function metadataItems(file: ImageFile, region: RegionEntry): Promise<Map<string, Buffer>> {
+  const table = parseMetadataTable(await file.readStruct(region.offset, METADATA_TABLE_SIZE, 'VHDX metadata table'), file.path)
   const out = new Map<string, Buffer>()
   for (const e of table as MetadataEntry[]) {
     if (!KNOWN_METADATA.includes(e.guid)) {
@@ -118,7 +118,7 @@ async function metadataItems(file: BoundedFile, region: RegionEntry): Promise<Ma
     if (e.offset < KIB64 || e.offset + e.length > region.length) {
       throw new ImageFormatError(file.path, `VHDX metadata item ${e.guid} lies outside the metadata region`)
     }
-    out.set(e.guid, await file.readNew(region.offset + e.offset, e.length, `VHDX metadata item ${e.guid}`))
+    out.set(e.guid, await file.readStruct(region.offset + e.offset, e.length, `VHDX metadata item ${e.guid}`))
   }
   return out
 }

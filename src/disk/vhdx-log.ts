@@ -14,7 +14,7 @@
 //  4. Apply every zero and data descriptor of the sequence, tail to head, in
 //     order; the file is considered at least LastFileOffset long afterwards.
 import {ImageFormatError} from '../errors.js'
-import {MAX_METADATA_READ, readU64, type BoundedFile, type FileOverlay} from './bounded-file.js'
+import {MAX_METADATA_READ, u64le, type ImageFile, type FileOverlay} from './image-file.js'
 import {crc32cWithZeroedField} from './crc32c.js'
 import {MIB, ZERO_GUID, readGuid, type VhdxHeader} from './vhdx-structures.js'
 
@@ -45,7 +45,7 @@ interface LogEntry {
 }
 
 /** Replays the log of `header` in memory; undefined when there is nothing to replay. */
-export async function replayLog(file: BoundedFile, header: VhdxHeader): Promise<FileOverlay | undefined> {
+export async function replayLog(file: ImageFile, header: VhdxHeader): Promise<FileOverlay | undefined> {
   if (header.logGuid === ZERO_GUID) return undefined
   const {logOffset, logLength} = header
   if (logLength > MAX_METADATA_READ) {
@@ -54,7 +54,7 @@ export async function replayLog(file: BoundedFile, header: VhdxHeader): Promise<
   if (logOffset < MIB || logOffset % MIB !== 0 || logLength === 0 || logLength % MIB !== 0) {
     throw new ImageFormatError(file.path, `VHDX log at ${logOffset} (${logLength} bytes) is not a valid log region`)
   }
-  const log = await file.readNew(logOffset, logLength, 'VHDX log')
+  const log = await file.readStruct(logOffset, logLength, 'VHDX log')
   const entries = new Map<number, LogEntry>()
   for (let off = 0; off < logLength; off += LOG_SECTOR) {
     const e = parseEntry(log, off, header.logGuid, file.path)
@@ -88,16 +88,16 @@ function parseEntry(log: Buffer, off: number, logGuid: string, path: string): Lo
   if (descBytes > length) return undefined
   const entry = ring(log, off, length)
   if (crc32cWithZeroedField(entry, 4) !== h.readUInt32LE(4)) return undefined
-  const sequence = readU64(h, 16, true, path, 'VHDX log sequence number')
+  const sequence = u64le(h, 16, path, 'VHDX log sequence number')
   const ops: LogOp[] = []
   let dataSector = descBytes
   for (let i = 0; i < count; i++) {
     const d = entry.subarray(ENTRY_HEADER_SIZE + i * DESCRIPTOR_SIZE, ENTRY_HEADER_SIZE + (i + 1) * DESCRIPTOR_SIZE)
     const kind = d.toString('latin1', 0, 4)
-    const fileOffset = readU64(d, 16, true, path, 'VHDX log descriptor offset')
-    if (readU64(d, 24, true, path, 'VHDX log descriptor sequence') !== sequence || fileOffset % LOG_SECTOR !== 0) return undefined
+    const fileOffset = u64le(d, 16, path, 'VHDX log descriptor offset')
+    if (u64le(d, 24, path, 'VHDX log descriptor sequence') !== sequence || fileOffset % LOG_SECTOR !== 0) return undefined
     if (kind === 'zero') {
-      const zeroLength = readU64(d, 8, true, path, 'VHDX log zero length')
+      const zeroLength = u64le(d, 8, path, 'VHDX log zero length')
       if (zeroLength % LOG_SECTOR !== 0 || fileOffset + zeroLength > Number.MAX_SAFE_INTEGER) return undefined
       ops.push({fileOffset, length: zeroLength})
     } else if (kind === 'desc') {
@@ -117,8 +117,8 @@ function parseEntry(log: Buffer, off: number, logGuid: string, path: string): Lo
     length,
     sequence,
     tail,
-    flushedFileOffset: readU64(h, 48, true, path, 'VHDX log flushed file offset'),
-    lastFileOffset: readU64(h, 56, true, path, 'VHDX log last file offset'),
+    flushedFileOffset: u64le(h, 48, path, 'VHDX log flushed file offset'),
+    lastFileOffset: u64le(h, 56, path, 'VHDX log last file offset'),
     ops,
   }
 }

@@ -5,16 +5,17 @@
 //  2. replay a non-empty log in memory (vhdx-log.ts);
 //  3. read the region table (first valid copy), then the metadata items and
 //     the BAT, checking every size against the virtual size;
-//  4. for a differencing disk, find and open the parent (parent-chain.ts)
+//  4. for a differencing disk, find and open the parent (backing-chain.ts)
 //     and check its DataWriteGuid against parent_linkage.
 // BAT layout: after every `chunkRatio` payload entries comes one sector
 // bitmap entry; a sector bitmap block (1 MiB) holds one bit per logical
 // sector (LSB first) for the chunk's payload blocks.
 import {ImageFormatError} from '../errors.js'
-import {BoundedFile} from './bounded-file.js'
-import {readExtents, pushRange, type Extent, type ExtentMap} from './extent-reader.js'
-import {BitmapCache, PagedTable, bitRun} from './paged-table.js'
-import {enterChain, findParent, rootChain, type ChainContext} from './parent-chain.js'
+import {ImageFile} from './image-file.js'
+import {type MappedRun, type MappedUnit, pushDataRanges, pushRange, readMapped, setUnit, UNIT_DATA, UNIT_UNALLOCATED, UNIT_ZERO, type UnitMap} from './mapped-read.js'
+import {LruCache} from './lru-cache.js'
+import {MAX_CACHED_BITMAPS, PagedTable, bitRun} from './paged-table.js'
+import {chainPaths, enterChain, findParent, type ChainOpenOptions} from './backing-chain.js'
 import {normalizeRanges, type DiskImage, type ImageInfo, type Range} from './types.js'
 import {replayLog} from './vhdx-log.js'
 import {readVhdxLayout, type VhdxLayout} from './vhdx-layout.js'
@@ -23,14 +24,14 @@ import {
   decodeBatEntry,
 } from './vhdx-structures.js'
 
-export class VhdxImage implements DiskImage, ExtentMap {
+export class VhdxImage implements DiskImage, UnitMap {
   readonly format = 'vhdx'
   readonly virtualSize: number
-  private readonly bitmaps = new BitmapCache()
+  private readonly bitmaps = new LruCache<number, Buffer>(MAX_CACHED_BITMAPS)
 
   private constructor(
     readonly path: string,
-    private readonly file: BoundedFile,
+    private readonly file: ImageFile,
     private readonly layout: VhdxLayout,
     private readonly bat: PagedTable,
     readonly parent: VhdxImage | undefined,
@@ -38,9 +39,9 @@ export class VhdxImage implements DiskImage, ExtentMap {
     this.virtualSize = layout.virtualSize
   }
 
-  static async open(path: string, ctx: ChainContext = rootChain()): Promise<VhdxImage> {
-    const chain = await enterChain(ctx, path)
-    const file = await BoundedFile.open(path)
+  static async open(path: string, options: ChainOpenOptions = {}): Promise<VhdxImage> {
+    const chain = await enterChain(path, options)
+    const file = await ImageFile.open(path)
     try {
       const layout = await readVhdxLayout(file, (header) => replayLog(file, header))
       const bat = new PagedTable(file, layout.batOffset, layout.batEntries, 8, decodeBatEntry, 'VHDX BAT')
@@ -49,7 +50,7 @@ export class VhdxImage implements DiskImage, ExtentMap {
         const loc = layout.parentLocator
         const stored = ['relative_path', 'absolute_win32_path', 'volume_path'].map((k) => loc.get(k) ?? '').filter((s) => s)
         const parentPath = await findParent(path, stored.map((s) => s.replace(/^\\\\\?\\Volume\{[^}]*\}/i, '')))
-        parent = await VhdxImage.open(parentPath, chain)
+        parent = await VhdxImage.open(parentPath, {chainAbove: chain})
         const links = [loc.get('parent_linkage'), loc.get('parent_linkage2')].map((g) => g?.replace(/[{}]/g, '').toLowerCase())
         if (!links.includes(parent.dataWriteGuid)) {
           await parent.close()
@@ -74,23 +75,23 @@ export class VhdxImage implements DiskImage, ExtentMap {
     return {state: entry % 8, fileOffset: Math.floor(entry / 8) * MIB}
   }
 
-  async mapExtent(offset: number, maxLength: number): Promise<Extent> {
+  async lookupUnit(offset: number, u: MappedUnit, wanted: number): Promise<void> {
     const l = this.layout
     const index = Math.floor(offset / l.blockSize)
     const inBlock = offset - index * l.blockSize
-    const avail = Math.min(maxLength, l.blockSize - inBlock)
+    const avail = Math.min(wanted, l.blockSize - inBlock)
     const {state, fileOffset} = await this.blockState(index)
     const used = Math.min(l.blockSize, this.virtualSize - index * l.blockSize)
     switch (state) {
       case BLOCK_NOT_PRESENT:
       case BLOCK_UNDEFINED:
-        return {kind: this.parent ? 'parent' : 'zero', length: avail}
+        return setUnit(u, UNIT_UNALLOCATED, avail)
       case BLOCK_ZERO:
       case BLOCK_UNMAPPED:
-        return {kind: 'zero', length: avail}
+        return setUnit(u, UNIT_ZERO, avail)
       case BLOCK_FULLY_PRESENT:
         this.checkBlock(index, fileOffset, used)
-        return {kind: 'data', length: avail, fileOffset: fileOffset + inBlock}
+        return setUnit(u, UNIT_DATA, avail, fileOffset + inBlock)
       case BLOCK_PARTIALLY_PRESENT: {
         if (!this.parent) throw new ImageFormatError(this.path, `block ${index} is partially present in a VHDX without a parent`)
         this.checkBlock(index, fileOffset, used)
@@ -99,33 +100,37 @@ export class VhdxImage implements DiskImage, ExtentMap {
         const sector = Math.floor(inBlock / ss)
         const run = bitRun(bitmap, sector, Math.ceil((inBlock + avail) / ss) - sector, false)
         const length = Math.min((sector + run.count) * ss, inBlock + avail) - inBlock
-        return run.set ? {kind: 'data', length, fileOffset: fileOffset + inBlock} : {kind: 'parent', length}
+        return setUnit(u, run.set ? UNIT_DATA : UNIT_UNALLOCATED, length, fileOffset + inBlock)
       }
       default:
         throw new ImageFormatError(this.path, `BAT entry of block ${index} has invalid state ${state}`)
     }
   }
 
+  async readRun(buf: Buffer, r: MappedRun): Promise<void> {
+    await this.file.readInto(buf, r.at, r.len, r.host, 'image data')
+  }
+
   private checkBlock(index: number, fileOffset: number, used: number): void {
     if (fileOffset < MIB) throw new ImageFormatError(this.path, `BAT entry of block ${index} points into the file header area`)
-    this.file.check(fileOffset, used, `payload block ${index}`)
+    this.file.checkSpan(fileOffset, used, `payload block ${index}`)
   }
 
   /** This block's slice of its chunk's sector bitmap block. */
   private bitmap(index: number): Promise<Buffer> {
     const l = this.layout
-    return this.bitmaps.get(index, async () => {
+    return this.bitmaps.getOrLoad(index, async () => {
       const chunk = Math.floor(index / l.chunkRatio)
       const entry = await this.bat.get(chunk * (l.chunkRatio + 1) + l.chunkRatio)
       if (entry % 8 !== SB_BLOCK_PRESENT) throw new ImageFormatError(this.path, `sector bitmap of chunk ${chunk} is missing for partially present block ${index}`)
       const bytes = l.blockSize / l.logicalSectorSize / 8
       const at = Math.floor(entry / 8) * MIB + (index % l.chunkRatio) * bytes
-      return this.file.readNew(at, bytes, `sector bitmap of block ${index}`)
+      return this.file.readStruct(at, bytes, `sector bitmap of block ${index}`)
     })
   }
 
   read(buf: Buffer, offset: number, length = buf.length): Promise<number> {
-    return readExtents(this, this.file, this.parent, this.virtualSize, buf, offset, length)
+    return readMapped(this, buf, offset, length)
   }
 
   /** Ranges this file decides itself; `exact` refines partial blocks and counts zeroed blocks of a child. */
@@ -139,11 +144,7 @@ export class VhdxImage implements DiskImage, ExtentMap {
       if (state === BLOCK_FULLY_PRESENT || (state === BLOCK_PARTIALLY_PRESENT && !exact)) pushRange(out, start, len)
       else if (exact && (state === BLOCK_ZERO || state === BLOCK_UNMAPPED)) pushRange(out, start, len)
       else if (state === BLOCK_PARTIALLY_PRESENT) {
-        for (let pos = 0; pos < len; ) {
-          const ext = await this.mapExtent(start + pos, len - pos)
-          if (ext.kind === 'data') pushRange(out, start + pos, ext.length)
-          pos += ext.length
-        }
+        await pushDataRanges(this, out, start, len)
       }
     }
     return out
@@ -160,8 +161,6 @@ export class VhdxImage implements DiskImage, ExtentMap {
 
   async info(): Promise<ImageInfo> {
     const ranges = await this.allocatedRanges()
-    const parents: string[] = []
-    for (let p = this.parent; p; p = p.parent) parents.push(p.path)
     return {
       path: this.path,
       format: this.format,
@@ -170,7 +169,7 @@ export class VhdxImage implements DiskImage, ExtentMap {
       allocatedBytes: ranges.reduce((s, r) => s + r.length, 0),
       clusterSize: this.layout.blockSize,
       logicalSectorSize: this.layout.logicalSectorSize,
-      parents,
+      parents: chainPaths(this),
       snapshots: [],
       fileSize: this.file.physicalSize,
     }

@@ -4,7 +4,7 @@
 // Checksums are CRC-32C over the structure with the checksum field zero.
 // Offsets and GUIDs below never change.
 import {ImageFormatError} from '../errors.js'
-import {readU64, writeU64} from './bounded-file.js'
+import {u64le, writeU64le} from './image-file.js'
 import {crc32c, crc32cWithZeroedField} from './crc32c.js'
 
 export const KIB64 = 64 * 1024
@@ -81,26 +81,26 @@ export function parseHeader(b: Buffer, path: string): VhdxHeader | undefined {
   if (crc32cWithZeroedField(b.subarray(0, HEADER_SIZE), H_CHECKSUM) !== b.readUInt32LE(H_CHECKSUM)) return undefined
   if (b.readUInt16LE(H_VERSION) !== HEADER_VERSION) throw new ImageFormatError(path, `unsupported VHDX header version ${b.readUInt16LE(H_VERSION)}`)
   return {
-    sequence: readU64(b, H_SEQUENCE, true, path, 'VHDX header sequence number'),
+    sequence: u64le(b, H_SEQUENCE, path, 'VHDX header sequence number'),
     fileWriteGuid: readGuid(b, H_FILE_WRITE_GUID),
     dataWriteGuid: readGuid(b, H_DATA_WRITE_GUID),
     logGuid: readGuid(b, H_LOG_GUID),
     logLength: b.readUInt32LE(H_LOG_LENGTH),
-    logOffset: readU64(b, H_LOG_OFFSET, true, path, 'VHDX log offset'),
+    logOffset: u64le(b, H_LOG_OFFSET, path, 'VHDX log offset'),
   }
 }
 
 export function encodeHeader(h: VhdxHeader): Buffer {
   const b = Buffer.alloc(HEADER_SIZE)
   b.write('head', 0, 'latin1')
-  writeU64(b, H_SEQUENCE, h.sequence, true)
+  writeU64le(b, h.sequence, H_SEQUENCE)
   writeGuid(b, H_FILE_WRITE_GUID, h.fileWriteGuid)
   writeGuid(b, H_DATA_WRITE_GUID, h.dataWriteGuid)
   writeGuid(b, H_LOG_GUID, h.logGuid)
   b.writeUInt16LE(0, H_LOG_VERSION)
   b.writeUInt16LE(HEADER_VERSION, H_VERSION)
   b.writeUInt32LE(h.logLength, H_LOG_LENGTH)
-  writeU64(b, H_LOG_OFFSET, h.logOffset, true)
+  writeU64le(b, h.logOffset, H_LOG_OFFSET)
   b.writeUInt32LE(crc32c(b), H_CHECKSUM)
   return b
 }
@@ -120,7 +120,7 @@ export function parseRegionTable(b: Buffer, path: string): RegionEntry[] | undef
   const out: RegionEntry[] = []
   for (let i = 0; i < count; i++) {
     const o = 16 + i * 32
-    out.push({guid: readGuid(b, o), offset: readU64(b, o + 16, true, path, 'VHDX region offset'), length: b.readUInt32LE(o + 24), required: (b.readUInt32LE(o + 28) & 1) === 1})
+    out.push({guid: readGuid(b, o), offset: u64le(b, o + 16, path, 'VHDX region offset'), length: b.readUInt32LE(o + 24), required: (b.readUInt32LE(o + 28) & 1) === 1})
   }
   return out
 }
@@ -132,7 +132,7 @@ export function encodeRegionTable(entries: RegionEntry[]): Buffer {
   entries.forEach((e, i) => {
     const o = 16 + i * 32
     writeGuid(b, o, e.guid)
-    writeU64(b, o + 16, e.offset, true)
+    writeU64le(b, e.offset, o + 16)
     b.writeUInt32LE(e.length, o + 24)
     b.writeUInt32LE(e.required ? 1 : 0, o + 28)
   })

@@ -14,6 +14,7 @@ import {randomUUID} from 'node:crypto'
 import {dirname, relative, resolve} from 'node:path'
 import {UsageError, toVdsnapError} from '../errors.js'
 import type {CreateOptions} from './formats.js'
+import {writeAt} from './image-output.js'
 import type {ImageWriter} from './types.js'
 import {MAX_VIRTUAL_SIZE} from './vhdx-layout.js'
 import {VhdxImage} from './vhdx-reader.js'
@@ -166,12 +167,8 @@ class VhdxWriter implements ImageWriter {
     this.bat[this.batIndex(cur.index)] = (cur.start / MIB) * 8 + BLOCK_PARTIALLY_PRESENT
   }
 
-  private async pwrite(buf: Buffer, pos: number): Promise<void> {
-    try {
-      for (let done = 0; done < buf.length; ) done += (await this.fh.write(buf, done, buf.length - done, pos + done)).bytesWritten
-    } catch (e) {
-      throw toVdsnapError(e, `writing ${this.path}`)
-    }
+  private pwrite(buf: Buffer, pos: number): Promise<void> {
+    return writeAt(this.fh, this.path, buf, pos)
   }
 
   async close(): Promise<void> {

@@ -14,9 +14,9 @@
 // become one file read.
 import {dirname, isAbsolute, resolve} from 'node:path'
 import {ImageFormatError, NotFoundError} from '../errors.js'
-import {type ChainOpenOptions, chainStateFor, clipRanges, openParent, subtractRanges} from './backing-chain.js'
+import {chainPaths, type ChainOpenOptions, enterChain, clipRanges, openBacking, subtractRanges} from './backing-chain.js'
 import {ImageFile} from './image-file.js'
-import {type MappedRun, type MappedUnit, readMapped, UNIT_COMPRESSED, UNIT_DATA, UNIT_UNALLOCATED, UNIT_ZERO} from './mapped-read.js'
+import {type MappedRun, type MappedUnit, readMapped, UNIT_DATA, UNIT_ZERO, type UnitMap} from './mapped-read.js'
 import {type DiskImage, type ImageInfo, type Range, normalizeRanges} from './types.js'
 import {hasParent, looksLikeDescriptor, MAX_DESCRIPTOR_BYTES, parseDescriptor, SECTOR, type VmdkDescriptor} from './vmdk-descriptor.js'
 import {SparseExtent, SPARSE_MAGIC} from './vmdk-sparse.js'
@@ -33,7 +33,7 @@ interface Extent {
   sparse?: SparseExtent
 }
 
-export class VmdkImage implements DiskImage {
+export class VmdkImage implements DiskImage, UnitMap {
   readonly format = 'vmdk'
   readonly virtualSize: number
   private ranges?: Promise<{data: Range[]; zero: Range[]}>
@@ -66,8 +66,8 @@ export class VmdkImage implements DiskImage {
         await main.close()
         await openExtents(path, descriptor, extents)
       }
-      const chain = await chainStateFor(path, options)
-      if (hasParent(descriptor)) parent = await openParent(path, descriptor.parentFileNameHint!, chain)
+      const chain = await enterChain(path, options)
+      if (hasParent(descriptor)) parent = await openBacking(path, descriptor.parentFileNameHint!, chain)
       return new VmdkImage(path, extents, descriptor, parent)
     } catch (e) {
       await parent?.close()
@@ -77,12 +77,8 @@ export class VmdkImage implements DiskImage {
     }
   }
 
-  async read(buf: Buffer, offset: number, length = buf.length): Promise<number> {
-    if (offset < 0 || length < 0 || length > buf.length || offset + length > this.virtualSize) {
-      throw new ImageFormatError(this.path, `read of ${length} bytes at ${offset} is past the end (${this.virtualSize})`)
-    }
-    await readMapped(offset, length, (g, u) => this.lookup(g, u), (r) => this.serve(buf, r))
-    return length
+  read(buf: Buffer, offset: number, length = buf.length): Promise<number> {
+    return readMapped(this, buf, offset, length)
   }
 
   private extentIndex(guest: number): number {
@@ -96,7 +92,7 @@ export class VmdkImage implements DiskImage {
     return lo
   }
 
-  private async lookup(guest: number, u: MappedUnit): Promise<void> {
+  async lookupUnit(guest: number, u: MappedUnit): Promise<void> {
     const idx = this.extentIndex(guest)
     const x = this.extents[idx]!
     const inExtent = guest - x.start
@@ -109,18 +105,15 @@ export class VmdkImage implements DiskImage {
     u.len = Math.min(x.kind === 'sparse' ? u.len : Infinity, x.size - inExtent)
   }
 
-  private async serve(buf: Buffer, r: MappedRun): Promise<void> {
+  async readRun(buf: Buffer, r: MappedRun): Promise<void> {
     const x = this.extents[r.source]!
-    if (r.kind === UNIT_DATA) await x.file!.readZeroPadded(buf, r.at, r.len, r.host)
-    else if (r.kind === UNIT_COMPRESSED) {
-      const grain = await x.sparse!.grain(r.host, r.guest)
-      const inGrain = (r.guest - x.start) % x.sparse!.grainBytes
-      grain.copy(buf, r.at, inGrain, inGrain + r.len)
-    } else if (r.kind === UNIT_UNALLOCATED && this.parent) {
-      const fromParent = Math.max(0, Math.min(r.len, this.parent.virtualSize - r.guest))
-      if (fromParent > 0) await this.parent.read(buf.subarray(r.at, r.at + fromParent), r.guest, fromParent)
-      buf.fill(0, r.at + fromParent, r.at + r.len)
-    } else buf.fill(0, r.at, r.at + r.len)
+    if (r.kind === UNIT_DATA) {
+      await x.file!.readZeroPadded(buf, r.at, r.len, r.host)
+      return
+    }
+    const grain = await x.sparse!.grain(r.host, r.guest)
+    const inGrain = (r.guest - x.start) % x.sparse!.grainBytes
+    grain.copy(buf, r.at, inGrain, inGrain + r.len)
   }
 
   private ownRanges(): Promise<{data: Range[]; zero: Range[]}> {
@@ -154,8 +147,6 @@ export class VmdkImage implements DiskImage {
 
   async info(): Promise<ImageInfo> {
     const ranges = await this.allocatedRanges()
-    const parents: string[] = []
-    for (let p = this.parent; p; p = p.parent) parents.push(p.path)
     const files = new Set<ImageFile>()
     for (const x of this.extents) if (x.file) files.add(x.file)
     const sparse = this.extents.find((x) => x.sparse)?.sparse
@@ -167,7 +158,7 @@ export class VmdkImage implements DiskImage {
       allocatedBytes: ranges.reduce((s, r) => s + r.length, 0),
       clusterSize: sparse?.grainBytes,
       logicalSectorSize: SECTOR,
-      parents,
+      parents: chainPaths(this),
       snapshots: [],
       fileSize: [...files].reduce((s, f) => s + f.size, 0),
     }

@@ -15,7 +15,7 @@ let dir: string
 let cleanup: () => void
 
 beforeAll(() => {
-  ;({dir, cleanup} = tempDir('vdsnap-bad-'))
+  ;({path: dir, cleanup} = tempDir('vdsnap-bad-'))
   writeRaw(join(dir, 'disk.raw'), makeDiskBytes(2 * MiB + 3 * 512, 11))
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'qcow2', 'disk.raw', 'good.qcow2')
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'qcow2', '-c', '-o', 'compression_type=zstd,cluster_size=4096', 'disk.raw', 'zstd.qcow2')

@@ -1,28 +1,21 @@
 // Test fixtures for the native image readers and writers: a deterministic
 // raw disk with random and zero regions, qemu-img / qemu-io wrappers, and
 // helpers that read a whole image and check it against qemu's own view.
+// Seeded randomness and temporary directories come from test/helpers.
 import {execFileSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
+import {readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
+import {expect} from 'vitest'
+import {openImage} from '../../src/disk/open.js'
 import type {DiskImage, Range} from '../../src/disk/types.js'
+import {prng} from '../helpers/images.js'
+
+export {prng, tempDir} from '../helpers/images.js'
 
 export const QEMU_IMG = '/usr/bin/qemu-img'
 export const QEMU_IO = '/usr/bin/qemu-io'
 export const MiB = 1024 * 1024
-
-/** Seeded PRNG (mulberry32) so every run builds the same images. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 /** A disk of `size` bytes: random regions (some sector-unaligned) between zero regions. */
 export function makeDiskBytes(size: number, seed = 1): Buffer {
@@ -69,10 +62,12 @@ export function qemuRaw(dir: string, file: string, format?: string, snapshot?: s
   return data
 }
 
-/** Reads the whole virtual disk, in uneven pieces to cross cluster boundaries. */
-export async function readWhole(img: DiskImage): Promise<Buffer> {
+/** Uneven read sizes that cross cluster, grain and block boundaries. */
+const UNEVEN_PIECES = [MiB, 7 * 512, 3 * MiB + 4096, 512, 65536 + 1536]
+
+/** Reads the whole virtual disk in pieces of the given sizes, in turn. */
+export async function readWhole(img: DiskImage, pieces: number[] = UNEVEN_PIECES): Promise<Buffer> {
   const out = Buffer.alloc(img.virtualSize)
-  const pieces = [MiB, 7 * 512, 3 * MiB + 4096, 512, 65536 + 1536]
   let at = 0
   for (let i = 0; at < img.virtualSize; i++) {
     const n = Math.min(pieces[i % pieces.length]!, img.virtualSize - at)
@@ -82,26 +77,48 @@ export async function readWhole(img: DiskImage): Promise<Buffer> {
   return out
 }
 
-/** Throws unless every non-zero byte of `data` lies in `ranges`. */
-export function assertCovers(data: Buffer, ranges: Range[]): void {
-  let pos = 0
+/** The first span of `data` that holds non-zero bytes outside `ranges`, if any. */
+function uncoveredData(data: Buffer, ranges: Range[]): [number, number] | undefined {
   const zero = Buffer.alloc(MiB)
-  const checkZero = (from: number, to: number) => {
+  const nonZero = (from: number, to: number): [number, number] | undefined => {
     for (let p = from; p < to; p += MiB) {
       const n = Math.min(MiB, to - p)
-      if (!data.subarray(p, p + n).equals(zero.subarray(0, n))) throw new Error(`non-zero data in [${p}, ${p + n}) outside the allocated ranges`)
+      if (!data.subarray(p, p + n).equals(zero.subarray(0, n))) return [p, p + n]
     }
+    return undefined
   }
+  let pos = 0
   for (const r of ranges) {
-    checkZero(pos, r.offset)
+    const bad = nonZero(pos, r.offset)
+    if (bad) return bad
     pos = r.offset + r.length
   }
-  checkZero(pos, data.length)
+  return nonZero(pos, data.length)
 }
 
-export function tempDir(prefix: string): {dir: string; cleanup: () => void} {
-  const dir = mkdtempSync(join(tmpdir(), prefix))
-  return {dir, cleanup: () => rmSync(dir, {recursive: true, force: true})}
+/** Throws unless every non-zero byte of `data` lies in `ranges`. */
+export function assertCovers(data: Buffer, ranges: Range[]): void {
+  const bad = uncoveredData(data, ranges)
+  if (bad) throw new Error(`non-zero data in [${bad[0]}, ${bad[1]}) outside the allocated ranges`)
+}
+
+/** True when every non-zero byte of `data` lies inside `ranges`. */
+export function rangesCoverData(data: Buffer, ranges: Range[]): boolean {
+  return uncoveredData(data, ranges) === undefined
+}
+
+/** Opens `file` and checks format, size, every byte, and that the allocated ranges cover all data. */
+export async function checkImage(file: string, expected: Buffer, format: string): Promise<void> {
+  const img = await openImage(file)
+  try {
+    expect(img.format).toBe(format)
+    expect(img.virtualSize).toBe(expected.length)
+    const got = await readWhole(img)
+    expect(sha256(got)).toBe(sha256(expected))
+    assertCovers(got, await img.allocatedRanges())
+  } finally {
+    await img.close()
+  }
 }
 
 export function writeRaw(path: string, data: Buffer): void {

@@ -4,7 +4,7 @@
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {openImage} from '../../src/disk/open.js'
-import {assertCovers, MiB, makeDiskBytes, qemuImg, qemuImgAt, qemuIo, qemuRaw, readWhole, sha256, tempDir, writeRaw} from './image-fixtures.js'
+import {checkImage, MiB, makeDiskBytes, qemuImg, qemuImgAt, qemuIo, qemuRaw, readWhole, sha256, tempDir, writeRaw} from './image-fixtures.js'
 
 const SIZE = 5 * MiB + 7 * 512
 let dir: string
@@ -13,25 +13,12 @@ let raw: string
 let rawData: Buffer
 
 beforeAll(() => {
-  ;({dir, cleanup} = tempDir('vdsnap-qcow2-'))
+  ;({path: dir, cleanup} = tempDir('vdsnap-qcow2-'))
   raw = join(dir, 'disk.raw')
   rawData = makeDiskBytes(SIZE)
   writeRaw(raw, rawData)
 })
 afterAll(() => cleanup())
-
-async function checkImage(file: string, expected: Buffer): Promise<void> {
-  const img = await openImage(file)
-  try {
-    expect(img.format).toBe('qcow2')
-    expect(img.virtualSize).toBe(expected.length)
-    const got = await readWhole(img)
-    expect(sha256(got)).toBe(sha256(expected))
-    assertCovers(got, await img.allocatedRanges())
-  } finally {
-    await img.close()
-  }
-}
 
 describe('qcow2 reader matrix', () => {
   const cases: [string, string[]][] = [
@@ -52,7 +39,7 @@ describe('qcow2 reader matrix', () => {
       const out = join(dir, `${name.replace(/\W+/g, '-')}.qcow2`)
       qemuImg('convert', '-f', 'raw', '-O', 'qcow2', ...opts, raw, out)
       expect(sha256(qemuRaw(dir, out))).toBe(sha256(rawData))
-      await checkImage(out, rawData)
+      await checkImage(out, rawData, 'qcow2')
     })
   }
 
@@ -64,14 +51,14 @@ describe('qcow2 reader matrix', () => {
     const plain = join(dir, 'zeroes-v3.qcow2')
     qemuImg('convert', '-f', 'raw', '-O', 'qcow2', raw, plain)
     qemuIo(plain, 'qcow2', 'write -z 0 1M')
-    for (const f of [out, plain]) await checkImage(f, qemuRaw(dir, f))
+    for (const f of [out, plain]) await checkImage(f, qemuRaw(dir, f), 'qcow2')
   })
 
   it('external data file, plain and raw', async () => {
     for (const rawOpt of ['off', 'on']) {
       const out = join(dir, `ext-${rawOpt}.qcow2`)
       qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'qcow2', '-o', `data_file=ext-${rawOpt}.data,data_file_raw=${rawOpt}`, raw, out)
-      await checkImage(out, rawData)
+      await checkImage(out, rawData, 'qcow2')
       const img = await openImage(out)
       expect((await img.info()).subformat).toContain('external data file')
       await img.close()
@@ -89,7 +76,7 @@ describe('qcow2 backing chains and snapshots', () => {
     qemuIo(join(dir, 'chain-top.qcow2'), 'qcow2', 'write -P 0xab 2M 64k')
     qemuIo(join(dir, 'chain-top.qcow2'), 'qcow2', 'write -z 1M 8k')
     const top = join(dir, 'chain-top.qcow2')
-    await checkImage(top, qemuRaw(dir, top))
+    await checkImage(top, qemuRaw(dir, top), 'qcow2')
     const img = await openImage(top)
     try {
       expect(await img.overlayRanges!()).toEqual([
@@ -124,7 +111,7 @@ describe('qcow2 backing chains and snapshots', () => {
     qemuImg('convert', '-f', 'raw', '-O', 'qcow2', raw, out)
     qemuImg('snapshot', '-c', 'before', out)
     qemuIo(out, 'qcow2', 'write -P 0x77 0 256k')
-    await checkImage(out, qemuRaw(dir, out))
+    await checkImage(out, qemuRaw(dir, out), 'qcow2')
     const img = await openImage(out)
     const info = await img.info()
     await img.close()

@@ -1,34 +1,22 @@
-// Shared helpers for the VHD/VHDX tests: seeded test data, qemu-img calls,
-// hashing a reader's whole virtual disk, and checking allocated ranges.
-import {execFileSync, spawnSync} from 'node:child_process'
-import {createHash} from 'node:crypto'
-import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
-import {tmpdir} from 'node:os'
-import {join} from 'node:path'
-import type {DiskImage, ImageWriter, Range} from '../../src/disk/types.js'
+// Helpers only the VHD/VHDX tests need: seeded 32-bit test data, a disk
+// with 64 KiB-granular regions, qemu-img exit statuses, feeding a writer,
+// comparing a disk qemu may have rounded up, and the fuzz loops' check. The generic image helpers
+// (qemu-img, qemuRaw, readWhole, rangesCoverData, tempDir) are in
+// image-fixtures.ts.
+import {spawnSync} from 'node:child_process'
+import {expect} from 'vitest'
+import {VdsnapError} from '../../src/errors.js'
+import type {DiskImage, ImageWriter} from '../../src/disk/types.js'
+import {prng, QEMU_IMG, readWhole} from './image-fixtures.js'
 
-export const QEMU_IMG = '/usr/bin/qemu-img'
-
-export function tempDir(prefix: string): {dir: string; cleanup: () => void} {
-  const dir = mkdtempSync(join(tmpdir(), prefix))
-  return {dir, cleanup: () => rmSync(dir, {recursive: true, force: true})}
-}
-
-/** xorshift32: deterministic test bytes. */
-export function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1
-  return () => {
-    x ^= x << 13
-    x >>>= 0
-    x ^= x >>> 17
-    x ^= x << 5
-    x >>>= 0
-    return x
-  }
+/** Seeded unsigned 32-bit integers (the shared mulberry32 generator, scaled). */
+export function prngU32(seed: number): () => number {
+  const r = prng(seed)
+  return () => Math.floor(r() * 2 ** 32)
 }
 
 export function randomBytesSeeded(n: number, seed: number): Buffer {
-  const r = prng(seed)
+  const r = prngU32(seed)
   const b = Buffer.alloc(n)
   for (let i = 0; i + 4 <= n; i += 4) b.writeUInt32LE(r(), i)
   for (let i = n & ~3; i < n; i++) b[i] = r() & 0xff
@@ -38,7 +26,7 @@ export function randomBytesSeeded(n: number, seed: number): Buffer {
 /** A raw disk of `size` bytes: random regions separated by zero regions (64 KiB granularity, odd tail). */
 export function mixedDisk(size: number, seed: number): Buffer {
   const b = Buffer.alloc(size)
-  const r = prng(seed)
+  const r = prngU32(seed)
   for (let pos = 0; pos < size; ) {
     const len = Math.min(size - pos, (1 + (r() % 24)) * 65536 + (r() % 3) * 512 + 7)
     if (r() % 2 === 0) randomBytesSeeded(len, r()).copy(b, pos)
@@ -48,45 +36,9 @@ export function mixedDisk(size: number, seed: number): Buffer {
   return b
 }
 
-export function qemuImg(...args: string[]): string {
-  return execFileSync(QEMU_IMG, args, {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']})
-}
-
 export function qemuStatus(...args: string[]): {status: number | null; out: string} {
   const r = spawnSync(QEMU_IMG, args, {encoding: 'utf8'})
   return {status: r.status, out: `${r.stdout}${r.stderr}`}
-}
-
-/** The guest bytes as qemu sees them. */
-export function qemuRaw(path: string, format: string, dir: string): Buffer {
-  const out = join(dir, `qemu-raw-${Math.random().toString(36).slice(2)}.raw`)
-  qemuImg('convert', '-f', format, '-O', 'raw', path, out)
-  const b = readFileSync(out)
-  rmSync(out)
-  return b
-}
-
-export const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex')
-
-/** Reads the whole virtual disk in uneven chunks. */
-export async function readAll(img: DiskImage, chunk = 1024 * 1024 + 4096): Promise<Buffer> {
-  const out = Buffer.alloc(img.virtualSize)
-  for (let pos = 0; pos < img.virtualSize; pos += chunk) {
-    const n = Math.min(chunk, img.virtualSize - pos)
-    await img.read(out.subarray(pos, pos + n), pos, n)
-  }
-  return out
-}
-
-/** True when every non-zero byte of `data` lies inside `ranges`. */
-export function rangesCoverData(data: Buffer, ranges: Range[]): boolean {
-  let covered = 0
-  const zero = Buffer.alloc(65536)
-  for (const r of ranges) {
-    if (!isZero(data.subarray(covered, r.offset), zero)) return false
-    covered = r.offset + r.length
-  }
-  return isZero(data.subarray(covered), zero)
 }
 
 function isZero(b: Buffer, zero: Buffer): boolean {
@@ -107,12 +59,23 @@ export async function writeThrough(w: ImageWriter, data: Buffer, block = 65536):
   await w.close()
 }
 
-export function writeRaw(path: string, data: Buffer): void {
-  writeFileSync(path, data)
-}
-
 /** Pads or checks: qemu may round a size up; the extra bytes must be zero. */
 export function sameDisk(actual: Buffer, expected: Buffer): boolean {
   if (actual.length < expected.length) return false
   return actual.subarray(0, expected.length).equals(expected) && isZero(actual.subarray(expected.length), Buffer.alloc(65536))
+}
+
+/** Opens and reads a (possibly corrupt) image: it must work or throw a VdsnapError. */
+export async function expectReadOrVdsnapError(open: (path: string) => Promise<DiskImage>, path: string): Promise<void> {
+  try {
+    const img = await open(path)
+    try {
+      if (img.virtualSize <= 64 * 1024 * 1024) await readWhole(img, [3 * 1024 * 1024])
+      await img.allocatedRanges()
+    } finally {
+      await img.close()
+    }
+  } catch (e) {
+    expect(e, String(e)).toBeInstanceOf(VdsnapError)
+  }
 }

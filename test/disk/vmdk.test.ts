@@ -5,7 +5,7 @@ import {writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {openImage} from '../../src/disk/open.js'
-import {assertCovers, MiB, makeDiskBytes, qemuImgAt, qemuIo, qemuRaw, readWhole, sha256, tempDir, writeRaw} from './image-fixtures.js'
+import {checkImage, MiB, makeDiskBytes, qemuImgAt, qemuIo, qemuRaw, readWhole, sha256, tempDir, writeRaw} from './image-fixtures.js'
 
 const SIZE = 5 * MiB + 7 * 512
 let dir: string
@@ -13,24 +13,11 @@ let cleanup: () => void
 let rawData: Buffer
 
 beforeAll(() => {
-  ;({dir, cleanup} = tempDir('vdsnap-vmdk-'))
+  ;({path: dir, cleanup} = tempDir('vdsnap-vmdk-'))
   rawData = makeDiskBytes(SIZE, 7)
   writeRaw(join(dir, 'disk.raw'), rawData)
 })
 afterAll(() => cleanup())
-
-async function checkImage(file: string, expected: Buffer): Promise<void> {
-  const img = await openImage(file)
-  try {
-    expect(img.format).toBe('vmdk')
-    expect(img.virtualSize).toBe(expected.length)
-    const got = await readWhole(img)
-    expect(sha256(got)).toBe(sha256(expected))
-    assertCovers(got, await img.allocatedRanges())
-  } finally {
-    await img.close()
-  }
-}
 
 describe('VMDK reader matrix', () => {
   for (const sub of ['monolithicSparse', 'streamOptimized', 'monolithicFlat', 'twoGbMaxExtentSparse', 'twoGbMaxExtentFlat']) {
@@ -38,7 +25,7 @@ describe('VMDK reader matrix', () => {
       qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vmdk', '-o', `subformat=${sub}`, 'disk.raw', `${sub}.vmdk`)
       const file = join(dir, `${sub}.vmdk`)
       expect(sha256(qemuRaw(dir, file))).toBe(sha256(rawData))
-      await checkImage(file, rawData)
+      await checkImage(file, rawData, 'vmdk')
       const img = await openImage(file)
       expect((await img.info()).subformat).toBe(sub)
       await img.close()
@@ -52,7 +39,7 @@ describe('VMDK reader matrix', () => {
     writeFileSync(join(dir, 'mixed.vmdk'), desc)
     const expected = Buffer.concat([rawData.subarray(0, 2 * MiB), Buffer.alloc(3 * MiB)])
     // qemu 7.2 mis-sizes ZERO extents (it reuses the previous extent's file), so no qemu reference here.
-    await checkImage(join(dir, 'mixed.vmdk'), expected)
+    await checkImage(join(dir, 'mixed.vmdk'), expected, 'vmdk')
   })
 })
 
@@ -63,7 +50,7 @@ describe('VMDK delta disks', () => {
     const delta = join(dir, 'delta.vmdk')
     qemuIo(delta, 'vmdk', 'write -P 0xab 1M 64k')
     qemuIo(delta, 'vmdk', 'write -P 0xcd 4M 128k')
-    await checkImage(delta, qemuRaw(dir, delta))
+    await checkImage(delta, qemuRaw(dir, delta), 'vmdk')
     const img = await openImage(delta)
     try {
       expect(await img.overlayRanges!()).toEqual([

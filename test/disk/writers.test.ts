@@ -16,7 +16,7 @@ let dir: string
 let cleanup: () => void
 
 beforeAll(() => {
-  ;({dir, cleanup} = tempDir('vdsnap-writers-'))
+  ;({path: dir, cleanup} = tempDir('vdsnap-writers-'))
 })
 afterAll(() => cleanup())
 
