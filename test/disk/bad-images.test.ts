@@ -143,7 +143,6 @@ describe('fuzzing', () => {
     const rnd = prng(Number(process.env.VDSNAP_FUZZ_SEED ?? 20240601))
     const bases = ['good.qcow2', 'zstd.qcow2', 'ext.qcow2', 'good.vmdk', 'stream.vmdk'].map((f) => readFileSync(join(dir, f)))
     const target = join(dir, 'fuzz.img')
-    const started = Date.now()
     let refusedCount = 0
     for (let i = 0; i < iterations; i++) {
       const base = bases[i % bases.length]!
@@ -163,9 +162,9 @@ describe('fuzzing', () => {
         if (!(e instanceof VdsnapError)) throw new Error(`iteration ${i}: ${(e as Error).name}: ${(e as Error).message}`)
         refusedCount++
       }
-      expect(Date.now() - t0, `iteration ${i}`).toBeLessThan(5000)
+      // a generous bound that only a hang (or a loop in metadata) can exceed
+      expect(Date.now() - t0, `iteration ${i}`).toBeLessThan(60_000)
     }
     expect(refusedCount).toBeGreaterThan(0)
-    expect(Date.now() - started).toBeLessThan(iterations * 100)
   })
 })

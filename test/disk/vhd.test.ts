@@ -226,7 +226,7 @@ describe('VHD corrupt input', () => {
   it('survives 300 seeded mutations of footer, header and BAT', async () => {
     const rnd = prngU32(1234)
     const hot = [0, 512, 1536, dynBytes.length - 512]
-    const started = Date.now()
+    // A hang is caught by the test time-out; no wall-clock assertion (machines are shared).
     for (let i = 0; i < 300; i++) {
       const b = Buffer.from(dynBytes)
       for (let k = 0, n = 1 + (rnd() % 4); k < n; k++) b[hot[rnd() % hot.length]! + (rnd() % 512)] = rnd() & 0xff
@@ -236,6 +236,5 @@ describe('VHD corrupt input', () => {
       writeFileSync(path, b)
       await expectReadOrVdsnapError((f) => VhdImage.open(f), path)
     }
-    expect(Date.now() - started).toBeLessThan(30_000)
   })
 })

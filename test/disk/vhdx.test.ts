@@ -277,7 +277,7 @@ describe('VHDX corrupt input', () => {
     const rs = regions(src)
     const hot: [number, number][] = [[0, 16], [65536, 96], [131072, 96], [196608, 112], [rs.meta.offset, 256], [rs.meta.offset + 65536, 64], [rs.bat.offset, 64], [1048576, 256]]
     const rnd = prngU32(4321)
-    const started = Date.now()
+    // A hang is caught by the test time-out; no wall-clock assertion (machines are shared).
     for (let i = 0; i < 300; i++) {
       const b = Buffer.from(src)
       for (let k = 0, n = 1 + (rnd() % 4); k < n; k++) {
@@ -289,6 +289,5 @@ describe('VHDX corrupt input', () => {
       writeFileSync(path, b)
       await expectReadOrVdsnapError((f) => VhdxImage.open(f), path)
     }
-    expect(Date.now() - started).toBeLessThan(30_000)
   })
 })
