@@ -14,7 +14,7 @@ export default class Init extends BaseCommand<typeof Init> {
     '<%= config.bin %> init --repo /srv/backup/plain --no-encryption --block-size 1MiB --compression zstd:3',
   ]
   static override flags = {
-    'block-size': Flags.string({summary: 'Block size, a power of two from 64KiB to 16MiB.', default: formatBytes(DEFAULT_BLOCK_SIZE).replace(' ', '')}),
+    'block-size': Flags.string({summary: 'Block size, a power of two from 64KiB to 16MiB.', default: `${DEFAULT_BLOCK_SIZE / 1024}KiB`}),
     compression: Flags.string({summary: 'zstd:LEVEL (1-19) or none.', default: 'zstd:3'}),
     'no-encryption': Flags.boolean({summary: 'Store objects unencrypted (no password).', default: false}),
     'synthetic-full-every': Flags.integer({summary: 'Write a full index every N snapshots of a disk.', default: 30, min: 1}),

@@ -28,6 +28,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
     'delta-from': Flags.string({summary: 'The target already holds this snapshot: write only blocks that differ.'}),
     'target-zeroed': Flags.boolean({summary: 'The target device already reads as zeros: skip writing zero blocks.', default: false}),
     force: Flags.boolean({summary: 'Replace an existing target file.', default: false}),
+    'verify-digests': Flags.boolean({summary: 'Also re-hash every chunk of an encrypted repository (its GCM tag already authenticates it).', default: false}),
   }
 
   async run(): Promise<void> {
@@ -48,6 +49,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
           subformat: f.subformat,
           force: f.force,
           targetZeroed: f['target-zeroed'],
+          rehash: f['verify-digests'],
           onProgress: (d, t) => p.update(d, t),
         }),
       f.to === '-',

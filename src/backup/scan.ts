@@ -14,7 +14,7 @@ import {Repository} from '../repo/repository.js'
 
 export const BATCH_BYTES = 4 * 1024 * 1024
 export const UPLOADS_IN_FLIGHT = 16
-export const UPLOAD_BYTES = 64 * 1024 * 1024
+export const UPLOAD_BYTES = 32 * 1024 * 1024
 
 export interface BlockScanStats {
   bytesRead: number

@@ -104,7 +104,7 @@ export async function runCheck(repo: Repository, opts: CheckOptions = {}): Promi
         await group.spawn(async () => {
           try {
             const obj = await repo.loadChunkObject(id)
-            await pool.run({op: 'unpack', items: [{name: Repository.chunkName(id), data: obj, digest: Buffer.from(id, 'hex')}], maxSize: repo.blockSize})
+            await pool.run({op: 'unpack', items: [{name: Repository.chunkName(id), data: obj, digest: Buffer.from(id, 'hex')}], maxSize: repo.blockSize, rehash: true})
           } catch (e) {
             if (!(e instanceof VdsnapError) || e.kind !== 'data') throw e
             bad.set(id, 'chunk-corrupt')

@@ -3,7 +3,19 @@
 export type WorkerRequest =
   | {id: number; op: 'hash'; buf: ArrayBuffer; length: number; blockSize: number}
   | {id: number; op: 'pack'; buf: ArrayBuffer; items: {start: number; end: number; name: string}[]}
-  | {id: number; op: 'unpack'; items: {name: string; data: Uint8Array; digest: Uint8Array}[]; maxSize: number}
+  | {
+      id: number
+      op: 'unpack'
+      items: {name: string; data: Uint8Array; digest: Uint8Array}[]
+      maxSize: number
+      /**
+       * Re-hash the plaintext and compare with its id. Always done for
+       * unencrypted objects; for encrypted ones the GCM tag, whose AAD holds
+       * the object's name (= its id), already proves it is the chunk stored
+       * under that id, so restore skips the re-hash unless asked.
+       */
+      rehash: boolean
+    }
 
 export type WorkerReply =
   | {id: number; ok: true; digests: Uint8Array; buf: ArrayBuffer}

@@ -107,7 +107,7 @@ async function copyOne(
     await group.spawn(async () => {
       const obj = await from.loadChunkObject(srcId)
       result.bytesRead += obj.length
-      const unpacked = await srcPool.run({op: 'unpack', items: [{name: Repository.chunkName(srcId), data: obj, digest: Buffer.from(srcId, 'hex')}], maxSize: from.blockSize})
+      const unpacked = await srcPool.run({op: 'unpack', items: [{name: Repository.chunkName(srcId), data: obj, digest: Buffer.from(srcId, 'hex')}], maxSize: from.blockSize, rehash: false})
       if (!('plain' in unpacked)) throw new Error('unexpected worker reply')
       const plain = unpacked.plain[0]!
       const length = plain.byteLength // the view detaches when its buffer is transferred below

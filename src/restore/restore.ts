@@ -6,7 +6,8 @@
 // 2. Count how often each chunk is used, so a chunk used at several offsets
 //    is read once and kept (bounded cache) until its last use.
 // 3. Walk the blocks in offset order with a prefetch window: load chunk
-//    objects in parallel, decrypt/decompress/verify them in workers.
+//    objects in parallel, decrypt/decompress/verify them in workers (the
+//    GCM tag verifies encrypted chunks; plaintext ones are re-hashed).
 // 4. Write in offset order. Zero blocks become holes in a new file, and are
 //    written as zeros on devices, stdout and delta targets (unless
 //    --target-zeroed). Files are written under a temporary name and renamed
@@ -22,6 +23,8 @@ import {openTarget, type RestoreTarget, type TargetOptions} from './targets.js'
 export interface RestoreOptions extends TargetOptions {
   snapshot: Manifest
   deltaFrom?: Manifest
+  /** Re-hash every chunk even when its GCM tag already authenticated it. */
+  rehash?: boolean
   onProgress?: (bytesDone: number, bytesTotal: number) => void
 }
 
@@ -39,7 +42,7 @@ export interface RestoreResult {
 }
 
 export const PREFETCH_BYTES = 64 * 1024 * 1024
-export const CACHE_BYTES = 256 * 1024 * 1024
+export const CACHE_BYTES = 64 * 1024 * 1024
 
 export async function runRestore(repo: Repository, opts: RestoreOptions): Promise<RestoreResult> {
   const started = Date.now()
@@ -93,7 +96,7 @@ export async function runRestore(repo: Repository, opts: RestoreOptions): Promis
         result.chunksRead++
         result.bytesFetched += obj.length
         const reply = await pool.run(
-          {op: 'unpack', items: [{name: Repository.chunkName(hex), data: obj, digest: Buffer.from(hex, 'hex')}], maxSize: blockSize},
+          {op: 'unpack', items: [{name: Repository.chunkName(hex), data: obj, digest: Buffer.from(hex, 'hex')}], maxSize: blockSize, rehash: opts.rehash ?? false},
           obj.byteOffset === 0 && obj.buffer.byteLength === obj.length ? [obj.buffer as ArrayBuffer] : [],
         )
         if (!('plain' in reply)) throw new Error('unexpected worker reply')
