@@ -103,11 +103,32 @@ export class Repository {
     return `chunks/${idHex.slice(0, 2)}/${idHex}`
   }
 
+  /**
+   * True when the chunk is stored (non-empty). On a local backend each
+   * question is one stat; on a remote one, a request per chunk would double
+   * the requests of a backup, so the first question lists chunks/ once
+   * (one request per 1000 objects on S3) and later ones are answered from
+   * that listing plus what this process stored since. Memory: one id string
+   * per stored chunk.
+   */
   async hasChunk(idHex: string): Promise<boolean> {
     if (this.knownChunks.has(idHex)) return true
+    if (!this.backend.isLocal) {
+      this.chunkListing ??= this.listChunkIds()
+      await this.chunkListing
+      return this.knownChunks.has(idHex)
+    }
     const st = await this.backend.stat(Repository.chunkName(idHex))
     if (st && st.size > 0) this.knownChunks.add(idHex)
     return st !== null && st.size > 0
+  }
+
+  private chunkListing?: Promise<void>
+
+  private async listChunkIds(): Promise<void> {
+    for await (const obj of this.backend.list('chunks/')) {
+      if (obj.size > 0) this.knownChunks.add(obj.name.slice(obj.name.lastIndexOf('/') + 1))
+    }
   }
 
   markKnown(idHex: string): void {

@@ -5,8 +5,12 @@ import {createServer, connect, type Server, type Socket} from 'node:net'
 
 export interface DelayProxy {
   port: number
+  /** HTTP requests seen from clients (counts "HTTP/1.1\r\n" request lines). */
+  readonly requests: number
   close(): Promise<void>
 }
+
+const REQUEST_LINE_END = Buffer.from(' HTTP/1.1\r\n')
 
 function delayed(from: Socket, to: Socket, delayMs: number): void {
   let chain = Promise.resolve()
@@ -24,7 +28,11 @@ function delayed(from: Socket, to: Socket, delayMs: number): void {
 
 export async function startDelayProxy(targetPort: number, delayMs: number): Promise<DelayProxy> {
   const sockets = new Set<Socket>()
+  let requests = 0
   const server: Server = createServer((client) => {
+    client.on('data', (chunk: Buffer) => {
+      for (let at = chunk.indexOf(REQUEST_LINE_END); at >= 0; at = chunk.indexOf(REQUEST_LINE_END, at + 1)) requests++
+    })
     client.setNoDelay(true)
     const upstream = connect(targetPort, '127.0.0.1')
     upstream.setNoDelay(true)
@@ -39,6 +47,9 @@ export async function startDelayProxy(targetPort: number, delayMs: number): Prom
   const port = (server.address() as {port: number}).port
   return {
     port,
+    get requests() {
+      return requests
+    },
     close: () =>
       new Promise<void>((r) => {
         for (const s of sockets) s.destroy()
