@@ -67,16 +67,24 @@ export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
 
   const store = async (hex: string, obj: Uint8Array, plainLength: number): Promise<void> => {
     await uploadBytes.acquire(obj.byteLength)
-    await uploads.spawn(async () => {
-      try {
-        if (!input.dryRun) await repo.saveChunkObject(hex, Buffer.from(obj.buffer, obj.byteOffset, obj.byteLength))
-        stats.blocksNew++
-        stats.bytesNew += plainLength
-        stats.bytesStored += obj.byteLength
-      } finally {
-        uploadBytes.release(obj.byteLength)
-      }
-    })
+    let spawned = false
+    try {
+      await uploads.spawn(async () => {
+        try {
+          if (!input.dryRun) await repo.saveChunkObject(hex, Buffer.from(obj.buffer, obj.byteOffset, obj.byteLength))
+          stats.blocksNew++
+          stats.bytesNew += plainLength
+          stats.bytesStored += obj.byteLength
+        } finally {
+          uploadBytes.release(obj.byteLength)
+        }
+      })
+      spawned = true
+    } finally {
+      // spawn refuses once an upload has failed: give the budget back, or
+      // batches waiting for it would wait forever.
+      if (!spawned) uploadBytes.release(obj.byteLength)
+    }
   }
 
   const processBatch = async (batch: Batch): Promise<void> => {
@@ -120,9 +128,12 @@ export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
     }
   }
 
-  for (const batch of batches(candidates, blockSize)) await group.spawn(() => processBatch(batch))
-  await group.wait()
-  await uploads.wait()
+  try {
+    for (const batch of batches(candidates, blockSize)) await group.spawn(() => processBatch(batch))
+  } finally {
+    // On failure too, let what is in flight settle before returning.
+    await group.wait().finally(() => uploads.wait())
+  }
   input.onProgress?.(stats.bytesRead, total)
   return stats
 }
