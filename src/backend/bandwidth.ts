@@ -76,6 +76,10 @@ export class BandwidthBackend implements StorageBackend {
     return this.inner.isLocal
   }
 
+  async flush(): Promise<void> {
+    await this.inner.flush?.()
+  }
+
   /** Waits for upload tokens, then saves; errors and retry safety as the wrapped save. */
   async save(name: string, data: Buffer): Promise<void> {
     await this.up?.take(data.length)

@@ -60,6 +60,10 @@ export class ConcurrencyBackend implements StorageBackend {
     return this.inner.isLocal
   }
 
+  async flush(): Promise<void> {
+    await this.inner.flush?.()
+  }
+
   /** Errors and retry safety as the wrapped backend's save. */
   save(name: string, data: Buffer): Promise<void> {
     return this.slots.with(() => this.inner.save(name, data))

@@ -11,6 +11,7 @@ import type {ByteRange, ObjectInfo, StorageBackend} from './types.js'
 export class LocalBackend implements StorageBackend {
   readonly isLocal = true
   private readonly madeDirs = new Set<string>()
+  private readonly dirtyDirs = new Set<string>()
 
   constructor(readonly location: string) {}
 
@@ -41,7 +42,10 @@ export class LocalBackend implements StorageBackend {
         await fh.close()
       }
       await rename(tmp, final)
-      await syncDir(dir)
+      // Chunk directories are fsynced once, by flush(), before the index that
+      // names them is written; everything else is durable when save returns.
+      if (name.startsWith('chunks/')) this.dirtyDirs.add(dir)
+      else await syncDir(dir)
     } catch (e) {
       await unlink(tmp).catch(() => {})
       throw toVdsnapError(e, `writing ${name} to ${this.location}`)
@@ -90,6 +94,17 @@ export class LocalBackend implements StorageBackend {
 
   async remove(name: string): Promise<void> {
     await rm(this.path(name), {force: true})
+  }
+
+  async flush(): Promise<void> {
+    const dirs = [...this.dirtyDirs]
+    this.dirtyDirs.clear()
+    try {
+      await Promise.all(dirs.map((d) => syncDir(d)))
+    } catch (e) {
+      for (const d of dirs) this.dirtyDirs.add(d)
+      throw toVdsnapError(e, `syncing ${this.location}`)
+    }
   }
 
   async close(): Promise<void> {}

@@ -66,6 +66,10 @@ export class RetryBackend implements StorageBackend {
     return this.inner.isLocal
   }
 
+  async flush(): Promise<void> {
+    await this.inner.flush?.()
+  }
+
   /** Throws the last error when it is permanent or the attempt/time budget is spent. */
   async run<T>(operation: string, fn: () => Promise<T>): Promise<T> {
     const start = this.opts.now()

@@ -42,6 +42,13 @@ export interface BackendExtras {
   create?(): Promise<void>
   /** True for backends on this host, where a lock's pid can be checked. */
   readonly isLocal?: boolean
+  /**
+   * Makes every object saved so far durable, where save() deferred part of
+   * that (the local backend fsyncs chunk directories here, once, instead of
+   * after every chunk). Called before writing an object that refers to
+   * earlier ones (an index refers to chunks).
+   */
+  flush?(): Promise<void>
 }
 
 export type StorageBackend = Backend & BackendExtras

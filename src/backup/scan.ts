@@ -1,6 +1,6 @@
 // The hot loop of a backup: read candidate blocks in large sequential
 // batches, hash them in workers, record changes, store new chunks.
-// Bounded: at most `pool.size * 3` batches (≤ 4 MiB, or one block when
+// Bounded: at most `pool.size * 2` batches (≤ 4 MiB, or one block when
 // blocks are larger) are in flight, and encoded chunks waiting for storage
 // hold at most UPLOAD_BYTES. Uploads are decoupled from batches so that
 // workers keep compressing while the storage fsyncs. Batch buffers are
@@ -14,7 +14,7 @@ import {Repository} from '../repo/repository.js'
 
 export const BATCH_BYTES = 4 * 1024 * 1024
 export const UPLOADS_IN_FLIGHT = 16
-export const UPLOAD_BYTES = 32 * 1024 * 1024
+export const UPLOAD_BYTES = 16 * 1024 * 1024
 
 export interface BlockScanStats {
   bytesRead: number
@@ -60,7 +60,7 @@ export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
   const claimed = new Set<string>()
   const uploadBytes = new Semaphore(UPLOAD_BYTES)
   const uploads = new TaskGroup(UPLOADS_IN_FLIGHT)
-  const group = new TaskGroup(pool.size * 3)
+  const group = new TaskGroup(pool.size * 2)
   const batchBytes = Math.max(blockSize, Math.floor(BATCH_BYTES / blockSize) * blockSize)
   const free: ArrayBuffer[] = []
   let lastReport = 0
@@ -120,7 +120,7 @@ export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
       data = packed.buf
       for (const [k, item] of items.entries()) await store(item.hex, packed.objects[k]!, item.end - item.start)
     }
-    if (data.byteLength === batchBytes && free.length < pool.size * 4) free.push(data)
+    if (data.byteLength === batchBytes && free.length < pool.size * 2) free.push(data)
     const nowMs = Date.now()
     if (input.onProgress && nowMs - lastReport > 200) {
       lastReport = nowMs

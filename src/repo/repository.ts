@@ -163,6 +163,7 @@ export class Repository {
   // ---- indexes ----
 
   async saveIndex(ix: SnapshotIndex): Promise<string> {
+    await this.backend.flush?.() // the chunks it names are durable first
     const plain = encodeIndex(ix)
     const id = this.digest(plain).toString('hex')
     const name = `indexes/${id}`

@@ -41,8 +41,8 @@ export interface RestoreResult {
   durationMs: number
 }
 
-export const PREFETCH_BYTES = 64 * 1024 * 1024
-export const CACHE_BYTES = 64 * 1024 * 1024
+export const PREFETCH_BYTES = 32 * 1024 * 1024
+export const CACHE_BYTES = 16 * 1024 * 1024
 
 export async function runRestore(repo: Repository, opts: RestoreOptions): Promise<RestoreResult> {
   const started = Date.now()
