@@ -1,18 +1,20 @@
 // The conformance suite against s3rver on 127.0.0.1, plus: objects written
-// by vdsnap are visible to an independent client (awscli), client settings
+// by vdsnap are visible to an independent client (s3cmd), client settings
 // for custom endpoints, and permanent errors for a missing bucket.
 import {execFile} from 'node:child_process'
-import {existsSync} from 'node:fs'
+import {mkdtempSync, readFileSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 import {promisify} from 'node:util'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {IoError, NotFoundError, UsageError, type VdsnapError} from '../../src/errors.js'
 import {S3Backend, s3ClientConfig} from '../../src/backend/s3.js'
 import {openStorage} from '../../src/repo/storage.js'
-import {S3RVER_ENV, startS3, useTestCredentials, type TestS3} from '../helpers/s3.js'
+import {startS3, useTestCredentials, type TestS3} from '../helpers/s3.js'
 import {backendConformance} from './conformance.js'
 
 const run = promisify(execFile)
-const AWS = '/usr/bin/aws'
+const S3CMD = '/usr/bin/s3cmd'
 
 describe('s3 backend (s3rver on 127.0.0.1)', () => {
   let s3: TestS3
@@ -30,18 +32,22 @@ describe('s3 backend (s3rver on 127.0.0.1)', () => {
     nonAtomicReplace: 's3rver rewrites objects in place',
   })
 
-  it('writes objects a second client sees (awscli; only this check is skipped when /usr/bin/aws is absent)', async () => {
+  it('writes objects a second client sees (s3cmd, installed by the test command)', async () => {
     const b = await openStorage(`s3://${s3.bucket}/shared`, {s3Endpoint: s3.endpoint})
     await b.save('chunks/ab/abcdef', Buffer.from('hello'))
+    await b.save('snapshots/0123', Buffer.alloc(70_000, 7))
     await b.close()
-    if (!existsSync(AWS)) {
-      console.warn('awscli not installed (Debian package awscli): skipping the second-client check')
-      return
-    }
-    const {stdout} = await run(AWS, ['--endpoint-url', s3.endpoint, 's3', 'ls', '--recursive', `s3://${s3.bucket}/shared/`], {
-      env: {...process.env, ...S3RVER_ENV},
-    })
-    expect(stdout).toMatch(/\s5 shared\/chunks\/ab\/abcdef/)
+    const host = s3.endpoint.replace('http://', '')
+    const home = mkdtempSync(join(tmpdir(), 'vdsnap-s3cmd-'))
+    const s3cmd = (args: string[]) =>
+      run(S3CMD, ['--config=/dev/null', `--host=${host}`, `--host-bucket=${host}`, '--no-ssl', '--access_key=S3RVER', '--secret_key=S3RVER', ...args], {env: {...process.env, HOME: home}})
+    const {stdout} = await s3cmd(['ls', '--recursive', `s3://${s3.bucket}/shared/`])
+    expect(stdout).toMatch(new RegExp(`\\s5\\s+s3://${s3.bucket}/shared/chunks/ab/abcdef`))
+    expect(stdout).toMatch(new RegExp(`\\s70000\\s+s3://${s3.bucket}/shared/snapshots/0123`))
+    const got = join(home, 'got')
+    await s3cmd(['get', `s3://${s3.bucket}/shared/chunks/ab/abcdef`, got])
+    expect(readFileSync(got, 'utf8')).toBe('hello')
+    rmSync(home, {recursive: true, force: true})
   })
 
   it('takes the endpoint from the environment when no option is given', async () => {
