@@ -45,7 +45,7 @@ export interface S3Options {
   maxSockets?: number
 }
 
-const THROTTLING = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'TooManyRequestsException', 'RequestTimeout', 'RequestTimeTooSkewed', 'InternalError', 'ServiceUnavailable'])
+const THROTTLING = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'TooManyRequestsException', 'RequestTimeout', 'InternalError', 'ServiceUnavailable'])
 const AUTH = new Set(['AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken', 'InvalidToken', 'CredentialsProviderError', 'AuthorizationHeaderMalformed'])
 
 /** Endpoint, addressing and checksum settings for a client; exported for tests. */
@@ -129,6 +129,14 @@ export class S3Backend implements StorageBackend {
     if (e.name === 'NoSuchBucket') {
       return new IoError(`${what}: bucket ${this.where.bucket} does not exist`, {cause: err, hint: 'create the bucket first, or check the name and endpoint'})
     }
+    // A skewed clock fails every request the same way: retrying for minutes
+    // cannot help, the clock has to be fixed.
+    if (e.name === 'RequestTimeTooSkewed') {
+      return new IoError(`${what}: the server refused the request time (RequestTimeTooSkewed)`, {
+        cause: err,
+        hint: "this host's clock is off: check it (timedatectl, NTP) and run again",
+      })
+    }
     if (AUTH.has(e.name) || status === 401 || status === 403) {
       return new IoError(`${what}: access denied (${e.name})`, {
         cause: err,
@@ -155,7 +163,7 @@ export class S3Backend implements StorageBackend {
     const out = await this.send('checking the repository prefix', () =>
       this.client.send(new ListObjectsV2Command({Bucket: this.where.bucket, Prefix: this.keyPrefix, MaxKeys: 1})),
     )
-    if ((out.KeyCount ?? 0) > 0) throw new IoError(`${this.location} exists and is not empty`, {hint: 'choose another prefix'})
+    if ((out.KeyCount ?? 0) > 0) throw new UsageError(`${this.location} exists and is not empty`, {hint: 'choose another prefix'})
   }
 
   /** Single PUT, atomic; throws IoError (retryable for 5xx, throttling, resets). Safe to retry. */

@@ -127,6 +127,7 @@ describe('s3 error classification (stubbed client)', () => {
     ['NoSuchBucket', sdkError('NoSuchBucket', 404), IoError, false],
     ['NoSuchKey', sdkError('NoSuchKey', 404), NotFoundError, false],
     ['no region', new Error('Region is missing'), UsageError, false],
+    ['clock skew (no status)', sdkError('RequestTimeTooSkewed', undefined, {$retryable: {}}), IoError, false],
   ])('%s', async (_label, thrown, type, retryable) => {
     const b = new S3Backend({bucket: 'b', prefix: 'p'}, {endpoint: 'http://127.0.0.1:1'})
     ;(b as unknown as {client: {send: () => Promise<never>}}).client.send = () => Promise.reject(thrown)
@@ -135,5 +136,15 @@ describe('s3 error classification (stubbed client)', () => {
     expect(err.retryable).toBe(retryable)
     expect(err.oneLine()).not.toContain('\n')
     await b.close()
+  })
+
+  it('a skewed clock is permanent and says to check the clock', async () => {
+    const b = new S3Backend({bucket: 'b', prefix: 'p'}, {endpoint: 'http://127.0.0.1:1'})
+    ;(b as unknown as {client: {send: () => Promise<never>}}).client.send = () => Promise.reject(sdkError('RequestTimeTooSkewed', 403))
+    const err = (await b.save('x', Buffer.from('1')).catch((e: unknown) => e)) as VdsnapError
+    await b.close()
+    expect(err.retryable).toBe(false)
+    expect(err.oneLine()).toMatch(/RequestTimeTooSkewed.*clock/)
+    expect(err.oneLine()).not.toMatch(/credentials/)
   })
 })
