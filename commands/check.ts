@@ -3,6 +3,7 @@ import {BaseCommand} from '../src/cli/base-command.js'
 import {withProgress} from '../src/cli/progress.js'
 import {runCheck} from '../src/check/check.js'
 import {EXIT_CODES} from '../src/errors.js'
+import {counted} from '../src/cli/output.js'
 
 export default class Check extends BaseCommand<typeof Check> {
   static override summary = 'Verify the repository: structure, and optionally the data.'
@@ -22,7 +23,7 @@ export default class Check extends BaseCommand<typeof Check> {
     this.out.result(res, () => {
       const lines = res.findings.map((f) => `error: ${f.message}`)
       lines.push(
-        `${res.snapshots} snapshots, ${res.chunksReferenced} chunks referenced, ${res.chunksRead} read and verified, ${res.unreferencedChunks} unreferenced (prune frees them), ${res.staleLocks} stale locks: ${res.findings.length === 0 ? 'no errors' : `${res.findings.length} error${res.findings.length === 1 ? '' : 's'}`}`,
+        `${counted(res.snapshots, 'snapshot')}, ${counted(res.chunksReferenced, 'chunk')} referenced, ${res.chunksRead} read and verified, ${res.unreferencedChunks} unreferenced (prune frees them), ${counted(res.staleLocks, 'stale lock')}: ${res.findings.length === 0 ? 'no errors' : counted(res.findings.length, 'error')}`,
       )
       return lines.join('\n')
     })

@@ -35,6 +35,11 @@ export class Output {
   }
 }
 
+/** "1 snapshot", "3 snapshots": a count and a noun that takes a plain -s plural. */
+export function counted(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`
+}
+
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
   let v = n
