@@ -84,6 +84,20 @@ export class NotFoundError extends VdsnapError {
   override readonly kind = 'notFound'
 }
 
+/**
+ * The same error — class, exit code, hint, `retryable` — with what was being
+ * done in front of its message, for callers that add context without
+ * changing what the error means.
+ */
+export function withContext(err: unknown, doing: string): VdsnapError {
+  const e = toVdsnapError(err)
+  const copy = Object.assign(Object.create(Object.getPrototypeOf(e)) as VdsnapError, e)
+  copy.message = `${doing}: ${e.message}`
+  copy.stack = e.stack
+  Object.defineProperty(copy, 'cause', {value: e, writable: true, configurable: true})
+  return copy
+}
+
 /** Returns a VdsnapError for anything thrown, classifying common Node errors. */
 export function toVdsnapError(err: unknown, doing?: string): VdsnapError {
   if (err instanceof VdsnapError) return err

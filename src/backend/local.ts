@@ -5,7 +5,7 @@
 import {randomBytes} from 'node:crypto'
 import {mkdir, open, readdir, rename, rm, stat, unlink} from 'node:fs/promises'
 import {dirname, join, sep} from 'node:path'
-import {NotFoundError, toVdsnapError} from '../errors.js'
+import {NotFoundError, UsageError, toVdsnapError} from '../errors.js'
 import type {ByteRange, ObjectInfo, StorageBackend} from './types.js'
 
 export class LocalBackend implements StorageBackend {
@@ -22,7 +22,7 @@ export class LocalBackend implements StorageBackend {
   async create(): Promise<void> {
     await mkdir(this.location, {recursive: true})
     const entries = await readdir(this.location)
-    if (entries.length > 0) throw new Error(`${this.location} exists and is not empty`)
+    if (entries.length > 0) throw new UsageError(`${this.location} exists and is not empty`, {hint: 'choose an empty or new directory'})
   }
 
   async save(name: string, data: Buffer): Promise<void> {

@@ -19,7 +19,7 @@
 import {randomBytes} from 'node:crypto'
 import {posix} from 'node:path'
 import type {FileEntryWithStats, SFTPWrapper, Stats} from 'ssh2'
-import {IoError, NotFoundError, VdsnapError} from '../errors.js'
+import {IoError, NotFoundError, UsageError, VdsnapError} from '../errors.js'
 import {openSftpSession, type SftpAuthOptions, type SftpSession, type SftpTarget} from './sftp-session.js'
 import {isTransientNetworkError} from './transient.js'
 import type {ByteRange, ObjectInfo, StorageBackend} from './types.js'
@@ -127,7 +127,7 @@ export class SftpBackend implements StorageBackend {
     await this.op(`creating ${this.where.path}`, async (sftp) => {
       await mkdirs(sftp, this.where.path)
       const list = await call<FileEntryWithStats[]>((cb) => sftp.readdir(this.where.path, cb))
-      if (list.length > 0) throw new IoError(`${this.location} exists and is not empty`, {hint: 'choose an empty or new directory'})
+      if (list.length > 0) throw new UsageError(`${this.location} exists and is not empty`, {hint: 'choose an empty or new directory'})
     })
   }
 

@@ -1,5 +1,5 @@
 // init: create a repository at a location.
-import {UsageError} from '../errors.js'
+import {UsageError, withContext} from '../errors.js'
 import type {RepoConfig} from './config.js'
 import {Repository} from './repository.js'
 import {openStorage, type StorageOptions} from './storage.js'
@@ -19,8 +19,10 @@ export async function initRepository(
 ): Promise<RepoConfig & {location: string}> {
   const backend = await openStorage(location, storage)
   try {
-    await backend.create?.().catch((e) => {
-      throw new UsageError(`cannot create a repository at ${location}: ${(e as Error).message}`)
+    // Keep the backend's error class (its exit code) and hint: an unknown
+    // host key or a missing bucket must read the same as on any other command.
+    await backend.create?.().catch((e: unknown) => {
+      throw withContext(e, `cannot create a repository at ${location}`)
     })
     const repo = await Repository.init(backend, opts)
     return {...repo.config, location: backend.location}
