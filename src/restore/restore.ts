@@ -3,8 +3,9 @@
 // 1. Resolve the wanted snapshot to one entry per block (metadata only).
 //    With --delta-from, resolve that snapshot too and keep only the blocks
 //    whose entries differ: the target already holds the rest.
-// 2. Count how often each chunk is used, so a chunk used at several offsets
-//    is read once and kept (bounded cache) until its last use.
+// 2. A chunk used at several offsets is read once while its uses are in
+//    the prefetch window, and kept in a small LRU cache after that, so
+//    memory stays bounded whatever the disk's size.
 // 3. Walk the blocks in offset order with a prefetch window: load chunk
 //    objects in parallel, decrypt/decompress/verify them in workers (the
 //    GCM tag verifies encrypted chunks; plaintext ones are re-hashed).
@@ -14,6 +15,7 @@
 //    when complete, so a failed restore never leaves a plausible-looking disk.
 import {DIGEST_SIZE, ZERO_ID} from '../chunk/digest.js'
 import {ChunkPool} from '../chunk/pool.js'
+import {LruCache} from '../disk/lru-cache.js'
 import {DataError} from '../errors.js'
 import {resolveSnapshot} from '../repo/chain.js'
 import type {Manifest} from '../repo/manifest.js'
@@ -42,7 +44,7 @@ export interface RestoreResult {
 }
 
 export const PREFETCH_BYTES = 32 * 1024 * 1024
-export const CACHE_BYTES = 16 * 1024 * 1024
+export const CACHE_BYTES = 8 * 1024 * 1024
 
 export async function runRestore(repo: Repository, opts: RestoreOptions): Promise<RestoreResult> {
   const started = Date.now()
@@ -58,16 +60,8 @@ export async function runRestore(repo: Repository, opts: RestoreOptions): Promis
     wanted = (b) => !entry(want.entries, b).equals(entry(have, b))
   }
 
-  const uses = new Map<string, number>()
   let total = 0
-  for (let b = 0; b < blockCount; b++) {
-    if (!wanted(b)) continue
-    total += blockLen(b, blockSize, virtualSize)
-    const e = entry(want.entries, b)
-    if (e.equals(ZERO_ID)) continue
-    const hex = e.toString('hex')
-    uses.set(hex, (uses.get(hex) ?? 0) + 1)
-  }
+  for (let b = 0; b < blockCount; b++) if (wanted(b)) total += blockLen(b, blockSize, virtualSize)
 
   const target: RestoreTarget = await openTarget({...opts, virtualSize, delta: opts.deltaFrom !== undefined})
   const pool = new ChunkPool({idKey: repo.idKey, encKey: repo.encKey}, repo.level)
@@ -83,8 +77,7 @@ export async function runRestore(repo: Repository, opts: RestoreOptions): Promis
     bytesFetched: 0,
     durationMs: 0,
   }
-  const cache = new Map<string, Buffer>()
-  let cacheBytes = 0
+  const cache = new LruCache<string, Buffer>(Math.max(2, Math.floor(CACHE_BYTES / blockSize)))
   const inflight = new Map<string, Promise<Buffer>>()
   const fetch = (hex: string): Promise<Buffer> => {
     const cached = cache.get(hex)
@@ -140,13 +133,7 @@ export async function runRestore(repo: Repository, opts: RestoreOptions): Promis
         result.blocksWritten++
         result.bytesWritten += len
         const hex = entry(want.entries, block).toString('hex')
-        const left = uses.get(hex)! - 1
-        uses.set(hex, left)
-        inflight.delete(hex)
-        if (left > 0 && !cache.has(hex) && cacheBytes + len <= CACHE_BYTES) {
-          cache.set(hex, buf)
-          cacheBytes += len
-        } else if (left === 0 && cache.delete(hex)) cacheBytes -= len
+        if (inflight.delete(hex)) cache.set(hex, buf)
       }
       fill()
       const now = Date.now()

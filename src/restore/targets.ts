@@ -30,18 +30,30 @@ export interface RestoreTarget {
 }
 
 const ZEROS = Buffer.alloc(4 * 1024 * 1024)
-const COALESCE_BYTES = 8 * 1024 * 1024
+/**
+ * Contiguous writes are joined up to this size. Measured here (ext4, 2.5 GB
+ * into a new file): 1 MiB pwrites take 0.55–0.7 s in all, 8 MiB ones 1.2–4 s
+ * (dirty-page throttling bites harder on large writes), so keep runs small.
+ */
+const COALESCE_BYTES = 1024 * 1024
 
-/** Positional writes to a file or device, contiguous runs joined into one writev. */
+/**
+ * Positional writes to a file or device, contiguous runs joined into one
+ * writev. One run is written in the background while the caller prepares
+ * the next, so decompression and the kernel's write path overlap; the next
+ * flush waits for it, so writes reach the file in order, one at a time.
+ */
 class PositionalWriter {
   private run: Buffer[] = []
   private runStart = 0
   private runBytes = 0
+  private writing: Promise<void> = Promise.resolve()
+  private failed: unknown = null
 
   constructor(readonly fh: FileHandle) {}
 
   async write(offset: number, data: Buffer): Promise<void> {
-    if (this.runBytes > 0 && (offset !== this.runStart + this.runBytes || this.runBytes >= COALESCE_BYTES)) await this.flush()
+    if (this.runBytes > 0 && (offset !== this.runStart + this.runBytes || this.runBytes >= COALESCE_BYTES)) await this.startFlush()
     if (this.runBytes === 0) this.runStart = offset
     this.run.push(data)
     this.runBytes += data.length
@@ -53,16 +65,33 @@ class PositionalWriter {
     }
   }
 
+  /** Writes everything buffered and waits for it; throws the first write error. */
   async flush(): Promise<void> {
-    let pos = this.runStart
-    let bufs = this.run
+    await this.startFlush()
+    await this.writing
+    if (this.failed) throw this.failed
+  }
+
+  /** Waits for the previous run to land, then starts writing the current one. */
+  private async startFlush(): Promise<void> {
+    await this.writing
+    if (this.failed) throw this.failed
+    if (this.runBytes === 0) return
+    const bufs = this.run
+    const start = this.runStart
+    this.run = []
+    this.runBytes = 0
+    this.writing = this.writeAll(bufs, start).catch((e: unknown) => {
+      this.failed = e
+    })
+  }
+
+  private async writeAll(bufs: Buffer[], pos: number): Promise<void> {
     while (bufs.length > 0) {
       const {bytesWritten} = await this.fh.writev(bufs, pos)
       pos += bytesWritten
       bufs = dropBytes(bufs, bytesWritten)
     }
-    this.run = []
-    this.runBytes = 0
   }
 }
 
@@ -112,7 +141,6 @@ async function newFileTarget(path: string, size: number): Promise<RestoreTarget>
   let fh: FileHandle
   try {
     fh = await open(tmp, 'wx', 0o600)
-    await fh.truncate(size)
   } catch (e) {
     throw toVdsnapError(e, `creating ${path}`)
   }
@@ -125,6 +153,10 @@ async function newFileTarget(path: string, size: number): Promise<RestoreTarget>
     async finish() {
       try {
         await w.flush()
+        // The size is set last: trailing zero blocks stay a hole. (Setting it
+        // first made no difference to the holes, and the file system then
+        // treats every write as filling a hole inside the file.)
+        await fh.truncate(size)
         await fh.sync()
         await fh.close()
         await rename(tmp, path)
@@ -133,6 +165,7 @@ async function newFileTarget(path: string, size: number): Promise<RestoreTarget>
       }
     },
     async abort() {
+      await w.flush().catch(() => {})
       await fh.close().catch(() => {})
       await unlink(tmp).catch(() => {})
     },
