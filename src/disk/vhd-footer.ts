@@ -224,17 +224,18 @@ export function chsFor(sectors: number): {cylinders: number; heads: number; sect
 }
 
 /**
- * The smallest geometry holding `bytes`, and the size it gives, as qemu
- * does it: every reader (CHS-based Virtual PC and qemu, size-based
- * Hyper-V) then agrees on the size. Above the largest geometry the size
- * is the byte size rounded up to a sector.
+ * The footer geometry for a disk of exactly `bytes` (a whole number of
+ * sectors; a size that is not is rounded up to the next sector, the tail
+ * reading as zeros). When a CHS geometry covers exactly that many sectors it
+ * is written, so every reader agrees; otherwise the largest geometry is
+ * written, which makes qemu (whatever the creator app) and Hyper-V take the
+ * footer's current size, as `qemu-img create -o force_size=on` does. The
+ * size is never rounded up to a geometry: a restored disk keeps the size it
+ * was backed up with.
  */
 export function vhdGeometry(bytes: number): {cylinders: number; heads: number; sectorsPerTrack: number; size: number} {
   const sectors = Math.ceil(bytes / SECTOR)
-  if (sectors >= MAX_CHS_SECTORS) return {cylinders: 65535, heads: 16, sectorsPerTrack: 255, size: sectors * SECTOR}
-  for (let extra = 0; ; extra++) {
-    const g = chsFor(sectors + extra)
-    const chs = g.cylinders * g.heads * g.sectorsPerTrack
-    if (chs >= sectors) return {...g, size: chs * SECTOR}
-  }
+  const g = chsFor(sectors)
+  if (sectors < MAX_CHS_SECTORS && g.cylinders * g.heads * g.sectorsPerTrack === sectors) return {...g, size: sectors * SECTOR}
+  return {cylinders: 65535, heads: 16, sectorsPerTrack: 255, size: sectors * SECTOR}
 }

@@ -1,8 +1,9 @@
 // Writes VHD images: fixed (guest bytes then footer) or dynamic (footer
 // copy, header, BAT, [locators], blocks, footer), plus differencing for
 // tests and tools that build chains (qemu cannot create those).
-// Steps: 1) the size is rounded up to a CHS geometry (see vhdGeometry) so
-// qemu, Virtual PC and Hyper-V agree on it; 2) blocks are appended in the
+// Steps: 1) the footer keeps the exact size (a size that is not a whole
+// number of sectors is rounded up to one) with a geometry that makes qemu
+// and Hyper-V read that size back (see vhdGeometry); 2) blocks are appended in the
 // order writes arrive (ascending), each with a bitmap whose bits are set
 // exactly for the sectors written; 3) close() writes BAT, header and both
 // footers, then fsyncs. Unwritten blocks stay unallocated; abort() unlinks.

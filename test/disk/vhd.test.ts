@@ -2,13 +2,14 @@
 // images; differencing images (qemu cannot create them) come from our own
 // writer's `parent` option and are checked against bytes computed here.
 import {execFileSync} from 'node:child_process'
-import {copyFileSync, readFileSync, renameSync, mkdirSync, writeFileSync} from 'node:fs'
+import {copyFileSync, existsSync, readFileSync, renameSync, mkdirSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 import {openImage} from '../../src/disk/open.js'
 import {FORMATS} from '../../src/disk/formats.js'
 import {VhdImage} from '../../src/disk/vhd-reader.js'
 import {createVhdWriter} from '../../src/disk/vhd-writer.js'
+import {chsFor, vhdChecksum, vhdGeometry} from '../../src/disk/vhd-footer.js'
 import {qemuImg, qemuRaw, rangesCoverData, readWhole, sha256 as sha, tempDir, writeRaw} from './image-fixtures.js'
 import {expectReadOrVdsnapError, mixedDisk, prngU32, qemuStatus, sameDisk, writeThrough} from './vhd-test-helpers.js'
 
@@ -67,24 +68,32 @@ describe('VHD reader on qemu-made images', () => {
 })
 
 describe('VHD writer', () => {
+  // Sizes with no exact CHS geometry: the footer must still give qemu the exact size.
+  const SECTOR_SIZE = Math.ceil(SIZE / 512) * 512 // SIZE is not a whole number of sectors: rounded up
   for (const sub of ['dynamic', 'fixed']) {
-    it(`writes a ${sub} VHD that qemu-img compare accepts`, async () => {
+    it(`writes a ${sub} VHD of exactly the disk's size that qemu-img compare accepts`, async () => {
       const out = at(`written-${sub}.vhd`)
       const entry = FORMATS.find((f) => f.name === 'vhd')!
       await writeThrough(await entry.create!(out, SIZE, {subformat: sub}), base)
-      expect(qemuStatus('info', out).status).toBe(0)
-      const cmp = qemuStatus('compare', '-f', 'raw', '-F', 'vpc', at('base.raw'), out)
+      expect(JSON.parse(qemuImg('info', '-f', 'vpc', '--output=json', out))['virtual-size']).toBe(SECTOR_SIZE)
+      const padded = at(`padded-${sub}.raw`)
+      writeRaw(padded, Buffer.concat([base, Buffer.alloc(SECTOR_SIZE - SIZE)]))
+      const cmp = qemuStatus('compare', '-f', 'raw', '-F', 'vpc', padded, out)
       expect(cmp.status, cmp.out).toBe(0)
+      expect(cmp.out).not.toMatch(/warning|mismatch/i)
       const img = await openImage(out)
-      expect(img.virtualSize).toBeGreaterThanOrEqual(SIZE)
+      expect(img.virtualSize).toBe(SECTOR_SIZE)
       expect(sameDisk(await readWhole(img), base)).toBe(true)
-      if (sub === 'dynamic') {
-        const q = qemuImg('info', '--output=json', out)
-        expect(JSON.parse(q)['virtual-size']).toBe(img.virtualSize)
-      }
       await img.close()
     })
   }
+
+  it('keeps a geometry when one fits exactly, and the largest one otherwise', () => {
+    // 4 heads x 17 sectors x 602 cylinders = 40936 sectors: a real geometry.
+    expect(vhdGeometry(40936 * 512)).toEqual({cylinders: 602, heads: 4, sectorsPerTrack: 17, size: 40936 * 512})
+    expect(vhdGeometry(20 * 1024 * 1024)).toEqual({cylinders: 65535, heads: 16, sectorsPerTrack: 255, size: 20 * 1024 * 1024})
+    expect(vhdGeometry(1000).size).toBe(1024)
+  })
 
   it('abort() removes the partial file', async () => {
     const out = at('aborted.vhd')
@@ -92,6 +101,40 @@ describe('VHD writer', () => {
     await w.write(0, base.subarray(0, 65536))
     await w.abort()
     expect(() => readFileSync(out)).toThrow()
+  })
+})
+
+describe('VHD virtual size by creator app, as qemu computes it', () => {
+  // A dynamic VHD whose footer holds an exact current size; its geometry is
+  // set below, above or to the maximum, and the creator app varied: for each,
+  // our reader must report the size `qemu-img info` reports.
+  const sectors = Math.ceil(SIZE / 512)
+  const below = chsFor(sectors)
+  let above = chsFor(sectors)
+  for (let extra = 1; above.cylinders * above.heads * above.sectorsPerTrack <= sectors; extra++) above = chsFor(sectors + extra)
+  const max = {cylinders: 65535, heads: 16, sectorsPerTrack: 255}
+  const apps = ['vpc ', 'qemu', 'qem2', 'win ', 'd2v ', 'CTXS', 'tap\0', 'vdsn', 'VBox', 'tap ']
+  const source = at('creator-src.vhd')
+
+  it.each(apps)('creator app %j', async (app) => {
+    if (!existsSync(source)) await writeThrough(await createVhdWriter(source, SIZE), base)
+    const bytes = readFileSync(source)
+    for (const [name, g] of [['below', below], ['above', above], ['max', max]] as const) {
+      expect(below.cylinders * below.heads * below.sectorsPerTrack).toBeLessThan(sectors)
+      for (const f of [0, bytes.length - 512]) {
+        bytes.write(app, f + 28, 'latin1')
+        bytes.writeUInt16BE(g.cylinders, f + 56)
+        bytes[f + 58] = g.heads
+        bytes[f + 59] = g.sectorsPerTrack
+        bytes.writeUInt32BE(vhdChecksum(bytes.subarray(f, f + 512), 64), f + 64)
+      }
+      const path = at(`creator-${name}.vhd`)
+      writeFileSync(path, bytes)
+      const qemuSize = JSON.parse(qemuImg('info', '-f', 'vpc', '--output=json', path))['virtual-size']
+      const img = await openImage(path)
+      expect(img.virtualSize, `${app} ${name}`).toBe(qemuSize)
+      await img.close()
+    }
   })
 })
 
