@@ -9,9 +9,18 @@
 // and go back to (1) after a random pause (two racing writers both back off).
 // A held lock is refreshed every REFRESH_MS. A lock is stale when its pid is
 // dead on this host, or it was not refreshed for STALE_MS (other hosts).
+//
+// Lost for good: other processes may ignore a stale lock (a prune then
+// deletes what it thinks unreferenced), so the holder must assume the worst
+// as soon as its lock COULD have looked stale: more than STALE_MS between
+// two successful refreshes (by the holder's injected clock; a paused process
+// or an unreachable storage), or the lock file removed or rewritten by
+// someone else. From then on the lock is lost: refresh() never writes it
+// again (that would revive a lock another process already overrode) and
+// assertHeld() throws LockedError, so nothing is committed on its strength.
 import {randomBytes} from 'node:crypto'
 import {hostname} from 'node:os'
-import {LockedError} from '../errors.js'
+import {LockedError, NotFoundError} from '../errors.js'
 import type {Backend} from '../backend/types.js'
 
 export const REFRESH_MS = 2 * 60_000
@@ -77,12 +86,26 @@ export async function listLocks(backend: Backend, now = Date.now()): Promise<Sto
 export class RepoLock {
   private timer?: NodeJS.Timeout
   private released = false
+  /** Why the lock was lost; once set it stays set (see the module comment). */
+  private lostReason?: string
+  /** The lock file's text as we last stored it, and the clock time stamped in it. */
+  private written: string
+  private lastRefreshed: number
+  /** Text of a save that failed: it may still have landed, so it counts as ours too. */
+  private maybeWritten?: string
+  /** refresh() and assertHeld() run one at a time, so neither sees the other's half-done save. */
+  private busy: Promise<unknown> = Promise.resolve()
 
   private constructor(
     private readonly backend: Backend,
     readonly name: string,
     private info: LockInfo,
-  ) {}
+    private readonly now: () => number,
+    stamp: number,
+  ) {
+    this.written = JSON.stringify(info)
+    this.lastRefreshed = stamp
+  }
 
   static async acquire(backend: Backend, opts: LockOptions): Promise<RepoLock> {
     const now = opts.now ?? Date.now
@@ -91,14 +114,16 @@ export class RepoLock {
     for (;;) {
       const holder = await conflicting(backend, opts.exclusive, now(), undefined)
       if (!holder) {
-        const stamp = new Date(now()).toISOString()
-        const info: LockInfo = {host: hostname(), pid: process.pid, exclusive: opts.exclusive, command: opts.command, created: stamp, refreshed: stamp}
+        const stamp = now()
+        const iso = new Date(stamp).toISOString()
+        const info: LockInfo = {host: hostname(), pid: process.pid, exclusive: opts.exclusive, command: opts.command, created: iso, refreshed: iso}
         const name = `locks/${randomBytes(16).toString('hex')}`
         await backend.save(name, Buffer.from(JSON.stringify(info)))
         const racer = await conflicting(backend, opts.exclusive, now(), name)
         if (!racer) {
-          const lock = new RepoLock(backend, name, info)
-          lock.startRefresh(now)
+          const lock = new RepoLock(backend, name, info, now, stamp)
+          lock.timer = setInterval(() => void lock.refresh().catch(() => {}), REFRESH_MS)
+          lock.timer.unref()
           return lock
         }
         await backend.remove(name)
@@ -111,46 +136,110 @@ export class RepoLock {
     }
   }
 
-  private lastRefreshed = Date.now()
-  private now: () => number = Date.now
-
-  private startRefresh(now: () => number): void {
-    this.now = now
-    this.lastRefreshed = now()
-    this.timer = setInterval(() => {
-      const stamp = now()
-      this.info = {...this.info, refreshed: new Date(stamp).toISOString()}
-      this.backend
-        .save(this.name, Buffer.from(JSON.stringify(this.info)))
-        .then(() => {
-          this.lastRefreshed = stamp
-        })
-        .catch(() => {})
-    }, REFRESH_MS)
-    this.timer.unref()
+  /** True once the lock is lost for good. */
+  get lost(): boolean {
+    return this.lostReason !== undefined
   }
 
   /**
-   * Throws LockedError unless the lock is still ours and fresh. Called before
-   * a snapshot is committed: a process that lost its lock (e.g. it could not
-   * refresh it through a network outage, so a prune may have run meanwhile)
-   * must not write a manifest that could point at pruned chunks.
+   * Rewrites the lock file with a new `refreshed` time (the timer calls this
+   * every REFRESH_MS). Never revives a lost lock: when the last successful
+   * refresh is more than STALE_MS old, or the file is gone or not what we
+   * wrote, the lock is marked lost and nothing is written. A failed save is
+   * left for the next refresh.
    */
-  async assertHeld(): Promise<void> {
-    const fresh = this.now() - this.lastRefreshed < STALE_MS - REFRESH_MS
-    if (!fresh || !(await this.backend.stat(this.name))) {
-      throw new LockedError(`lost the lock on ${this.backend.location} (not refreshed or removed by another process): the snapshot was not written`, {
-        hint: 'run the backup again; chunks already written are reused',
-      })
-    }
+  refresh(): Promise<void> {
+    return this.serial(async (): Promise<void> => {
+      if (this.released || !(await this.verify())) return
+      const stamp = this.now()
+      const text = JSON.stringify({...this.info, refreshed: new Date(stamp).toISOString()})
+      try {
+        await this.backend.save(this.name, Buffer.from(text))
+      } catch {
+        this.maybeWritten = text
+        return
+      }
+      // Until the save landed the file showed the previous time: if that
+      // was already too old, another process may have judged the lock stale.
+      if (this.now() - this.lastRefreshed > STALE_MS) {
+        this.lose(this.overdue())
+        return
+      }
+      this.info = JSON.parse(text) as LockInfo
+      this.written = text
+      this.maybeWritten = undefined
+      this.lastRefreshed = stamp
+    })
+  }
+
+  /**
+   * Throws LockedError unless the lock is still ours: never lost (see
+   * refresh), the file still holds what we wrote, and the last refresh is
+   * recent enough (less than STALE_MS - REFRESH_MS ago) that the writes the
+   * caller commits next land while no other process can judge it stale.
+   * Called before a snapshot is committed and while prune deletes.
+   */
+  assertHeld(): Promise<void> {
+    return this.serial(async () => {
+      if (await this.verify()) {
+        const age = this.now() - this.lastRefreshed
+        if (age < STALE_MS - REFRESH_MS) return
+        throw this.lostError(`not refreshed for ${minutes(age)} (it must be less than ${minutes(STALE_MS - REFRESH_MS)} old to commit)`)
+      }
+      throw this.lostError(this.lostReason!)
+    })
   }
 
   async release(): Promise<void> {
     if (this.released) return
     this.released = true
     clearInterval(this.timer)
+    await this.busy.catch(() => {})
     await this.backend.remove(this.name)
   }
+
+  /** False (and the lock marked lost) when it is overdue, removed or replaced. */
+  private async verify(): Promise<boolean> {
+    if (this.lostReason) return false
+    if (this.now() - this.lastRefreshed > STALE_MS) return this.lose(this.overdue())
+    let text: string
+    try {
+      text = (await this.backend.load(this.name)).toString('utf8')
+    } catch (e) {
+      if (e instanceof NotFoundError) return this.lose('its lock file was removed by another process')
+      throw e
+    }
+    if (text === this.maybeWritten) this.written = text // the failed save had landed; lastRefreshed stays the older time
+    else if (text !== this.written) return this.lose('its lock file was replaced by another process')
+    if (this.now() - this.lastRefreshed > STALE_MS) return this.lose(this.overdue())
+    return true
+  }
+
+  private overdue(): string {
+    return `not refreshed for ${minutes(this.now() - this.lastRefreshed)}, longer than the ${minutes(STALE_MS)} after which other processes treat it as stale (process paused, host suspended or storage unreachable)`
+  }
+
+  private lose(reason: string): false {
+    this.lostReason ??= reason
+    clearInterval(this.timer)
+    return false
+  }
+
+  private lostError(reason: string): LockedError {
+    return new LockedError(`lost the ${this.info.exclusive ? 'exclusive' : 'shared'} lock on ${this.backend.location}: ${reason}; stopped before committing anything`, {
+      hint: 'a prune may have run meanwhile; run the command again (chunks already stored are reused)',
+    })
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.busy.then(fn, fn)
+    this.busy = run.catch(() => {})
+    return run
+  }
+}
+
+function minutes(ms: number): string {
+  return `${(ms / 60_000).toFixed(1)} min`
 }
 
 async function conflicting(backend: Backend, exclusive: boolean, now: number, own: string | undefined): Promise<StoredLock | undefined> {

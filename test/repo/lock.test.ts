@@ -3,7 +3,8 @@ import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 import {LocalBackend} from '../../src/backend/local.js'
 import {LockedError} from '../../src/errors.js'
-import {breakLocks, isStale, listLocks, RepoLock, STALE_MS} from '../../src/repo/lock.js'
+import type {Backend} from '../../src/backend/types.js'
+import {breakLocks, isStale, listLocks, RepoLock, REFRESH_MS, STALE_MS, type LockInfo} from '../../src/repo/lock.js'
 import {tempDir} from '../helpers/images.js'
 
 describe('repository locks', () => {
@@ -77,7 +78,99 @@ describe('a lost lock', () => {
     await expect(lock.assertHeld()).rejects.toBeInstanceOf(LockedError)
     t -= STALE_MS
     await breakLocks(backend, true)
-    await expect(lock.assertHeld()).rejects.toThrow(/lost the lock/)
+    await expect(lock.assertHeld()).rejects.toThrow(/lost the shared lock .*removed/)
+    await lock.release()
+  })
+})
+
+describe('a lock that could have looked stale is lost for good (injected clock)', () => {
+  const d = tempDir()
+  const local = new LocalBackend(join(d.path, 'repo'))
+  afterAll(() => d.cleanup())
+  const refreshedIn = async (name: string) => (JSON.parse((await local.load(name)).toString()) as LockInfo).refreshed
+
+  it('refreshes on time for as long as it runs', async () => {
+    let t = 1_000_000
+    const lock = await RepoLock.acquire(local, {exclusive: false, command: 'backup', now: () => t})
+    for (let i = 0; i < 30; i++) {
+      t += REFRESH_MS
+      await lock.refresh()
+    }
+    expect(await refreshedIn(lock.name)).toBe(new Date(t).toISOString())
+    await lock.assertHeld()
+    await lock.release()
+  })
+
+  it('an overdue refresh (paused past STALE_MS) writes nothing, and the lock stays lost', async () => {
+    let t = 1_000_000
+    const lock = await RepoLock.acquire(local, {exclusive: false, command: 'backup', now: () => t})
+    const before = await refreshedIn(lock.name)
+    t += STALE_MS + 1 // e.g. SIGSTOP: the timer fires late, once
+    await lock.refresh()
+    expect(lock.lost).toBe(true)
+    expect(await refreshedIn(lock.name)).toBe(before) // not revived
+    await expect(lock.assertHeld()).rejects.toThrow(/lost the shared lock .*not refreshed for 15\.0 min/)
+    t += 1000
+    await lock.refresh() // a later, punctual refresh does not bring it back either
+    expect(await refreshedIn(lock.name)).toBe(before)
+    await expect(lock.assertHeld()).rejects.toBeInstanceOf(LockedError)
+    await lock.release()
+  })
+
+  it('a refresh whose save lands after the limit loses the lock', async () => {
+    let t = 1_000_000
+    const slow: Backend = Object.create(local)
+    slow.save = async (name, data) => {
+      t += STALE_MS // the storage hung for the whole staleness limit
+      await local.save(name, data)
+    }
+    const lock = await RepoLock.acquire(local, {exclusive: false, command: 'backup', now: () => t})
+    Object.assign(lock, {backend: slow})
+    t += REFRESH_MS
+    await lock.refresh()
+    expect(lock.lost).toBe(true)
+    await expect(lock.assertHeld()).rejects.toThrow(/not refreshed/)
+    await lock.release()
+  })
+
+  it('a lock file rewritten by someone else (back-dated, as a stale-lock breaker saw it) is lost and not rewritten', async () => {
+    let t = 1_000_000
+    const lock = await RepoLock.acquire(local, {exclusive: false, command: 'backup', now: () => t})
+    const info = JSON.parse((await local.load(lock.name)).toString()) as LockInfo
+    const old = {...info, refreshed: new Date(t - STALE_MS - 60_000).toISOString()}
+    await local.save(lock.name, Buffer.from(JSON.stringify(old)))
+    t += REFRESH_MS
+    await lock.refresh()
+    expect(await refreshedIn(lock.name)).toBe(old.refreshed)
+    await expect(lock.assertHeld()).rejects.toThrow(/replaced by another process/)
+    await lock.release()
+  })
+
+  it('a removed lock file is not recreated by the refresh', async () => {
+    let t = 1_000_000
+    const lock = await RepoLock.acquire(local, {exclusive: true, command: 'prune', now: () => t})
+    await local.remove(lock.name)
+    t += REFRESH_MS
+    await lock.refresh()
+    expect(await local.stat(lock.name)).toBeNull()
+    await expect(lock.assertHeld()).rejects.toThrow(/lost the exclusive lock .*removed/)
+    await lock.release()
+  })
+
+  it('a save that failed but landed still counts as ours', async () => {
+    let t = 1_000_000
+    const flaky: Backend = Object.create(local)
+    flaky.save = async (name, data) => {
+      await local.save(name, data)
+      throw new Error('timeout after the write')
+    }
+    const lock = await RepoLock.acquire(local, {exclusive: false, command: 'backup', now: () => t})
+    Object.assign(lock, {backend: flaky})
+    t += REFRESH_MS
+    await lock.refresh()
+    await lock.assertHeld()
+    expect(lock.lost).toBe(false)
+    Object.assign(lock, {backend: local})
     await lock.release()
   })
 })
