@@ -3,10 +3,11 @@
 // final name, then fsyncs the directory, so a crash leaves either the old
 // object or the new one.
 import {randomBytes} from 'node:crypto'
+import type {Dirent} from 'node:fs'
 import {mkdir, open, readdir, rename, rm, stat, unlink} from 'node:fs/promises'
 import {dirname, join, sep} from 'node:path'
 import {NotFoundError, UsageError, toVdsnapError} from '../errors.js'
-import type {ByteRange, ObjectInfo, StorageBackend} from './types.js'
+import {compareNames, type ByteRange, type ObjectInfo, type StorageBackend} from './types.js'
 
 export class LocalBackend implements StorageBackend {
   readonly isLocal = true
@@ -118,6 +119,10 @@ async function* walk(dir: string, namePrefix: string): AsyncIterable<ObjectInfo>
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return
     throw toVdsnapError(e, `listing ${dir}`)
   }
+  // Name order (types.ts): a directory sorts as its name plus "/", so that
+  // "a-b" comes before everything under "a/", as the full names do.
+  const key = (e: Dirent) => (e.isDirectory() ? `${e.name}/` : e.name)
+  entries.sort((a, b) => compareNames(key(a), key(b)))
   for (const ent of entries) {
     if (ent.name.startsWith('.tmp-')) continue
     const full = dir + sep + ent.name

@@ -11,11 +11,14 @@
 //
 // Every verb of the Backend contract is safe to repeat (save replaces
 // atomically, remove ignores a missing object), so retrying whole calls is
-// sound. list() is retried by restarting the listing and skipping names
-// already yielded, so callers never see an entry twice.
+// sound. list() is retried by restarting the listing and skipping every name
+// up to the last one yielded: backends list in name order (types.ts), so
+// one name is all it remembers however long the listing, and callers never
+// see an entry twice. A backend that breaks the order is an error, not a
+// silent gap on resume.
 import {setTimeout as delay} from 'node:timers/promises'
 import {VdsnapError} from '../errors.js'
-import type {ByteRange, ObjectInfo, StorageBackend} from './types.js'
+import {compareNames, type ByteRange, type ObjectInfo, type StorageBackend} from './types.js'
 
 export interface RetryOptions {
   /** Total attempts including the first; default 8. */
@@ -112,15 +115,19 @@ export class RetryBackend implements StorageBackend {
     return this.run(`remove ${name}`, () => this.inner.remove(name))
   }
 
-  /** Restarts a failed listing, skipping names already yielded. */
+  /** Restarts a failed listing after the last name yielded (backends list in name order). */
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
-    const seen = new Set<string>()
+    let last: string | undefined
     const start = this.opts.now()
     for (let attempt = 1; ; attempt++) {
+      const resumeAfter = last
       try {
         for await (const info of this.inner.list(prefix)) {
-          if (seen.has(info.name)) continue
-          seen.add(info.name)
+          if (resumeAfter !== undefined && compareNames(info.name, resumeAfter) <= 0) continue
+          if (last !== undefined && compareNames(info.name, last) <= 0) {
+            throw new VdsnapError(`listing ${this.location}/${prefix}: "${info.name}" came after "${last}": the storage does not list in name order`)
+          }
+          last = info.name
           yield info
         }
         return

@@ -204,7 +204,12 @@ export class S3Backend implements StorageBackend {
     }
   }
 
-  /** Pages through ListObjectsV2 (1000 keys a page). */
+  /**
+   * Pages through ListObjectsV2 (1000 keys a page). Keys come in ascending
+   * UTF-8 byte order, the order types.ts asks for (true of general purpose
+   * buckets and of S3-compatible servers; S3 Express directory buckets do
+   * not sort, and the retry wrapper then refuses the listing).
+   */
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     const dir = prefix.replace(/\/?$/, '/').replace(/^\/$/, '')
     let token: string | undefined

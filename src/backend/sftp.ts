@@ -22,7 +22,7 @@ import type {FileEntryWithStats, SFTPWrapper, Stats} from 'ssh2'
 import {IoError, NotFoundError, UsageError, VdsnapError} from '../errors.js'
 import {openSftpSession, type SftpAuthOptions, type SftpSession, type SftpTarget} from './sftp-session.js'
 import {isTransientNetworkError} from './transient.js'
-import type {ByteRange, ObjectInfo, StorageBackend} from './types.js'
+import {compareNames, type ByteRange, type ObjectInfo, type StorageBackend} from './types.js'
 
 export interface SftpLocation extends SftpTarget {
   /** Directory on the server ("/srv/repo", or "rel/dir" below the login directory). */
@@ -192,24 +192,44 @@ export class SftpBackend implements StorageBackend {
     }
   }
 
-  /** Walks directories breadth-first, several at a time; a missing prefix lists nothing. */
+  /**
+   * Walks directories depth-first in name order (types.ts): entries sorted
+   * per directory, a directory as its name plus "/". Up to LIST_PARALLEL
+   * sibling directories are read ahead while the current one is yielded, so
+   * a chunks/ listing keeps several readdir requests in flight. A missing
+   * prefix lists nothing.
+   */
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
-    let level = [prefix.replace(/\/?$/, '/').replace(/^\/$/, '')]
-    while (level.length > 0) {
-      const next: string[] = []
-      for (let i = 0; i < level.length; i += LIST_PARALLEL) {
-        const batch = level.slice(i, i + LIST_PARALLEL)
-        const results = await Promise.all(batch.map((dirName) => this.readDir(dirName)))
-        for (const [j, entries] of results.entries()) {
-          for (const ent of entries) {
-            if (ent.filename.startsWith('.tmp-') || ent.filename === '.' || ent.filename === '..') continue
-            const full = batch[j] + ent.filename
-            if (ent.attrs.isDirectory()) next.push(`${full}/`)
-            else if (ent.attrs.isFile()) yield {name: full, size: ent.attrs.size}
-          }
-        }
+    const root = prefix.replace(/\/?$/, '/').replace(/^\/$/, '')
+    yield* this.walk(root, await this.readDir(root))
+  }
+
+  private async *walk(dirName: string, raw: FileEntryWithStats[]): AsyncIterable<ObjectInfo> {
+    const entries = raw.filter((e) => !e.filename.startsWith('.tmp-') && e.filename !== '.' && e.filename !== '..' && (e.attrs.isDirectory() || e.attrs.isFile()))
+    const key = (e: FileEntryWithStats) => (e.attrs.isDirectory() ? `${e.filename}/` : e.filename)
+    entries.sort((a, b) => compareNames(key(a), key(b)))
+    const dirs = entries.filter((e) => e.attrs.isDirectory()).map((e) => `${dirName}${e.filename}/`)
+    const ahead = new Map<string, Promise<FileEntryWithStats[]>>()
+    let next = 0
+    const readAhead = () => {
+      for (; next < dirs.length && ahead.size < LIST_PARALLEL; next++) {
+        const p = this.readDir(dirs[next]!)
+        p.catch(() => {}) // awaited below; a listing abandoned half-way must not leave an unhandled rejection
+        ahead.set(dirs[next]!, p)
       }
-      level = next
+    }
+    readAhead()
+    for (const ent of entries) {
+      const full = dirName + ent.filename
+      if (ent.attrs.isFile()) {
+        yield {name: full, size: ent.attrs.size}
+        continue
+      }
+      const sub = `${full}/`
+      const children = await ahead.get(sub)!
+      ahead.delete(sub)
+      readAhead()
+      yield* this.walk(sub, children)
     }
   }
 

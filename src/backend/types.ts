@@ -9,7 +9,10 @@
 //   NotFoundError (permanent). Safe to retry.
 // - stat(name) returns {size} or null when missing.
 // - list(prefix) yields {name, size} of every object whose name starts with
-//   the directory prefix ("chunks/"), in no particular order.
+//   the directory prefix ("chunks/"), in ascending name order (compareNames:
+//   by UTF-8 bytes, which is S3's ListObjectsV2 order), each name once. The
+//   retry wrapper relies on it to resume a broken listing after the last
+//   name it yielded instead of remembering every name.
 // - remove(name) deletes; a missing object is not an error.
 // Transient faults (connection reset, timeouts, 5xx, throttling) throw
 // errors with retryable = true; everything else is permanent.
@@ -52,3 +55,11 @@ export interface BackendExtras {
 }
 
 export type StorageBackend = Backend & BackendExtras
+
+const NON_BMP_OR_HIGH = /[\ud800-\uffff]/
+
+/** The order of list(): by UTF-8 bytes. Equal to plain string order for names without characters from U+D800 up. */
+export function compareNames(a: string, b: string): number {
+  if (NON_BMP_OR_HIGH.test(a) || NON_BMP_OR_HIGH.test(b)) return Buffer.compare(Buffer.from(a), Buffer.from(b))
+  return a < b ? -1 : a > b ? 1 : 0
+}

@@ -89,6 +89,41 @@ describe('retry wrapper', () => {
     expect(faulty.calls.list).toBe(3)
   })
 
+  it('resumes a long listing after the last name yielded: each name once, in order, changes meanwhile respected', async () => {
+    const {faulty, retry, mem} = setup()
+    const all = Array.from({length: 1000}, (_, i) => `chunks/${(i * 7919 % 1000).toString(16).padStart(3, '0')}`)
+    for (const n of all) mem.objects.set(n, Buffer.alloc(1))
+    const sorted = [...all].sort()
+    faulty.failOn('list', 1, transient(), 400).failOn('list', 2, transient(), 700)
+    const names: string[] = []
+    for await (const o of retry.list('chunks/')) {
+      names.push(o.name)
+      if (names.length === 700) {
+        // while the second listing runs: an object before the resume point
+        // appears (not listed: it was not there when that part was listed)
+        // and one after it is removed (not listed: it is gone)
+        mem.objects.set('chunks/000a', Buffer.alloc(1))
+        mem.objects.delete(sorted[900]!)
+      }
+    }
+    expect(faulty.calls.list).toBe(3)
+    expect(names).toEqual(sorted.filter((n) => n !== sorted[900]))
+  })
+
+  it('refuses a backend that does not list in name order instead of losing names on resume', async () => {
+    const mem = new MemoryBackend()
+    const unordered = Object.assign(Object.create(mem) as MemoryBackend, {
+      async *list() {
+        yield {name: 'x/b', size: 0}
+        yield {name: 'x/a', size: 0}
+      },
+    })
+    const wrapped = new RetryBackend(unordered)
+    await expect((async () => {
+      for await (const _ of wrapped.list('x/')) void _
+    })()).rejects.toThrow(/"x\/a" came after "x\/b": the storage does not list in name order/)
+  })
+
   it('passes a permanent listing error through', async () => {
     const {faulty, retry, mem} = setup()
     mem.objects.set('x/1', Buffer.alloc(1))

@@ -30,6 +30,10 @@ describe('s3 backend (s3rver on 127.0.0.1)', () => {
     // s3rver truncates and rewrites the object file in place on PUT; AWS S3,
     // MinIO and Ceph replace objects atomically, which is what save relies on.
     nonAtomicReplace: 's3rver rewrites objects in place',
+    // s3rver walks its key directories one by one, so "a/b/z" comes before
+    // "a/b-1"; AWS S3 (and MinIO, Ceph) sort by UTF-8 bytes. Repository
+    // names never pit a "directory" against a longer name like that.
+    directoryOrder: 's3rver lists a key "directory" before keys that extend its name with - or .',
   })
 
   it('writes objects a second client sees (s3cmd, installed by the test command)', async () => {

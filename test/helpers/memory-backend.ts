@@ -1,6 +1,6 @@
 // An in-memory Backend for wrapper tests: no I/O, instant, inspectable.
 import {NotFoundError} from '../../src/errors.js'
-import type {ByteRange, ObjectInfo, StorageBackend} from '../../src/backend/types.js'
+import {compareNames, type ByteRange, type ObjectInfo, type StorageBackend} from '../../src/backend/types.js'
 
 export class MemoryBackend implements StorageBackend {
   readonly location = 'memory:'
@@ -22,7 +22,11 @@ export class MemoryBackend implements StorageBackend {
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
-    for (const [name, data] of this.objects) if (name.startsWith(prefix)) yield {name, size: data.length}
+    const names = [...this.objects.keys()].filter((n) => n.startsWith(prefix)).sort(compareNames)
+    for (const name of names) {
+      const data = this.objects.get(name)
+      if (data) yield {name, size: data.length}
+    }
   }
 
   async remove(name: string): Promise<void> {
