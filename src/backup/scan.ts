@@ -1,8 +1,11 @@
 // The hot loop of a backup: read candidate blocks in large sequential
 // batches, hash them in workers, record changes, store new chunks.
-// Bounded: at most `pool.size * 2` batches (≤ 4 MiB, or one block when
-// blocks are larger) are in flight, and encoded chunks waiting for storage
-// hold at most UPLOAD_BYTES. Uploads are decoupled from batches so that
+// Bounded: batches in flight hold at most `pool.size * 2 * BATCH_BYTES`
+// (a batch is ≤ 4 MiB, or one block when blocks are larger), and encoded
+// chunks waiting for storage hold at most UPLOAD_BYTES. The bound is on
+// bytes, not batches: a change source yields many one-block batches, and
+// each batch is a chain of waits (read, hash, stat, pack, save), so many
+// small ones must be in flight to keep both workers busy. Uploads are decoupled from batches so that
 // workers keep compressing while the storage fsyncs. Batch buffers are
 // recycled (they travel to the workers and back) to keep the GC quiet.
 import type {ChangedBlockMap} from '../cbt/changed-block-map.js'
@@ -15,6 +18,8 @@ import {Repository} from '../repo/repository.js'
 export const BATCH_BYTES = 4 * 1024 * 1024
 export const UPLOADS_IN_FLIGHT = 16
 export const UPLOAD_BYTES = 16 * 1024 * 1024
+/** Batches in flight at most, whatever their size. */
+export const BATCHES_IN_FLIGHT = 64
 
 export interface BlockScanStats {
   bytesRead: number
@@ -60,7 +65,8 @@ export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
   const claimed = new Set<string>()
   const uploadBytes = new Semaphore(UPLOAD_BYTES)
   const uploads = new TaskGroup(UPLOADS_IN_FLIGHT)
-  const group = new TaskGroup(pool.size * 2)
+  const group = new TaskGroup(BATCHES_IN_FLIGHT)
+  const readBytes = new Semaphore(pool.size * 2 * Math.max(BATCH_BYTES, blockSize))
   const batchBytes = Math.max(blockSize, Math.floor(BATCH_BYTES / blockSize) * blockSize)
   const free: ArrayBuffer[] = []
   let lastReport = 0
@@ -90,7 +96,7 @@ export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
   const processBatch = async (batch: Batch): Promise<void> => {
     const offset = batch.firstBlock * blockSize
     const length = Math.min(batch.blocks * blockSize, size - offset)
-    const buf = Buffer.from(free.pop() ?? new ArrayBuffer(batchBytes), 0, length)
+    const buf = Buffer.from(length === batchBytes ? (free.pop() ?? new ArrayBuffer(batchBytes)) : new ArrayBuffer(length), 0, length)
     await image.read(buf, offset, length)
     stats.bytesRead += length
     const hashed = await pool.run({op: 'hash', buf: buf.buffer as ArrayBuffer, length, blockSize}, [buf.buffer as ArrayBuffer])
@@ -129,7 +135,16 @@ export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
   }
 
   try {
-    for (const batch of batches(candidates, blockSize)) await group.spawn(() => processBatch(batch))
+    for (const batch of batches(candidates, blockSize)) {
+      const length = Math.min(batch.blocks * blockSize, size - batch.firstBlock * blockSize)
+      await readBytes.acquire(length)
+      try {
+        await group.spawn(() => processBatch(batch).finally(() => readBytes.release(length)))
+      } catch (e) {
+        readBytes.release(length)
+        throw e
+      }
+    }
   } finally {
     // On failure too, let what is in flight settle before returning.
     await group.wait().finally(() => uploads.wait())
