@@ -28,7 +28,11 @@ export default class Restore extends BaseCommand<typeof Restore> {
     'delta-from': Flags.string({summary: 'The target already holds this snapshot: write only blocks that differ.'}),
     'target-zeroed': Flags.boolean({summary: 'The target device already reads as zeros: skip writing zero blocks.', default: false}),
     force: Flags.boolean({summary: 'Replace an existing target file.', default: false}),
-    'verify-digests': Flags.boolean({summary: 'Also re-hash every chunk of an encrypted repository (its GCM tag already authenticates it).', default: false}),
+    'verify-digests': Flags.boolean({
+      summary: 'Re-hash every chunk and compare it with its id (default). --no-verify-digests trusts the GCM tag of an encrypted repository\'s chunks instead.',
+      default: true,
+      allowNo: true,
+    }),
   }
 
   async run(): Promise<void> {

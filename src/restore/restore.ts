@@ -8,7 +8,8 @@
 //    memory stays bounded whatever the disk's size.
 // 3. Walk the blocks in offset order with a prefetch window: load chunk
 //    objects in parallel, decrypt/decompress/verify them in workers (the
-//    GCM tag verifies encrypted chunks; plaintext ones are re-hashed).
+//    digest of every plaintext is recomputed and compared with its id;
+//    --no-verify-digests leaves encrypted chunks to their GCM tag).
 // 4. Write in offset order. Zero blocks become holes in a new file, and are
 //    written as zeros on devices, stdout and delta targets (unless
 //    --target-zeroed). Files are written under a temporary name and renamed
@@ -25,7 +26,7 @@ import {openTarget, type RestoreTarget, type TargetOptions} from './targets.js'
 export interface RestoreOptions extends TargetOptions {
   snapshot: Manifest
   deltaFrom?: Manifest
-  /** Re-hash every chunk even when its GCM tag already authenticated it. */
+  /** Re-hash every chunk (default); false trusts the GCM tag of encrypted chunks. */
   rehash?: boolean
   onProgress?: (bytesDone: number, bytesTotal: number) => void
 }
@@ -89,7 +90,7 @@ export async function runRestore(repo: Repository, opts: RestoreOptions): Promis
         result.chunksRead++
         result.bytesFetched += obj.length
         const reply = await pool.run(
-          {op: 'unpack', items: [{name: Repository.chunkName(hex), data: obj, digest: Buffer.from(hex, 'hex')}], maxSize: blockSize, rehash: opts.rehash ?? false},
+          {op: 'unpack', items: [{name: Repository.chunkName(hex), data: obj, digest: Buffer.from(hex, 'hex')}], maxSize: blockSize, rehash: opts.rehash ?? true},
           obj.byteOffset === 0 && obj.buffer.byteLength === obj.length ? [obj.buffer as ArrayBuffer] : [],
         )
         if (!('plain' in reply)) throw new Error('unexpected worker reply')
