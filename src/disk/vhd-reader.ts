@@ -111,7 +111,10 @@ export class VhdImage implements DiskImage, UnitMap {
     for (let i = 0; i < dyn.bat.entryCount; i++) {
       const start = i * dyn.blockSize
       const len = Math.min(dyn.blockSize, this.virtualSize - start)
-      if ((await dyn.bat.get(i)) === UNALLOCATED) continue
+      const entry = await dyn.bat.get(i)
+      if (entry === UNALLOCATED) continue
+      // Checked here too, so `info` and the allocation map refuse a BAT entry past EOF, not only reads.
+      this.file.checkSpan(entry * SECTOR, dyn.bitmapSize + len, `block ${i} (BAT entry ${entry})`)
       if (!exact) {
         pushRange(out, start, len)
         continue

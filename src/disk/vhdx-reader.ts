@@ -140,7 +140,9 @@ export class VhdxImage implements DiskImage, UnitMap {
     for (let i = 0; i < l.dataBlocks; i++) {
       const start = i * l.blockSize
       const len = Math.min(l.blockSize, this.virtualSize - start)
-      const {state} = await this.blockState(i)
+      const {state, fileOffset} = await this.blockState(i)
+      // Checked here too, so `info` and the allocation map refuse a BAT entry past EOF, not only reads.
+      if (state === BLOCK_FULLY_PRESENT || state === BLOCK_PARTIALLY_PRESENT) this.checkBlock(i, fileOffset, len)
       if (state === BLOCK_FULLY_PRESENT || (state === BLOCK_PARTIALLY_PRESENT && !exact)) pushRange(out, start, len)
       else if (exact && (state === BLOCK_ZERO || state === BLOCK_UNMAPPED)) pushRange(out, start, len)
       else if (state === BLOCK_PARTIALLY_PRESENT) {

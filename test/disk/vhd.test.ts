@@ -253,10 +253,12 @@ describe('VHD corrupt input', () => {
     await expect(VhdImage.open(path)).rejects.toThrow(message as RegExp)
   })
 
-  it('refuses a BAT entry past the end of the file when reading', async () => {
+  it('refuses a BAT entry past the end of the file when reading, mapping or describing', async () => {
     const path = variant('bat-past-eof', (b) => (b.writeUInt32BE(0x00ffff00, 1536), b))
     const img = await VhdImage.open(path)
     await expect(readWhole(img)).rejects.toThrow(/past the end of the file/)
+    await expect(img.allocatedRanges()).rejects.toThrow(/block \d+.*past the end of the file/)
+    await expect(img.info()).rejects.toThrow(/past the end of the file/)
     await img.close()
   })
 

@@ -261,11 +261,13 @@ describe('VHDX corrupt input', () => {
     await expect(VhdxImage.open(path)).rejects.toThrow(message as RegExp)
   })
 
-  it('refuses a BAT entry past the end of the file when reading', async () => {
+  it('refuses a BAT entry past the end of the file when reading, mapping or describing', async () => {
     const first = [...Array(6).keys()].find((i) => r.entry(i) % 8 === 6)!
     const path = variant('bat-past-eof', (b) => void b.writeUInt32LE((6 | (4000 << 20)) >>> 0, r.bat.offset + first * 8))
     const img = await VhdxImage.open(path)
     await expect(readWhole(img)).rejects.toThrow(/past the end of the file/)
+    await expect(img.allocatedRanges()).rejects.toThrow(/block \d+.*past the end of the file/)
+    await expect(img.info()).rejects.toThrow(/past the end of the file/)
     await img.close()
   })
 
