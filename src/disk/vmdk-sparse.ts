@@ -4,7 +4,9 @@
 // grain marker. When the header's GD offset is GD_AT_END the real header
 // is the footer at EOF-1024. Invariants: the GD and every GT lie inside the
 // file (checked when the GD is loaded); a grain's start lies inside the
-// file; GTs and decompressed grains come through bounded LRU caches; no
+// file; metadata never loops back on itself: no GT overlaps the header,
+// the embedded descriptor or the GD, and no grain overlaps those or a GT
+// (such an image is corrupt: its grains would read its own tables); GTs and decompressed grains come through bounded LRU caches; no
 // allocation is sized from a header value before that value was checked
 // against the file size. Field offsets below never change.
 import {inflateSync} from 'node:zlib'
@@ -58,6 +60,7 @@ export class SparseExtent {
     private readonly gtes: number,
     private readonly gd: Uint32Array,
     readonly flags: number,
+    private readonly metadata: MetadataSpans,
     readonly descriptor?: Buffer,
   ) {
     this.grainBytes = grainSectors * SECTOR
@@ -103,19 +106,26 @@ export class SparseExtent {
     const gdEntries = Math.ceil(Math.ceil(capacity / grainSectors) / gtes)
     file.checkSpan(gdSector * SECTOR, gdEntries * 4, 'grain directory')
     const raw = await file.readStruct(gdSector * SECTOR, gdEntries * 4, 'grain directory')
-    const gd = new Uint32Array(gdEntries)
-    for (let i = 0; i < gdEntries; i++) {
-      gd[i] = raw.readUInt32LE(i * 4)
-      if (gd[i]) file.checkSpan(gd[i]! * SECTOR, gtes * 4, `grain table ${i}`)
-    }
     const descSector = u64le(h, H_DESCRIPTOR_OFFSET, file.path, 'descriptor offset')
     const descSectors = u64le(h, H_DESCRIPTOR_SIZE, file.path, 'descriptor size')
+    const metadata = new MetadataSpans(file.path, gtes * 4)
+    metadata.add('the sparse header', 0, HEADER_BYTES)
     let descriptor: Buffer | undefined
     if (descSector > 0 && descSectors > 0) {
       if (descSectors * SECTOR > MAX_DESCRIPTOR_BYTES) fail(`embedded descriptor of ${descSectors} sectors is absurd`)
       descriptor = await file.readStruct(descSector * SECTOR, descSectors * SECTOR, 'embedded descriptor')
+      metadata.add('the embedded descriptor', descSector * SECTOR, descSectors * SECTOR)
     }
-    return new SparseExtent(file, capacity * SECTOR, grainSectors, gtes, gd, flags, descriptor)
+    metadata.add('the grain directory', gdSector * SECTOR, gdEntries * 4)
+    const gd = new Uint32Array(gdEntries)
+    for (let i = 0; i < gdEntries; i++) {
+      gd[i] = raw.readUInt32LE(i * 4)
+      if (!gd[i]) continue
+      file.checkSpan(gd[i]! * SECTOR, gtes * 4, `grain table ${i}`)
+      metadata.refuseOverlap(`grain table ${i}`, gd[i]! * SECTOR, gtes * 4)
+    }
+    metadata.setTables(gd)
+    return new SparseExtent(file, capacity * SECTOR, grainSectors, gtes, gd, flags, metadata, descriptor)
   }
 
   private async table(i: number): Promise<Buffer> {
@@ -150,6 +160,8 @@ export class SparseExtent {
       if (host >= this.file.size) {
         throw new ImageFormatError(this.file.path, `grain ${grain} points past the end of the file (sector ${entry})`)
       }
+      // A compressed grain's length is known only from its marker; its start sector suffices.
+      this.metadata.refuseOverlap(`grain ${grain}`, host, this.compressed ? SECTOR : this.grainBytes, true)
       u.kind = this.compressed ? UNIT_COMPRESSED : UNIT_DATA
       u.host = host
       u.clen = 0
@@ -207,5 +219,49 @@ export class SparseExtent {
   clearCaches(): void {
     this.gtCache.clear()
     this.grainCache.clear()
+  }
+}
+
+/**
+ * Where the extent's metadata lies: fixed structures (header, descriptor,
+ * GD) and the grain tables (sorted starts, all `gtBytes` long), so a table
+ * or grain that overlaps them is refused as a loop in the metadata.
+ */
+class MetadataSpans {
+  private readonly fixed: {what: string; start: number; end: number}[] = []
+  private tables = new Float64Array(0)
+
+  constructor(
+    private readonly path: string,
+    private readonly gtBytes: number,
+  ) {}
+
+  add(what: string, start: number, length: number): void {
+    if (length > 0) this.fixed.push({what, start, end: start + length})
+  }
+
+  setTables(gd: Uint32Array): void {
+    this.tables = Float64Array.from([...gd].filter((s) => s !== 0).map((s) => s * SECTOR)).sort()
+  }
+
+  /** Throws when [start, start+length) overlaps a fixed structure (or, for grains, a grain table). */
+  refuseOverlap(what: string, start: number, length: number, withTables = false): void {
+    const end = start + length
+    let hit = this.fixed.find((f) => start < f.end && f.start < end)?.what
+    if (!hit && withTables) {
+      // The last table starting before `end` is the only one that can overlap.
+      let lo = 0
+      let hi = this.tables.length
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1
+        if (this.tables[mid]! < end) lo = mid + 1
+        else hi = mid
+      }
+      const t = lo > 0 ? this.tables[lo - 1]! : -1
+      if (t >= 0 && start < t + this.gtBytes) hit = `a grain table (at byte ${t})`
+    }
+    if (hit) {
+      throw new ImageFormatError(this.path, `${what} at byte ${start} overlaps ${hit}: the metadata loops back on itself (corrupt image)`)
+    }
   }
 }

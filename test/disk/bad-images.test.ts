@@ -126,6 +126,30 @@ describe('corrupt VMDK', () => {
       patched('good.vmdk', 'v4.vmdk', (b) => void b.writeUInt32LE(0x7fffff, b.readUInt32LE(56) * 512)),
       /grain table 0.*past the end/,
     ))
+  it('a grain table that is the grain directory (a loop in the metadata)', () =>
+    refused(
+      patched('good.vmdk', 'v8.vmdk', (b) => {
+        const gd = b.readUInt32LE(56)
+        b.writeUInt32LE(gd, gd * 512)
+      }),
+      /grain table 0 at byte \d+ overlaps the grain directory: the metadata loops back on itself/,
+    ))
+  it('a grain that points into its own grain table', () =>
+    refused(
+      patched('good.vmdk', 'v9.vmdk', (b) => {
+        const gt = b.readUInt32LE(b.readUInt32LE(56) * 512)
+        b.writeUInt32LE(gt, gt * 512)
+      }),
+      /grain 0 at byte \d+ overlaps a grain table .*loops back on itself/,
+    ))
+  it('a grain that points into the embedded descriptor', () =>
+    refused(
+      patched('good.vmdk', 'v10.vmdk', (b) => {
+        const gt = b.readUInt32LE(b.readUInt32LE(56) * 512)
+        b.writeUInt32LE(2, gt * 512)
+      }),
+      /grain 0 at byte 1024 overlaps the embedded descriptor/,
+    ))
   it('bad grain size', () => refused(patched('good.vmdk', 'v5.vmdk', (b) => void b.writeUInt32LE(100, 20)), /grain size/))
   it('missing extent file', () =>
     refused(
