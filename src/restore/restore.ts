@@ -44,7 +44,7 @@ export interface RestoreResult {
   durationMs: number
 }
 
-export const PREFETCH_BYTES = 32 * 1024 * 1024
+export const PREFETCH_BYTES = 16 * 1024 * 1024
 export const CACHE_BYTES = 8 * 1024 * 1024
 
 export async function runRestore(repo: Repository, opts: RestoreOptions): Promise<RestoreResult> {
