@@ -4,14 +4,13 @@ import {jobPasswordSource} from '../src/cli/job-password.js'
 import {LogFile} from '../src/cli/log-file.js'
 import {formatBytes} from '../src/cli/output.js'
 import {UsageError} from '../src/errors.js'
-import {findJob, loadJobFile} from '../src/jobs/job-file.js'
-import {runJob} from '../src/jobs/run-job.js'
-import {runExitCode, runSummaryHook, writeSummaryFile, type JobSummary, type RunSummary} from '../src/jobs/summary.js'
+import {runJobs} from '../src/jobs/run-jobs.js'
+import type {JobSummary} from '../src/jobs/summary.js'
 
 export default class Run extends BaseCommand<typeof Run> {
   static override summary = 'Run a job from the job file: backups, copies, retention and the rotating check.'
   static override description =
-    'For each disk of the job: a backup (a failing disk does not stop the others); then copies to the other repositories, retention (forget + prune) and, when due, check --read-data-subset n/m with the next part, so that m checks read everything. Writes one JSON summary (stdout with --json, --summary-file) and exits 0, 3 when some part failed or warned, or the failure\'s code when every disk failed. Hooks get the summary on stdin.'
+    'For each disk of the job: a backup (a failing disk does not stop the others); then copies to the other repositories, retention (forget + prune) and, when due, check --read-data-subset n/m with the next part, so that m checks read everything. Writes one JSON summary (stdout with --json, --summary-file) and exits 0, 3 when some part failed or warned, or the failure\'s code when every disk failed; a job file that cannot be read or an unknown job still gives a summary, with its error (exit 2, or 8 for a missing file). Hooks get the summary on stdin. The storage flags apply to every repository of the run, over the job file\'s "storage" settings; the job file\'s "summary-file", "on-success", "on-failure" and "log-file" apply when the flag is not given.'
   static override examples = [
     '<%= config.bin %> run nightly',
     '<%= config.bin %> run --all --jobs /etc/vdsnap/jobs.yaml --log-file /var/log/vdsnap.log',
@@ -23,39 +22,29 @@ export default class Run extends BaseCommand<typeof Run> {
   static override flags = {
     all: Flags.boolean({summary: 'Run every job in the job file, one after the other.', default: false}),
     jobs: Flags.string({summary: 'The job file (YAML or JSON).', env: 'VDSNAP_JOBS', default: '/etc/vdsnap/jobs.yaml'}),
-    'summary-file': Flags.string({summary: 'Also write the JSON summary to this file.'}),
-    'on-success': Flags.string({summary: 'Shell command to run when everything succeeded; gets the summary on stdin.'}),
-    'on-failure': Flags.string({summary: 'Shell command to run when anything failed or warned; gets the summary on stdin.'}),
-    'log-file': Flags.string({summary: 'Append timestamped status lines (no escape codes) to this file.'}),
+    'summary-file': Flags.string({summary: 'Also write the JSON summary to this file (default: each job\'s "summary-file").'}),
+    'on-success': Flags.string({summary: 'Shell command to run when everything succeeded; gets the summary on stdin (default: each job\'s "on-success").'}),
+    'on-failure': Flags.string({summary: 'Shell command to run when anything failed or warned; gets the summary on stdin (default: each job\'s "on-failure").'}),
+    'log-file': Flags.string({summary: 'Append timestamped status lines (no escape codes) to this file (default: each job\'s "log-file").'}),
   }
 
   async run(): Promise<void> {
     const f = this.flags
     if (f.all === (this.args.job !== undefined)) throw new UsageError('name one job, or give --all')
-    const log = f['log-file'] ? new LogFile(f['log-file']) : undefined
-    const file = await loadJobFile(f.jobs)
-    const jobs = f.all ? file.jobs : [findJob(file, this.args.job!)]
-    const started = new Date().toISOString()
-    const results: JobSummary[] = []
-    const say = (line: string) => {
-      this.out.log(line)
-      log?.write(line)
-    }
-    for (const job of jobs) {
-      say(`job ${job.name}: starting (${job.disks.length} disk${job.disks.length === 1 ? '' : 's'}, ${job.repository})`)
-      results.push(await runJob(file, job, {passwordFor: jobPasswordSource, log: say}))
-      say(`job ${job.name}: finished with exit code ${results[results.length - 1]!.exitCode}`)
-    }
-    const summary: RunSummary = {version: 1, jobFile: file.path, started, finished: new Date().toISOString(), exitCode: runExitCode(results), jobs: results}
-    if (f['summary-file']) await writeSummaryFile(f['summary-file'], summary)
-    const hook = summary.exitCode === 0 ? f['on-success'] : f['on-failure']
-    if (hook) {
-      await runSummaryHook(summary.exitCode === 0 ? 'on-success' : 'on-failure', hook, summary).catch((e: Error) => {
-        say(`warning: ${e.message}`)
-        if (summary.exitCode === 0) summary.exitCode = 7
-      })
-    }
-    this.out.result(summary, () => results.map(describe).join('\n'))
+    const summary = await runJobs({
+      jobFile: f.jobs,
+      job: f.all ? undefined : this.args.job,
+      flags: {summaryFile: f['summary-file'], onSuccess: f['on-success'], onFailure: f['on-failure'], logFile: f['log-file']},
+      deps: {passwordFor: jobPasswordSource, storage: this.storageOptions()},
+      say: (line) => this.out.log(line),
+      openLog: (path) => {
+        const log = new LogFile(path)
+        return (line) => log.write(line)
+      },
+    })
+    // One error line even with --quiet (cron mails stderr); stdout keeps the summary.
+    if (summary.error) process.stderr.write(`vdsnap: error: ${summary.error.message}\n`)
+    this.out.result(summary, () => summary.jobs.map(describe).join('\n'))
     if (summary.exitCode !== 0) this.exit(summary.exitCode)
   }
 }

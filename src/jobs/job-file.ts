@@ -1,6 +1,8 @@
 // The job file (YAML or JSON; docs/jobs.example.yaml is the commented
 // reference): repository, password source, disks with hooks, copies,
-// retention, integrity checks and a cron schedule per job. Validation is
+// retention, integrity checks, a cron schedule, storage settings (per
+// repository and per copy) and where the run's outcome goes (summary file,
+// hooks, log file) per job. Validation is
 // strict: an unknown key or a wrong type is a one-line UsageError naming
 // the key path, e.g. `jobs.nightly.disks[1].path: required`.
 import {readFile} from 'node:fs/promises'
@@ -8,6 +10,8 @@ import {dirname, resolve} from 'node:path'
 import {parse as parseYaml} from 'yaml'
 import {UsageError, toVdsnapError} from '../errors.js'
 import {parseKeepCount, parseWithin, type RetentionPolicy} from '../prune/retention.js'
+import {parseSize} from '../repo/config.js'
+import type {StorageOptions} from '../repo/storage.js'
 
 export interface PasswordSpec {
   file?: string
@@ -25,9 +29,21 @@ export interface DiskSpec {
   postHook?: string
 }
 
+/** What `storage:` may set for one repository: the `run` storage flags, by the same names. */
+export type StorageSpec = Pick<StorageOptions, 'sshKey' | 'knownHostsFile' | 's3Endpoint' | 's3PathStyle' | 's3Region' | 'limitUpload' | 'limitDownload' | 'connections'>
+
 export interface CopySpec {
   repository: string
   password?: PasswordSpec
+  storage: StorageSpec
+}
+
+/** Where `run` sends this job's outcome when the matching flag is not given. */
+export interface OutputSpec {
+  summaryFile?: string
+  onSuccess?: string
+  onFailure?: string
+  logFile?: string
 }
 
 export interface RetentionSpec {
@@ -46,12 +62,14 @@ export interface Job {
   name: string
   repository: string
   password?: PasswordSpec
+  storage: StorageSpec
   disks: DiskSpec[]
   copies: CopySpec[]
   retention?: RetentionSpec
   check: CheckSpec
   schedule?: string
   lockWaitMs: number
+  outputs: OutputSpec
 }
 
 export interface JobFile {
@@ -107,6 +125,38 @@ function password(v: unknown, key: string): PasswordSpec | undefined {
   return spec
 }
 
+const STORAGE_KEYS = ['ssh-key', 'known-hosts', 's3-endpoint', 's3-path-style', 's3-region', 'limit-upload', 'limit-download', 'connections']
+
+function size(o: Obj, k: string, key: string): number | undefined {
+  const v = o[k]
+  if (v === undefined || v === null) return undefined
+  if (typeof v === 'number' && Number.isInteger(v) && v > 0) return v
+  if (typeof v !== 'string') fail(`${key}.${k}`, 'must be a size such as 20MiB')
+  try {
+    return parseSize(v)
+  } catch {
+    return fail(`${key}.${k}`, `"${v}" is not a size such as 20MiB or 512KiB`)
+  }
+}
+
+/** A repository's `storage:` mapping; file names are relative to the job file's directory. */
+function storage(v: unknown, key: string, dir: string): StorageSpec {
+  if (v === undefined || v === null) return {}
+  const o = obj(v, key, STORAGE_KEYS)
+  const file = (k: string) => {
+    const p = str(o, k, key)
+    return p === undefined ? undefined : resolve(dir, p)
+  }
+  if (o['s3-path-style'] !== undefined && typeof o['s3-path-style'] !== 'boolean') fail(`${key}.s3-path-style`, 'must be true or false')
+  const conns = o.connections
+  if (conns !== undefined && (typeof conns !== 'number' || !Number.isInteger(conns) || conns < 1 || conns > 256)) fail(`${key}.connections`, 'must be a whole number from 1 to 256')
+  const spec: StorageSpec = {
+    sshKey: file('ssh-key'), knownHostsFile: file('known-hosts'), s3Endpoint: str(o, 's3-endpoint', key), s3PathStyle: o['s3-path-style'] as boolean | undefined,
+    s3Region: str(o, 's3-region', key), limitUpload: size(o, 'limit-upload', key), limitDownload: size(o, 'limit-download', key), connections: conns as number | undefined,
+  }
+  return Object.fromEntries(Object.entries(spec).filter(([, x]) => x !== undefined)) as StorageSpec
+}
+
 function disk(v: unknown, key: string): DiskSpec {
   const o = obj(v, key, ['path', 'name', 'format', 'tags', 'pre-hook', 'post-hook'])
   return {path: str(o, 'path', key, true), name: str(o, 'name', key), format: str(o, 'format', key), tags: strings(o, 'tags', key), preHook: str(o, 'pre-hook', key), postHook: str(o, 'post-hook', key)}
@@ -151,25 +201,30 @@ function check(v: unknown, key: string): CheckSpec {
   return {everyMs, parts}
 }
 
-function job(name: string, v: unknown, key: string): Job {
+function job(name: string, v: unknown, key: string, dir: string): Job {
   if (!/^[A-Za-z0-9._-]+$/.test(name)) fail(key, 'a job name may hold only letters, digits, . _ -')
-  const o = obj(v, key, ['repository', 'password', 'disks', 'copies', 'retention', 'check', 'schedule', 'lock-wait'])
+  const o = obj(v, key, ['repository', 'password', 'storage', 'disks', 'copies', 'retention', 'check', 'schedule', 'lock-wait', 'summary-file', 'on-success', 'on-failure', 'log-file'])
   const disks = list(o, 'disks', key).map((d, i) => disk(d, `${key}.disks[${i}]`))
   if (disks.length === 0) fail(`${key}.disks`, 'required: at least one disk')
   const copies = list(o, 'copies', key).map((c, i) => {
     const ck = `${key}.copies[${i}]`
-    const co = obj(c, ck, ['repository', 'password'])
-    return {repository: str(co, 'repository', ck, true), password: password(co.password, `${ck}.password`)}
+    const co = obj(c, ck, ['repository', 'password', 'storage'])
+    return {repository: str(co, 'repository', ck, true), password: password(co.password, `${ck}.password`), storage: storage(co.storage, `${ck}.storage`, dir)}
   })
   const schedule = str(o, 'schedule', key)
   if (schedule !== undefined && !/^(@(hourly|daily|weekly|monthly|yearly|annually|midnight)|(\S+\s+){4}\S+)$/.test(schedule.trim())) {
     fail(`${key}.schedule`, `"${schedule}" is not a cron time (five fields, or @daily...)`)
   }
   const lockWait = str(o, 'lock-wait', key)
+  const path = (k: string) => {
+    const p = str(o, k, key)
+    return p === undefined ? undefined : resolve(dir, p)
+  }
   return {
-    name, repository: str(o, 'repository', key, true), password: password(o.password, `${key}.password`), disks, copies,
+    name, repository: str(o, 'repository', key, true), password: password(o.password, `${key}.password`), storage: storage(o.storage, `${key}.storage`, dir), disks, copies,
     retention: retention(o.retention, `${key}.retention`), check: check(o.check, `${key}.check`), schedule: schedule?.trim(),
     lockWaitMs: lockWait ? duration(lockWait, `${key}.lock-wait`) : 10 * 60_000,
+    outputs: {summaryFile: path('summary-file'), onSuccess: str(o, 'on-success', key), onFailure: str(o, 'on-failure', key), logFile: path('log-file')},
   }
 }
 
@@ -179,11 +234,13 @@ export function parseJobFile(text: string, path: string): JobFile {
   try {
     doc = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text)
   } catch (e) {
-    throw new UsageError(`job file ${path} is not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${(e as Error).message.split('\n')[0]}`)
+    // The YAML parser's first line ends in ":" before a source excerpt; keep the line, not the colon.
+    const why = (e as Error).message.split('\n')[0]!.replace(/\s*:\s*$/, '')
+    throw new UsageError(`job file ${path} is not valid ${path.endsWith('.json') ? 'JSON' : 'YAML'}: ${why}`, {hint: 'see docs/jobs.example.yaml'})
   }
   const root = obj(doc, 'top level', ['jobs', 'state-file'])
   const jobs = obj(root.jobs ?? fail('jobs', 'required'), 'jobs', Object.keys(root.jobs as Obj))
-  const list = Object.entries(jobs).map(([name, v]) => job(name, v, `jobs.${name}`))
+  const list = Object.entries(jobs).map(([name, v]) => job(name, v, `jobs.${name}`, dirname(path)))
   if (list.length === 0) fail('jobs', 'no jobs defined')
   const stateFile = str(root, 'state-file', 'top level') ?? `${path}.state.json`
   return {path, stateFile: resolve(dirname(path), stateFile), jobs: list}

@@ -1,7 +1,10 @@
 // `vdsnap run`: one job from the job file, unattended, calling the engines
 // directly (never the CLI).
 //
-// 1. Open the job's repository with its password source.
+// 1. Open the job's repository with its password source and storage
+//    settings: the job file's `storage:` for that repository, overridden
+//    setting by setting by the storage flags given to `run` (which apply to
+//    every repository of the run, copies included).
 // 2. Back up each disk under a shared lock (checked before commit, see
 //    prune.ts). A failing disk is recorded and the next one still runs.
 // 3. Copy the job's disks' snapshots to each copy repository (shared locks
@@ -23,16 +26,24 @@ import {runPrune} from '../prune/prune.js'
 import {localRootOf} from '../prune/stale-temps.js'
 import {RepoLock} from '../repo/lock.js'
 import {Repository, type PasswordSource} from '../repo/repository.js'
-import {openStorage} from '../repo/storage.js'
+import {openStorage, type StorageOptions} from '../repo/storage.js'
 import {afterCheck, dueCheck, readState, writeState} from './check-state.js'
-import type {Job, JobFile, PasswordSpec} from './job-file.js'
+import type {Job, JobFile, PasswordSpec, StorageSpec} from './job-file.js'
 import type {CopySummary, DiskSummary, ErrorSummary, JobSummary, StepSummary} from './summary.js'
 
 export interface RunDeps {
   /** Turns a job's password spec into a password source (the CLI supplies it). */
   passwordFor: (spec: PasswordSpec | undefined) => PasswordSource
+  /** Storage settings from the command line (unset ones undefined); they win over the job file's. */
+  storage?: StorageOptions
   now?: () => Date
   log?: (line: string) => void
+}
+
+/** The job file's settings for one repository with the command line's on top. */
+export function storageFor(spec: StorageSpec, flags: StorageOptions = {}): StorageOptions {
+  const given = Object.fromEntries(Object.entries(flags).filter(([, v]) => v !== undefined))
+  return {...spec, ...given}
 }
 
 export function errorSummary(e: unknown): ErrorSummary {
@@ -40,8 +51,8 @@ export function errorSummary(e: unknown): ErrorSummary {
   return {message: err.oneLine(), kind: err.kind, exitCode: EXIT_CODES[err.kind]}
 }
 
-async function openRepo(location: string, spec: PasswordSpec | undefined, deps: RunDeps): Promise<Repository> {
-  const backend = await openStorage(location)
+async function openRepo(location: string, spec: PasswordSpec | undefined, storage: StorageSpec, deps: RunDeps): Promise<Repository> {
+  const backend = await openStorage(location, storageFor(storage, deps.storage))
   try {
     return await Repository.open(backend, deps.passwordFor(spec))
   } catch (e) {
@@ -80,7 +91,7 @@ async function backupDisk(repo: Repository, job: Job, d: Job['disks'][number], d
 async function copyStep(repo: Repository, job: Job, c: Job['copies'][number], disks: string[], deps: RunDeps): Promise<CopySummary> {
   try {
     const {copySnapshots} = await import('../copy/copy.js')
-    const to = await openRepo(c.repository, c.password, deps)
+    const to = await openRepo(c.repository, c.password, c.storage, deps)
     try {
       const res = await withLock(repo, false, 'run copy', job.lockWaitMs, () =>
         withLock(to, false, 'run copy', job.lockWaitMs, async (toLock) => {
@@ -150,13 +161,19 @@ export function jobExitCode(s: Omit<JobSummary, 'exitCode'>): number {
   return partial || warned ? EXIT_CODES.warning : EXIT_CODES.ok
 }
 
+/** The summary of a job that could not start at all (e.g. its log file cannot be written). */
+export function jobNotRun(job: Job, e: unknown, at: Date): JobSummary {
+  const error = errorSummary(e)
+  return {job: job.name, repository: job.repository, started: at.toISOString(), finished: at.toISOString(), durationMs: 0, exitCode: error.exitCode, disks: [], copies: [], retention: null, check: null, error}
+}
+
 export async function runJob(file: JobFile, job: Job, deps: RunDeps): Promise<JobSummary> {
   const now = deps.now ?? (() => new Date())
   const started = now()
   const summary: Omit<JobSummary, 'exitCode'> = {job: job.name, repository: job.repository, started: started.toISOString(), finished: '', durationMs: 0, disks: [], copies: [], retention: null, check: null, error: null}
   let repo: Repository | undefined
   try {
-    repo = await openRepo(job.repository, job.password, deps)
+    repo = await openRepo(job.repository, job.password, job.storage, deps)
     for (const d of job.disks) summary.disks.push(await backupDisk(repo, job, d, deps))
     const names = summary.disks.map((d) => d.name)
     for (const c of job.copies) summary.copies.push(await copyStep(repo, job, c, names, deps))

@@ -1,6 +1,7 @@
 // The one JSON document every `vdsnap run` writes (stdout with --json, and
 // --summary-file), and what is done with it: the --on-success /
-// --on-failure hook gets it on stdin.
+// --on-failure hook gets it on stdin. A run that could not even start (bad
+// job file, unknown job) writes one too, with `error` set and no jobs.
 import {spawn} from 'node:child_process'
 import {writeFile} from 'node:fs/promises'
 import {IoError, toVdsnapError} from '../errors.js'
@@ -63,6 +64,8 @@ export interface RunSummary {
   started: string
   finished: string
   exitCode: number
+  /** The run could not start: the job file is missing or invalid, the job unknown, the log file unwritable. */
+  error: ErrorSummary | null
   jobs: JobSummary[]
 }
 

@@ -9,6 +9,8 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {BIN, vdsnap, vdsnapJson} from '../helpers/cli.js'
 import {makeExt4Image, prng, randomAt, sha256File, tempDir} from '../helpers/images.js'
+import {S3RVER_ENV, startS3, type TestS3} from '../helpers/s3.js'
+import {haveSshd, startSshd, type TestSshd} from '../helpers/sshd.js'
 
 const MiB = 1024 * 1024
 const dir = tempDir()
@@ -119,6 +121,154 @@ jobs:
       execFileSync('crontab', ['-u', user, '-r'], {stdio: 'ignore'})
       execFileSync('userdel', [user])
     }
+  })
+})
+
+describe('run: failures before any job, and outcome targets from the job file', () => {
+  const repo = join(dir.path, 'targets-repo')
+  const img = join(dir.path, 't.img')
+  const env = {VDSNAP_PASSWORD: undefined, VDSNAP_REPOSITORY: undefined}
+  const okJobs = () => `jobs:\n  x:\n    repository: ${repo}\n    disks: [{path: ${img}}]\n`
+
+  beforeAll(async () => {
+    makeExt4Image(img, 4 * MiB)
+    expect((await vdsnap(['init', '--repo', repo, '--no-encryption', '--block-size', '64KiB'], env)).code).toBe(0)
+  })
+
+  it.each([
+    ['a job file that is not YAML', 2, 'x', 'jobs: {a: [\n', /is not valid YAML: .*at line 2, column 1; see docs/],
+    ['a misspelt key', 2, 'x', 'jobs:\n  x:\n    repository: /r\n    disks: [{path: /i, pre_hook: 1}]\n', /jobs\.x\.disks\[0\]\.pre_hook: unknown key/],
+    ['an unknown job', 2, 'nope', null, /no job "nope" in .*; jobs there: x/],
+    ['a missing job file', 8, 'x', undefined, /reading job file .*: no such file/],
+  ] as const)('%s: exit %i, and the summary carries the error to stdout, --summary-file, --on-failure and the log', async (what, code, name, text, re) => {
+    const tag = what.replace(/\W+/g, '-')
+    const jobs = join(dir.path, `${tag}.yaml`)
+    if (text !== undefined) writeFileSync(jobs, text ?? okJobs())
+    const [sum, hook, log] = ['sum.json', 'hook.json', 'run.log'].map((f) => join(dir.path, `${tag}-${f}`))
+    const r = await vdsnap(['run', name, '--jobs', jobs, '--json', '--quiet', '--summary-file', sum!, '--on-failure', `cat > ${hook}`, '--log-file', log!], env)
+    expect(r.code, r.stderr).toBe(code)
+    const summary = JSON.parse(r.stdout)
+    expect(summary).toMatchObject({version: 1, exitCode: code, jobs: [], error: {exitCode: code, message: expect.stringMatching(re)}})
+    expect(summary.error.message).not.toMatch(/:$|: ;/)
+    expect(JSON.parse(readFileSync(sum!, 'utf8'))).toEqual(summary)
+    expect(JSON.parse(readFileSync(hook!, 'utf8'))).toEqual(summary)
+    expect(readFileSync(log!, 'utf8')).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z run: failed: ${summary.error.message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'))
+    expect(r.stderr.trim().split('\n')).toEqual([`vdsnap: error: ${summary.error.message}`])
+  })
+
+  it('a job\'s own summary-file, hooks and log-file serve a plain "run JOB --jobs FILE"; the flags win over them', async () => {
+    const jobs = join(dir.path, 'own-targets.yaml')
+    // relative paths are relative to the job file's directory
+    writeFileSync(jobs, `jobs:
+  good:
+    repository: ${repo}
+    disks: [{path: ${img}, name: t}]
+    summary-file: good.json
+    log-file: good.log
+    on-success: cat > ${join(dir.path, 'good-hook.json')}
+    on-failure: "echo should not run > ${join(dir.path, 'good-fail')}"
+  bad:
+    repository: ${repo}
+    disks: [{path: ${join(dir.path, 'no-such.img')}}]
+    summary-file: bad.json
+    log-file: bad.log
+    on-failure: cat > ${join(dir.path, 'bad-hook.json')}
+`)
+    const read = (f: string) => JSON.parse(readFileSync(join(dir.path, f), 'utf8'))
+    const good = await vdsnap(['run', 'good', '--jobs', jobs, '--quiet'], env)
+    expect(good.code, good.stderr).toBe(0)
+    expect(read('good.json')).toMatchObject({exitCode: 0, error: null, jobs: [{job: 'good', exitCode: 0}]})
+    expect(read('good-hook.json')).toEqual(read('good.json'))
+    expect(readFileSync(join(dir.path, 'good.log'), 'utf8')).toMatch(/Z job good: starting[\s\S]*Z good: disk t: snapshot [0-9a-f]{8}[\s\S]*finished with exit code 0/)
+    expect(existsSync(join(dir.path, 'good-fail'))).toBe(false)
+
+    const bad = await vdsnap(['run', 'bad', '--jobs', jobs, '--quiet'], env)
+    expect(bad.code).toBe(8)
+    expect(read('bad-hook.json')).toMatchObject({exitCode: 8, jobs: [{job: 'bad', exitCode: 8}]})
+    expect(read('bad.json')).toEqual(read('bad-hook.json'))
+    expect(readFileSync(join(dir.path, 'bad.log'), 'utf8')).toMatch(/Z bad: disk no-such: failed: /)
+
+    // --all: each job's targets get a summary of that job alone
+    const all = await vdsnap(['run', '--all', '--jobs', jobs, '--quiet'], env)
+    expect(all.code).toBe(3)
+    expect(read('good.json').jobs.map((j: any) => j.job)).toEqual(['good'])
+    expect(read('bad.json').jobs.map((j: any) => j.job)).toEqual(['bad'])
+
+    // a flag replaces the job's key for that target only
+    const flagSum = join(dir.path, 'flag.json')
+    writeFileSync(join(dir.path, 'good.json'), '"untouched"')
+    expect((await vdsnap(['run', 'good', '--jobs', jobs, '--quiet', '--summary-file', flagSum], env)).code).toBe(0)
+    expect(read('good.json')).toBe('untouched')
+    expect(JSON.parse(readFileSync(flagSum, 'utf8')).jobs[0].job).toBe('good')
+    expect(read('good-hook.json').jobs[0].disks[0].snapshot).toBe(JSON.parse(readFileSync(flagSum, 'utf8')).jobs[0].disks[0].snapshot) // its own on-success still fired
+  })
+
+  it('schedule prints a bare "run JOB --jobs FILE" line for such a job', async () => {
+    const jobs = join(dir.path, 'sched.yaml')
+    writeFileSync(jobs, `${okJobs()}    schedule: "@daily"\n    on-failure: mail root\n    log-file: /var/log/x.log\n`)
+    const r = await vdsnap(['schedule', '--jobs', jobs])
+    expect(r.stdout).toMatch(new RegExp(`^@daily '.+' '.+run\\.js' run 'x' --jobs '${jobs}' --quiet$`, 'm'))
+  })
+})
+
+describe.skipIf(!haveSshd)('run: storage settings from the job file and from the flags (s3rver, sshd)', () => {
+  let s3: TestS3
+  let sshd: TestSshd
+  const img = join(dir.path, 's.img')
+  // no endpoint, agent or ssh files from the environment: only what the job file or the flags say
+  const env = {...S3RVER_ENV, AWS_ENDPOINT_URL: undefined, AWS_ENDPOINT_URL_S3: undefined, SSH_AUTH_SOCK: undefined, VDSNAP_PASSWORD: 'pw', VDSNAP_REPOSITORY: undefined}
+  let s3Repo = ''
+  let sftpRepo = ''
+
+  beforeAll(async () => {
+    s3 = await startS3('vdsnap-jobs')
+    sshd = await startSshd()
+    s3Repo = `s3://${s3.bucket}/jobs`
+    sftpRepo = `sftp://${sshd.user}@127.0.0.1:${sshd.port}${sshd.rootDir}/copy`
+    makeExt4Image(img, 4 * MiB)
+    expect((await vdsnap(['init', '--repo', s3Repo, '--block-size', '64KiB', '--s3-endpoint', s3.endpoint], env)).code).toBe(0)
+    expect((await vdsnap(['init', '--repo', sftpRepo, '--block-size', '64KiB', '--ssh-key', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath], env)).code).toBe(0)
+  })
+  afterAll(async () => {
+    await s3?.stop()
+    await sshd?.stop()
+  })
+
+  it('a job whose s3:// repository and sftp:// copy get their endpoint, key and known_hosts from the job file', async () => {
+    const jobs = join(dir.path, 'storage.yaml')
+    writeFileSync(jobs, `jobs:
+  remote:
+    repository: ${s3Repo}
+    storage: {s3-endpoint: "${s3.endpoint}", s3-path-style: true, connections: 4}
+    disks: [{path: ${img}, name: s}]
+    copies:
+      - repository: ${sftpRepo}
+        storage: {ssh-key: ${sshd.userKeyPath}, known-hosts: ${sshd.knownHostsPath}, limit-upload: 64MiB}
+    retention: {keep-last: 1}
+    check: {every: run, parts: 1}
+`)
+    const r = await vdsnap(['run', 'remote', '--jobs', jobs, '--json'], env)
+    expect(r.code, r.stderr).toBe(0)
+    const job = JSON.parse(r.stdout).jobs[0]
+    expect(job.disks[0].ok).toBe(true)
+    expect(job.copies).toEqual([expect.objectContaining({ok: true, copied: 1})])
+    expect(job.retention.ok).toBe(true)
+    expect(job.check).toMatchObject({ok: true, detail: {subset: '1/1'}})
+    const copied = await vdsnapJson<any[]>(['snapshots', '--repo', sftpRepo, '--ssh-key', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath], env)
+    expect(copied.map((m) => m.id)).toEqual([job.disks[0].snapshot])
+  })
+
+  it('the storage flags of run apply to every repository of the run, copies included', async () => {
+    const jobs = join(dir.path, 'storage-flags.yaml')
+    writeFileSync(jobs, `jobs:\n  bare:\n    repository: ${s3Repo}\n    disks: [{path: ${img}, name: f}]\n    copies: [{repository: ${sftpRepo}}]\n    check: {every: never}\n`)
+    randomAt(img, 1 * MiB, 100_000)
+    const r = await vdsnap(['run', 'bare', '--jobs', jobs, '--json', '--s3-endpoint', s3.endpoint, '--ssh-key', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath], env)
+    expect(r.code, r.stderr).toBe(0)
+    const job = JSON.parse(r.stdout).jobs[0]
+    expect(job.copies[0]).toMatchObject({ok: true, copied: 1})
+    const restored = join(dir.path, 's-restored.img')
+    expect((await vdsnap(['restore', job.disks[0].snapshot, '--to', restored, '--repo', sftpRepo, '--ssh-key', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath], env)).code).toBe(0)
+    expect(sha256File(restored)).toBe(sha256File(img))
   })
 })
 

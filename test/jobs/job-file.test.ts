@@ -1,9 +1,14 @@
-// Job file validation (one-line errors naming the key), the crontab block
+// Job file validation (one-line errors naming the key; storage and output
+// settings per job), the crontab block
 // edit, the rotating check state and the exit-code rules of `run`.
+import {readFileSync} from 'node:fs'
+import {join} from 'node:path'
 import {describe, expect, it} from 'vitest'
 import {dueCheck, afterCheck} from '../../src/jobs/check-state.js'
 import {replaceBlock, beginMarker, endMarker} from '../../src/jobs/crontab.js'
 import {parseJobFile} from '../../src/jobs/job-file.js'
+import {storageFor} from '../../src/jobs/run-job.js'
+import {ROOT} from '../helpers/cli.js'
 import {runExitCode, type JobSummary} from '../../src/jobs/summary.js'
 
 const ok = 'jobs:\n  n:\n    repository: /r\n    disks:\n      - path: /d.img\n'
@@ -19,7 +24,43 @@ describe('parseJobFile', () => {
     expect(parseJobFile(JSON.stringify({jobs: {n: {repository: '/r', disks: [{path: '/x'}]}}}), '/j.json').jobs).toHaveLength(1)
   })
 
+  it('reads storage settings per repository and per copy, with paths relative to the job file', () => {
+    const text = `${ok}    storage: {s3-endpoint: "http://127.0.0.1:9000", s3-path-style: true, s3-region: eu-1, limit-upload: 20MiB, limit-download: 1048576, connections: 4}
+    copies:
+      - repository: sftp://b@h/r
+        storage: {ssh-key: keys/id, known-hosts: /k, limit-upload: 512KiB}
+`
+    const j = parseJobFile(text, '/etc/vdsnap/jobs.yaml').jobs[0]!
+    expect(j.storage).toEqual({s3Endpoint: 'http://127.0.0.1:9000', s3PathStyle: true, s3Region: 'eu-1', limitUpload: 20 * 1024 * 1024, limitDownload: 1048576, connections: 4})
+    expect(j.copies[0]!.storage).toEqual({sshKey: '/etc/vdsnap/keys/id', knownHostsFile: '/k', limitUpload: 512 * 1024})
+    expect(parseJobFile(ok, '/j.yaml').jobs[0]!.storage).toEqual({})
+  })
+
+  it('reads where the outcome goes, per job; the flags of run win over these', () => {
+    const j = parseJobFile(`${ok}    summary-file: last.json\n    log-file: /var/log/v.log\n    on-failure: mail -s vdsnap root\n    on-success: "true"\n`, '/etc/vdsnap/jobs.yaml').jobs[0]!
+    expect(j.outputs).toEqual({summaryFile: '/etc/vdsnap/last.json', logFile: '/var/log/v.log', onFailure: 'mail -s vdsnap root', onSuccess: 'true'})
+    expect(storageFor({limitUpload: 1, s3Region: 'a'}, {limitUpload: 2, s3Region: undefined, sshKey: undefined})).toEqual({limitUpload: 2, s3Region: 'a'})
+  })
+
+  it('accepts the commented example, docs/jobs.example.yaml, with every key it shows', () => {
+    const f = parseJobFile(readFileSync(join(ROOT, 'docs/jobs.example.yaml'), 'utf8'), '/etc/vdsnap/jobs.yaml')
+    const [nightly, archive] = f.jobs
+    expect(nightly!.outputs.onFailure).toMatch(/^mail /)
+    expect(nightly!.copies[0]!.storage).toMatchObject({sshKey: '/etc/vdsnap/id_ed25519', limitUpload: 20 * 1024 * 1024})
+    expect(archive!.storage).toMatchObject({s3PathStyle: true})
+  })
+
+  it('a YAML error names the place without a dangling colon', () => {
+    expect(() => parseJobFile('jobs: {a: [\n', '/j.yaml')).toThrow(/at line 2, column 1$/)
+  })
+
   it.each([
+    [ok + '    storage: {s3-endpont: x}\n', /jobs\.n\.storage\.s3-endpont: unknown key/],
+    [ok + '    storage: {limit-upload: fast}\n', /jobs\.n\.storage\.limit-upload: "fast" is not a size/],
+    [ok + '    storage: {connections: 0}\n', /jobs\.n\.storage\.connections: must be a whole number from 1 to 256/],
+    [ok + '    storage: {s3-path-style: yes please}\n', /jobs\.n\.storage\.s3-path-style: must be true or false/],
+    [ok + '    copies: [{repository: /c, storage: {ssh-key: ""}}]\n', /jobs\.n\.copies\[0\]\.storage\.ssh-key: must be a non-empty string/],
+    [ok + '    on-failure: [mail]\n', /jobs\.n\.on-failure: must be a non-empty string/],
     ['jobs:\n  n:\n    disks: [{path: /x}]\n', /jobs\.n\.repository: required/],
     ['jobs:\n  n:\n    repository: /r\n    disks: []\n', /jobs\.n\.disks: required/],
     [ok + '    retention: {keep-daily: seven}\n', /jobs\.n\.retention\.keep-daily: "seven" is not a count/],
