@@ -1,8 +1,13 @@
 // Unattended operation end to end through the CLI: a job file with two
 // disks and a copy where one disk fails (the failure hook fires, the other
 // disk is still backed up), schedule --install against the real crontab of
-// a throw-away user, prune refusing or waiting while a backup holds its
-// lock, and a prune killed with -9 then run again.
+// a throw-away user; a job file that fails to parse or names no such job
+// still ending in a summary, hook and log line; a job's own summary file,
+// hooks and log file; storage settings from the job file and from run's
+// flags against s3rver and sshd; prune refusing or waiting while a backup
+// holds its lock (before its first chunk, and mid-upload), a backup paused
+// past the staleness limit while a prune ran committing nothing, and a
+// prune killed with -9 mid-way then run again.
 import {execFileSync, spawn} from 'node:child_process'
 import {existsSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
@@ -15,6 +20,12 @@ import {haveSshd, startSshd, type TestSshd} from '../helpers/sshd.js'
 const MiB = 1024 * 1024
 const dir = tempDir()
 afterAll(() => dir.cleanup())
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+function countFiles(dir: string): number {
+  return existsSync(dir) ? readdirSync(dir).filter((f) => !f.startsWith('.')).length : 0
+}
 
 function countChunks(repo: string): number {
   const root = join(repo, 'chunks')
@@ -309,6 +320,71 @@ describe('prune against backups and kill -9', () => {
     expect(sha256File(out2)).toBe(sha256File(img))
   })
 
+  /** Starts a backup slowed by an upload limit; resolves once it has stored `chunks` new chunks (and no snapshot yet). */
+  async function slowBackup(chunks: number) {
+    const snapshots = countFiles(join(repo, 'snapshots'))
+    const before = countChunks(repo)
+    const child = spawn(process.execPath, [BIN, 'backup', img, '--disk', 'p', '--json', '--repo', repo, '--limit-upload', '512KiB'], {stdio: ['ignore', 'pipe', 'pipe']})
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    child.stdout.on('data', (d) => out.push(d))
+    child.stderr.on('data', (d) => err.push(d))
+    const done = new Promise<{code: number | null; stdout: string; stderr: string}>((r) =>
+      child.on('close', (code) => r({code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString()})),
+    )
+    while (countChunks(repo) < before + chunks) {
+      if (child.exitCode !== null) throw new Error(`backup ended before writing ${chunks} chunks: ${Buffer.concat(err)}`)
+      await sleep(20)
+    }
+    expect(countFiles(join(repo, 'snapshots'))).toBe(snapshots) // mid-upload: chunks, no index or manifest yet
+    return {child, done, snapshots}
+  }
+
+  it('refuses (exit 4) or waits while a backup is mid-upload (chunks written, no index or manifest yet)', async () => {
+    randomAt(img, 1 * MiB, 3 * MiB) // about 48 new 64 KiB chunks: 6 s at 512 KiB/s
+    const {child, done, snapshots} = await slowBackup(8)
+    const chunksNow = countChunks(repo)
+    const refused = await vdsnap(['prune'], env)
+    expect(refused.code, refused.stderr).toBe(4)
+    expect(child.exitCode).toBeNull()
+    expect(countChunks(repo)).toBeGreaterThanOrEqual(chunksNow) // none of the backup's chunks went
+    const waited = await vdsnapJson(['prune', '--lock-wait', '120s'], env)
+    const backup = await done
+    expect(backup.code, backup.stderr).toBe(0)
+    expect(waited.snapshots).toBe(snapshots + 1) // it ran only after the backup committed
+    expect((await vdsnapJson(['check', '--read-data'], env)).findings).toEqual([])
+    const restored = join(dir.path, 'p-mid-upload.img')
+    expect((await vdsnap(['restore', JSON.parse(backup.stdout).snapshot, '--to', restored], env)).code).toBe(0)
+    expect(sha256File(restored)).toBe(sha256File(img))
+  })
+
+  it('a backup paused past the staleness limit while a prune removed its chunks commits nothing (exit 4)', async () => {
+    randomAt(img, 4 * MiB, 3 * MiB)
+    const {child, done, snapshots} = await slowBackup(8)
+    child.kill('SIGSTOP')
+    try {
+      // what another host sees of a lock not refreshed for 16 minutes (the limit is 15)
+      const lockDir = join(repo, 'locks')
+      const [lock] = readdirSync(lockDir).filter((f) => !f.startsWith('.'))
+      const info = JSON.parse(readFileSync(join(lockDir, lock!), 'utf8'))
+      writeFileSync(join(lockDir, lock!), JSON.stringify({...info, refreshed: new Date(Date.now() - 16 * 60_000).toISOString()}))
+      const pruned = await vdsnapJson(['prune'], env) // the stale lock does not stop it
+      expect(pruned.chunksRemoved).toBeGreaterThanOrEqual(8)
+    } finally {
+      child.kill('SIGCONT')
+    }
+    const backup = await done
+    expect(backup.code, backup.stderr).toBe(4)
+    expect(backup.stderr).toMatch(/lost the shared lock on .*: its lock file was replaced by another process; stopped before committing anything/)
+    expect(countFiles(join(repo, 'snapshots'))).toBe(snapshots)
+    expect((await vdsnapJson(['check', '--read-data'], env)).findings).toEqual([])
+    const again = await vdsnapJson(['backup', img, '--disk', 'p'], env) // the re-run uploads what prune removed
+    const restored = join(dir.path, 'p-after-pause.img')
+    expect((await vdsnap(['restore', again.snapshot, '--to', restored], env)).code).toBe(0)
+    expect(sha256File(restored)).toBe(sha256File(img))
+    expect((await vdsnapJson(['check', '--read-data'], env)).findings).toEqual([])
+  })
+
   it('a prune killed with -9 half-way leaves a clean repository, and a re-run finishes', async () => {
     const rnd = prng(9)
     for (let i = 0; i < 6; i++) {
@@ -319,13 +395,19 @@ describe('prune against backups and kill -9', () => {
     const before = countChunks(repo)
     const garbage = (await vdsnapJson(['prune', '--dry-run'], env)).chunksRemoved
     expect(garbage).toBeGreaterThan(200)
-    const child = spawn(process.execPath, [BIN, 'prune', '--repo', repo], {stdio: 'ignore'})
-    const exited = new Promise((r) => child.on('close', r))
-    while (countChunks(repo) === before && child.exitCode === null) await new Promise((r) => setTimeout(r, 2))
-    child.kill('SIGKILL')
-    await exited
+    // one deletion at a time (about 1 ms each) gives the poll below a margin
+    // of hundreds of ms; the prune is frozen the moment its first deletion
+    // shows, so the count taken then is the one the kill leaves
+    const child = spawn(process.execPath, [BIN, 'prune', '--repo', repo, '--connections', '1'], {stdio: 'ignore'})
+    const exited = new Promise<NodeJS.Signals | null>((r) => child.on('close', (_code, signal) => r(signal)))
+    while (countChunks(repo) === before && child.exitCode === null) await new Promise((r) => setImmediate(r))
+    child.kill('SIGSTOP')
     const mid = countChunks(repo)
+    child.kill('SIGKILL')
+    expect(await exited).toBe('SIGKILL') // it had not finished: killed, not exited
+    expect(countChunks(repo)).toBe(mid)
     expect(mid).toBeLessThan(before)
+    expect(mid).toBeGreaterThan(before - garbage) // really half-way: some garbage left
     const check = await vdsnapJson(['check'], env)
     expect(check.findings).toEqual([])
     const again = await vdsnapJson(['prune'], env) // the dead prune's lock is stale: same host, pid gone
