@@ -3,11 +3,14 @@
 // 1. Every manifest decodes (authenticates, when encrypted) and is well-formed.
 // 2. Every snapshot's chain resolves: each index present, checksummed, of
 //    the right geometry, down to a full index.
-// 3. Every chunk a snapshot references exists (one listing of chunks/).
+// 3. Every chunk a snapshot references exists (one listing of chunks/) and
+//    has a size its envelope allows for its block's length (a truncated or
+//    padded object is found without reading it).
 // 4. With --read-data (or a subset), referenced chunks are read, decrypted,
 //    decompressed and re-hashed in workers.
 // Findings are listed, never repaired; the snapshots they damage are named.
 import {ChunkPool} from '../chunk/pool.js'
+import {chunkObjectSizeBounds} from '../chunk/object-codec.js'
 import {DIGEST_SIZE, ZERO_ID} from '../chunk/digest.js'
 import {TaskGroup} from '../flow/semaphore.js'
 import {UsageError, VdsnapError} from '../errors.js'
@@ -83,20 +86,29 @@ export async function runCheck(repo: Repository, opts: CheckOptions = {}): Promi
       findings.push({kind: 'index', object: `indexes/${m.index}`, message: (e as Error).message, snapshots: [m.id]})
     }
   }
-  const stored = new Set<string>()
+  const stored = new Map<string, number>() // id -> object size
   for await (const obj of repo.backend.list('chunks/')) {
     const id = obj.name.slice(obj.name.lastIndexOf('/') + 1)
-    if (obj.size > 0) stored.add(id)
+    if (obj.size > 0) stored.set(id, obj.size)
   }
-  const bad = new Map<string, Finding['kind']>()
-  for (const id of referenced.keys()) if (!stored.has(id)) bad.set(id, 'chunk-missing')
+  const bad = new Map<string, {kind: Finding['kind']; why: string}>()
+  for (const [id, length] of referenced) {
+    const size = stored.get(id)
+    if (size === undefined) {
+      bad.set(id, {kind: 'chunk-missing', why: 'missing'})
+      continue
+    }
+    const {min, max} = chunkObjectSizeBounds(length, repo.encKey !== undefined)
+    if (size < min) bad.set(id, {kind: 'chunk-corrupt', why: `truncated (${size} bytes, a chunk of a ${length}-byte block takes at least ${min})`})
+    else if (size > max) bad.set(id, {kind: 'chunk-corrupt', why: `corrupt (${size} bytes, a chunk of a ${length}-byte block takes at most ${max})`})
+  }
   let unreferenced = 0
-  for (const id of stored) if (!referenced.has(id)) unreferenced++
+  for (const id of stored.keys()) if (!referenced.has(id)) unreferenced++
 
   let chunksRead = 0
   if (opts.readData || opts.readDataSubset) {
     const filter = opts.readDataSubset ? parseSubset(opts.readDataSubset, opts.random) : () => true
-    const toRead = [...referenced.keys()].filter((id) => stored.has(id) && filter(id))
+    const toRead = [...referenced.keys()].filter((id) => !bad.has(id) && filter(id))
     const pool = new ChunkPool({idKey: repo.idKey, encKey: repo.encKey}, repo.level)
     const group = new TaskGroup(pool.size * 4)
     try {
@@ -107,7 +119,7 @@ export async function runCheck(repo: Repository, opts: CheckOptions = {}): Promi
             await pool.run({op: 'unpack', items: [{name: Repository.chunkName(id), data: obj, digest: Buffer.from(id, 'hex')}], maxSize: repo.blockSize, rehash: true})
           } catch (e) {
             if (!(e instanceof VdsnapError) || e.kind !== 'data') throw e
-            bad.set(id, 'chunk-corrupt')
+            bad.set(id, {kind: 'chunk-corrupt', why: 'corrupt'})
           }
           chunksRead++
           opts.onProgress?.(chunksRead, toRead.length)
@@ -132,12 +144,12 @@ export async function runCheck(repo: Repository, opts: CheckOptions = {}): Promi
         }
       }
     }
-    for (const [id, kind] of bad) {
+    for (const [id, {kind, why}] of bad) {
       const snaps = damaged.get(id) ?? []
       findings.push({
         kind,
         object: Repository.chunkName(id),
-        message: `chunk ${id.slice(0, 16)}… is ${kind === 'chunk-missing' ? 'missing' : 'corrupt'} (used by ${snaps.length} snapshot${snaps.length === 1 ? '' : 's'}: ${snaps.map((s) => s.slice(0, 8)).join(', ')})`,
+        message: `chunk ${id.slice(0, 16)}… is ${why} (used by ${snaps.length} snapshot${snaps.length === 1 ? '' : 's'}: ${snaps.map((s) => s.slice(0, 8)).join(', ')})`,
         snapshots: snaps,
       })
     }

@@ -44,7 +44,7 @@ function handle(req: WorkerRequest): {reply: WorkerReply; transfer: ArrayBuffer[
       for (const {name, data, digest} of req.items) {
         const body = decodeObject(ObjectKind.Chunk, name, Buffer.from(data.buffer, data.byteOffset, data.byteLength), encKey, req.maxSize)
         if ((req.rehash || !encKey) && !chunkDigest(body, idKey).equals(digest)) {
-          throw Object.assign(new Error(`${name} does not match its digest (corrupt chunk)`), {dataError: true})
+          throw Object.assign(new Error(`${name} does not match its digest (corrupt chunk)`), {dataError: true, hint: 'run "vdsnap check" to list damaged objects'})
         }
         plain.push(own(body))
       }
@@ -58,12 +58,13 @@ parentPort!.on('message', (req: WorkerRequest) => {
     const {reply, transfer} = handle(req)
     parentPort!.postMessage(reply, transfer)
   } catch (e) {
-    const err = e as Error & {dataError?: boolean; kind?: string}
+    const err = e as Error & {dataError?: boolean; kind?: string; hint?: string}
     parentPort!.postMessage({
       id: req.id,
       ok: false,
       message: err.message,
       dataError: err.dataError === true || err.kind === 'data',
+      hint: err.hint,
     } satisfies WorkerReply)
   }
 })

@@ -35,6 +35,31 @@ export const FLAG_ZSTD = 1
 export const FLAG_ENCRYPTED = 2
 export const FLAG_CHECKSUM = 4
 
+/** Payloads this short are never compressed (encodeObject). */
+const MIN_COMPRESSED_INPUT = 64
+// The smallest zstd frame (RFC 8878) holding n > 0 bytes: magic (4), frame
+// header descriptor (1), window descriptor or 1-byte content size (1), then
+// one block per 128 KiB of output at most, each a 3-byte header plus at
+// least 1 byte (an RLE block).
+const ZSTD_MIN_FRAME_HEADER = 6
+const ZSTD_MIN_BLOCK = 4
+const ZSTD_MAX_BLOCK_OUTPUT = 128 * 1024
+
+/**
+ * The sizes encodeObject can give a chunk of `length` plaintext bytes: raw,
+ * exactly envelope + length; compressed, at least envelope + the smallest
+ * zstd frame for that length and less than raw. check uses it to flag
+ * truncated or padded chunk objects without reading them; a size inside
+ * the bounds proves nothing (only decoding does).
+ */
+export function chunkObjectSizeBounds(length: number, encrypted: boolean): {min: number; max: number} {
+  const envelope = HEADER_SIZE + (encrypted ? NONCE_SIZE + TAG_SIZE : 0)
+  const max = envelope + length
+  if (length <= MIN_COMPRESSED_INPUT) return {min: max, max}
+  const smallestFrame = ZSTD_MIN_FRAME_HEADER + ZSTD_MIN_BLOCK * Math.ceil(length / ZSTD_MAX_BLOCK_OUTPUT)
+  return {min: envelope + Math.min(length, smallestFrame), max}
+}
+
 // One compressor per level and one decompressor per thread, reused: a fresh
 // context per block costs up to half the speed at small block sizes.
 const compressors = new Map<number, Compressor>()
@@ -68,7 +93,7 @@ export interface EncodeOptions {
 export function encodeObject(kind: ObjectKind, name: string, payload: Buffer, opts: EncodeOptions): Buffer {
   let body = payload
   let flags = 0
-  if (opts.level > 0 && payload.length > 64) {
+  if (opts.level > 0 && payload.length > MIN_COMPRESSED_INPUT) {
     const packed = compress(payload, opts.level)
     if (packed.length < payload.length) {
       body = packed
@@ -95,7 +120,8 @@ export function encodeObject(kind: ObjectKind, name: string, payload: Buffer, op
 
 /** Inverse of encodeObject; throws DataError on any malformed or tampered object. */
 export function decodeObject(kind: ObjectKind, name: string, data: Buffer, key?: Buffer, maxSize = 2 ** 31): Buffer {
-  if (data.length < HEADER_SIZE) throw new DataError(`${name} is truncated (${data.length} bytes)`)
+  const damaged = {hint: 'run "vdsnap check" to list damaged objects'}
+  if (data.length < HEADER_SIZE) throw new DataError(`${name} is truncated (${data.length} bytes)`, damaged)
   if (!data.subarray(0, 4).equals(OBJECT_MAGIC)) throw new DataError(`${name} is not a vdsnap object (bad magic)`)
   if (data[4] !== OBJECT_VERSION) throw new DataError(`${name} has unknown format version ${data[4]}`)
   if (data[5] !== kind) throw new DataError(`${name} holds object kind ${data[5]}, expected ${kind}`)
@@ -105,7 +131,7 @@ export function decodeObject(kind: ObjectKind, name: string, data: Buffer, key?:
   if (key && !(flags & FLAG_ENCRYPTED)) throw new DataError(`${name} is not encrypted in an encrypted repository`)
   if (flags & FLAG_ENCRYPTED) {
     if (!key) throw new PasswordError(`${name} is encrypted but the repository was opened without a key`)
-    if (data.length < HEADER_SIZE + NONCE_SIZE + TAG_SIZE) throw new DataError(`${name} is truncated`)
+    if (data.length < HEADER_SIZE + NONCE_SIZE + TAG_SIZE) throw new DataError(`${name} is truncated (${data.length} bytes)`, damaged)
     const nonce = data.subarray(HEADER_SIZE, HEADER_SIZE + NONCE_SIZE)
     const tag = data.subarray(data.length - TAG_SIZE)
     const decipher = createDecipheriv('aes-256-gcm', key, nonce)
@@ -114,16 +140,14 @@ export function decodeObject(kind: ObjectKind, name: string, data: Buffer, key?:
     try {
       body = Buffer.concat([decipher.update(data.subarray(HEADER_SIZE + NONCE_SIZE, data.length - TAG_SIZE)), decipher.final()])
     } catch {
-      throw new DataError(`${name} failed authentication (corrupt or tampered)`, {
-        hint: 'run "vdsnap check" to list damaged objects',
-      })
+      throw new DataError(`${name} failed authentication (corrupt or tampered)`, damaged)
     }
   } else if (flags & FLAG_CHECKSUM) {
-    if (data.length < HEADER_SIZE + CHECKSUM_SIZE) throw new DataError(`${name} is truncated`)
+    if (data.length < HEADER_SIZE + CHECKSUM_SIZE) throw new DataError(`${name} is truncated (${data.length} bytes)`, damaged)
     body = data.subarray(HEADER_SIZE, data.length - CHECKSUM_SIZE)
     const sum = createHash('sha256').update(header).update(body).digest()
     if (!sum.equals(data.subarray(data.length - CHECKSUM_SIZE))) {
-      throw new DataError(`${name} fails its checksum (corrupt)`, {hint: 'run "vdsnap check" to list damaged objects'})
+      throw new DataError(`${name} fails its checksum (corrupt)`, damaged)
     }
   } else {
     body = data.subarray(HEADER_SIZE)
@@ -132,7 +156,7 @@ export function decodeObject(kind: ObjectKind, name: string, data: Buffer, key?:
     try {
       body = decompress(body)
     } catch (e) {
-      throw new DataError(`${name} has a corrupt compressed payload`, {cause: e})
+      throw new DataError(`${name} has a corrupt compressed payload`, {...damaged, cause: e})
     }
     if (body.length > maxSize) throw new DataError(`${name} decompresses to ${body.length} bytes, more than ${maxSize}`)
   }

@@ -21,4 +21,4 @@ export type WorkerReply =
   | {id: number; ok: true; digests: Uint8Array; buf: ArrayBuffer}
   | {id: number; ok: true; objects: Uint8Array[]; buf: ArrayBuffer}
   | {id: number; ok: true; plain: Uint8Array[]}
-  | {id: number; ok: false; message: string; dataError: boolean}
+  | {id: number; ok: false; message: string; dataError: boolean; hint?: string}

@@ -63,7 +63,7 @@ export class ChunkPool {
     this.load[best]!++
     return new Promise((resolve, reject) => {
       this.pending.set(id, {
-        resolve: (r) => (r.ok ? resolve(r) : reject(r.dataError ? new DataError(r.message) : new VdsnapError(r.message))),
+        resolve: (r) => (r.ok ? resolve(r) : reject(r.dataError ? new DataError(r.message, {hint: r.hint}) : new VdsnapError(r.message, {hint: r.hint}))),
         reject,
       })
       this.workers[best]!.postMessage({...req, id} as WorkerRequest, transfer)

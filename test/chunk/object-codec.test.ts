@@ -1,6 +1,6 @@
 import {randomBytes} from 'node:crypto'
 import {describe, expect, it} from 'vitest'
-import {decodeObject, encodeObject, FLAG_ZSTD, ObjectKind} from '../../src/chunk/object-codec.js'
+import {chunkObjectSizeBounds, decodeObject, encodeObject, FLAG_ZSTD, ObjectKind} from '../../src/chunk/object-codec.js'
 import {DataError, PasswordError} from '../../src/errors.js'
 
 const key = randomBytes(32)
@@ -44,5 +44,44 @@ describe('object envelope', () => {
     expect(() => decodeObject(ObjectKind.Index, 'i', bad)).toThrow(/checksum/)
     expect(() => decodeObject(ObjectKind.Index, 'i', plain, key)).toThrow(/not encrypted/)
     expect(() => decodeObject(ObjectKind.Index, 'i', Buffer.from('XXXXXXXXXXXX'))).toThrow(/magic/)
+  })
+
+  // check flags chunk objects by size alone: every real encoding must fall inside the bounds.
+  it.each([
+    ['1 byte', Buffer.from([7])],
+    ['64 bytes (never compressed)', randomBytes(64)],
+    ['65 bytes of one value', Buffer.alloc(65, 1)],
+    ['64 KiB of one value (an RLE block)', Buffer.alloc(1 << 16, 'x')],
+    ['64 KiB random', randomBytes(1 << 16)],
+    ['1 MiB compressible', compressible],
+    ['16 MiB of one value', Buffer.alloc(1 << 24, 3)],
+    ['a short last block of text', Buffer.from('hello world, '.repeat(1000))],
+  ])('chunk size bounds hold for %s, plaintext and encrypted', (_n, payload) => {
+    for (const k of [undefined, key]) {
+      const size = encodeObject(ObjectKind.Chunk, 'chunks/aa/x', payload, {level: 3, key: k}).length
+      const {min, max} = chunkObjectSizeBounds(payload.length, k !== undefined)
+      expect(size).toBeGreaterThanOrEqual(min)
+      expect(size).toBeLessThanOrEqual(max)
+    }
+  })
+
+  it('chunk size bounds: a raw payload is exact; an encrypted chunk is never 20 bytes', () => {
+    expect(chunkObjectSizeBounds(10, false)).toEqual({min: 18, max: 18})
+    expect(chunkObjectSizeBounds(10, true)).toEqual({min: 46, max: 46})
+    expect(chunkObjectSizeBounds(1 << 16, true).min).toBeGreaterThan(20)
+    expect(chunkObjectSizeBounds(1 << 24, false).min).toBeGreaterThan(8 + 4 * 128)
+  })
+
+  it('a truncated object names itself and says to run check', () => {
+    const enc = encodeObject(ObjectKind.Chunk, 'chunks/aa/x', random, {level: 3, key})
+    const err = (() => {
+      try {
+        decodeObject(ObjectKind.Chunk, 'chunks/aa/x', enc.subarray(0, 20), key)
+      } catch (e) {
+        return e as DataError
+      }
+    })()
+    expect(err).toBeInstanceOf(DataError)
+    expect(err!.oneLine()).toBe('chunks/aa/x is truncated (20 bytes); run "vdsnap check" to list damaged objects')
   })
 })
