@@ -9,6 +9,7 @@ import {parseSize} from '../repo/config.js'
 import {Repository} from '../repo/repository.js'
 import {RepoLock} from '../repo/lock.js'
 import {parseDuration} from './durations.js'
+import {describeParseError} from './parse-errors.js'
 import {passwordSource} from './password.js'
 import {Output} from './output.js'
 
@@ -127,9 +128,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
     if (err instanceof Errors.ExitError) throw err
     if (err instanceof Errors.CLIError && !(err instanceof VdsnapError)) {
-      // oclif's own parse errors: usage (exit 2).
+      // oclif's own errors: usage (exit 2). Before the flags are parsed they
+      // are parse errors, several lines long: rewritten as one.
       const code = err.oclif?.exit ?? EXIT_CODES.usage
-      this.reportError(err.message.split('\n')[0]!, code === 2 ? 'usage' : 'internal', code)
+      const message = this.flags === undefined ? describeParseError(err, this.id) : err.message.split('\n')[0]!
+      this.reportError(message, code === 2 ? 'usage' : 'internal', code)
       this.exit(code)
     }
     const e = toVdsnapError(err)
@@ -140,7 +143,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   private reportError(message: string, kind: string, code: number): void {
-    if (this.flags?.json) {
+    // --json even when parsing failed before the flags were known
+    if (this.flags?.json ?? this.argv.includes('--json')) {
       process.stdout.write(JSON.stringify({error: {message, kind, exitCode: code}}) + '\n')
     }
     process.stderr.write(`vdsnap: ${kind === 'warning' ? 'warning' : 'error'}: ${message}\n`)
