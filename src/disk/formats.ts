@@ -17,6 +17,8 @@ export interface FormatEntry {
   name: string
   probe(head: Buffer, path: string): boolean
   open(path: string, options: OpenOptions): Promise<DiskImage>
+  /** Whether the format has internal snapshots that OpenOptions.imageSnapshot can select. */
+  internalSnapshots?: boolean
   create?(path: string, virtualSize: number, options: CreateOptions): Promise<ImageWriter>
 }
 

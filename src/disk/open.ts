@@ -1,5 +1,6 @@
 // Opens a disk image by content, not by file name: each format registers a
 // probe on the first bytes of the file; raw is what nothing else claims.
+// An internal snapshot (--image-snapshot) is refused for formats without them.
 import {open as fsOpen} from 'node:fs/promises'
 import {NotFoundError, UsageError, toVdsnapError} from '../errors.js'
 import {FORMATS} from './formats.js'
@@ -31,16 +32,25 @@ export async function openImage(path: string, options: OpenOptions = {}): Promis
     if (forced !== 'raw') {
       for (const fmt of FORMATS) {
         if (forced ? fmt.name === forced : fmt.probe(probe, path)) {
+          if (options.imageSnapshot !== undefined && !fmt.internalSnapshots) throw noSnapshots(path, fmt.name, options.imageSnapshot)
           await fh.close()
           fh = undefined
           return await fmt.open(path, options)
         }
       }
     }
+    if (options.imageSnapshot !== undefined) throw noSnapshots(path, 'raw', options.imageSnapshot)
     const img = await RawImage.open(path, fh)
     fh = undefined
     return img
   } finally {
     await fh?.close()
   }
+}
+
+/** Asking for an internal snapshot of a format without them must not quietly read the live disk. */
+function noSnapshots(path: string, format: string, snapshot: string): UsageError {
+  return new UsageError(`${path}: ${format} images have no internal snapshots (--image-snapshot "${snapshot}")`, {
+    hint: `only ${FORMATS.filter((f) => f.internalSnapshots).map((f) => f.name).join(', ')} images have them; leave out --image-snapshot`,
+  })
 }

@@ -45,7 +45,8 @@ interface Layout {
 
 export async function createVhdWriter(path: string, virtualSize: number, options: VhdCreateOptions = {}): Promise<ImageWriter> {
   const sub = options.parent ? 'differencing' : (options.subformat ?? 'dynamic')
-  if (!['dynamic', 'fixed', 'differencing'].includes(sub)) throw new UsageError(`VHD subformat "${sub}" is not one of dynamic, fixed`)
+  // A differencing disk needs its parent (options.parent): it cannot be asked for by subformat alone.
+  if (!options.parent && !['dynamic', 'fixed'].includes(sub)) throw new UsageError(`VHD subformat "${sub}" is not one of dynamic, fixed`)
   const geo = vhdGeometry(virtualSize)
   if (geo.size > MAX_VHD_BYTES) throw new UsageError(`a VHD holds at most 2040 GiB, not ${virtualSize} bytes`, {hint: 'use the vhdx format'})
   const layout = sub === 'fixed' ? undefined : await planDynamic(path, geo.size, options)

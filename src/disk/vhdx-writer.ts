@@ -68,7 +68,8 @@ function geometry(virtualSize: number, options: VhdxCreateOptions, differencing:
 
 export async function createVhdxWriter(path: string, virtualSize: number, options: VhdxCreateOptions = {}): Promise<ImageWriter> {
   const sub = options.parent ? 'differencing' : (options.subformat ?? 'dynamic')
-  if (!['dynamic', 'fixed', 'differencing'].includes(sub)) throw new UsageError(`VHDX subformat "${sub}" is not one of dynamic, fixed`)
+  // A differencing disk needs its parent (options.parent): it cannot be asked for by subformat alone.
+  if (!options.parent && !['dynamic', 'fixed'].includes(sub)) throw new UsageError(`VHDX subformat "${sub}" is not one of dynamic, fixed`)
   const g = geometry(virtualSize, options, sub === 'differencing')
   let locator: Buffer | undefined
   if (options.parent) {

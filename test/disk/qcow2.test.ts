@@ -123,4 +123,11 @@ describe('qcow2 backing chains and snapshots', () => {
     }
     await expect(openImage(out, {imageSnapshot: 'nope'})).rejects.toThrow(/nope/)
   })
+
+  it('refuses --image-snapshot on a format without internal snapshots instead of reading the live disk', async () => {
+    const vmdk = join(dir, 'nosnap.vmdk')
+    qemuImg('convert', '-f', 'raw', '-O', 'vmdk', raw, vmdk)
+    await expect(openImage(vmdk, {imageSnapshot: 'before'})).rejects.toThrow(/vmdk images have no internal snapshots \(--image-snapshot "before"\)/)
+    await expect(openImage(raw, {imageSnapshot: 'before'})).rejects.toThrow(/raw images have no internal snapshots/)
+  })
 })

@@ -90,6 +90,17 @@ describe('image writers', () => {
     expect(readdirSync(dir).filter((f) => f.includes('aborted') || f.endsWith('.partial'))).toEqual([])
   })
 
+  it('refuses a subformat it cannot write instead of ignoring it', async () => {
+    const create = (format: string, subformat: string) => FORMATS.find((f) => f.name === format)!.create!(join(dir, `sub-${format}`), 4 * MiB, {subformat})
+    await expect(create('qcow2', 'v2')).rejects.toThrow(/qcow2 subformat "v2" cannot be written/)
+    await expect(create('vmdk', 'monolithicFlat')).rejects.toThrow(/cannot write VMDK subformat "monolithicFlat"/)
+    await expect(create('vhd', 'differencing')).rejects.toThrow(/not one of dynamic, fixed/)
+    await expect(create('vhdx', 'differencing')).rejects.toThrow(/not one of dynamic, fixed/)
+    await expect(create('vhdx', 'sparse')).rejects.toThrow(/not one of dynamic, fixed/)
+    const w = await create('qcow2', 'v3')
+    await w.abort()
+  })
+
   it('refuses writes out of order or not sector-aligned', async () => {
     const w = await FORMATS.find((f) => f.name === 'qcow2')!.create!(join(dir, 'order.qcow2'), 4 * MiB, {})
     await w.write(MiB, Buffer.alloc(BLOCK, 1))
