@@ -27,4 +27,24 @@ describe('help', () => {
     expect(r.code).toBe(0)
     for (const c of ['backup', 'restore', 'check', 'copy']) expect(r.stdout).toContain(c)
   })
+
+  it('vdsnap --help (and vdsnap help) end with examples of real commands and flags', async () => {
+    for (const argv of [['--help'], ['help']]) {
+      const r = await vdsnap(argv)
+      expect(r.code).toBe(0)
+      const examples = r.stdout.split(/^EXAMPLES$/m)[1]
+      expect(examples, `vdsnap ${argv.join(' ')} has no EXAMPLES section`).toBeDefined()
+      expect(r.stdout.indexOf('COMMANDS')).toBeLessThan(r.stdout.indexOf('EXAMPLES'))
+      const commands = [...examples!.matchAll(/^\s+\$ vdsnap (.*)$/gm)].map((m) => m[1]!)
+      expect(commands.length).toBeGreaterThanOrEqual(5)
+      for (const c of ['init', 'backup', 'restore', 'check']) expect(commands.some((line) => line.startsWith(`${c} `) || line === c), c).toBe(true)
+      for (const line of commands) {
+        const words = line.split(/\s+/)
+        const id = ids.includes(`${words[0]}:${words[1]}`) ? `${words[0]}:${words[1]}` : words[0]!
+        expect(ids, line).toContain(id)
+        const flags = manifest.commands[id]!.flags
+        for (const w of words) if (w.startsWith('--')) expect(Object.keys(flags), `${line}: ${w}`).toContain(w.slice(2).split('=')[0])
+      }
+    }
+  })
 })
