@@ -7,6 +7,8 @@ import {selectSnapshot} from '../src/repo/select.js'
 
 export default class Diff extends BaseCommand<typeof Diff> {
   static override summary = 'Show the changed-block map between two snapshots of a disk.'
+  static override description =
+    'Compares the two snapshots\' indexes (no data is read): the blocks whose content differs, as counts, bytes and byte ranges. When the disk grew or shrank between them, every block past the end of the smaller disk (and its short last block) counts as changed.'
   static override examples = ['<%= config.bin %> diff 1a2b3c4d web@latest', '<%= config.bin %> diff 1a2b 9f8e --json --ranges']
   static override args = {
     a: Args.string({description: 'Older snapshot.', required: true}),
@@ -22,7 +24,8 @@ export default class Diff extends BaseCommand<typeof Diff> {
     const b = await selectSnapshot(repo, this.args.b)
     const d = await diffSnapshots(repo, a, b)
     this.out.result(d, () => {
-      const head = `${shortId(a.id)} → ${shortId(b.id)}: ${d.changedBlocks} of ${d.blockCount} blocks changed (${formatBytes(d.changedBytes)}) in ${d.ranges.length} range${d.ranges.length === 1 ? '' : 's'}`
+      const resized = d.fromSize === d.toSize ? '' : ` (disk ${d.toSize > d.fromSize ? 'grew' : 'shrank'} from ${formatBytes(d.fromSize)} to ${formatBytes(d.toSize)})`
+      const head = `${shortId(a.id)} → ${shortId(b.id)}: ${d.changedBlocks} of ${d.blockCount} blocks changed (${formatBytes(d.changedBytes)}) in ${d.ranges.length} range${d.ranges.length === 1 ? '' : 's'}${resized}`
       if (!this.flags.ranges) return head
       return [head, ...d.ranges.map((r) => `  ${r.offset}+${r.length}`)].join('\n')
     })

@@ -1,5 +1,12 @@
-// diff A B: the blocks whose content differs between two snapshots of the
-// same disk geometry, from their resolved indexes (metadata only).
+// diff A B: the blocks whose content differs between two snapshots of a
+// disk, from their resolved indexes (metadata only).
+//
+// 1. Resolve both snapshots to one entry per block.
+// 2. A block both disks hold whole differs when its entries differ.
+// 3. When the disk grew or shrank, every block past the smaller disk's last
+//    whole block differs: its short last block (now longer) and the blocks
+//    only the larger disk has.
+// Ranges are clipped to the larger disk's size.
 import {DIGEST_SIZE} from '../chunk/digest.js'
 import {UsageError} from '../errors.js'
 import {resolveSnapshot} from '../repo/chain.js'
@@ -11,33 +18,44 @@ export interface DiffResult {
   from: string
   to: string
   blockSize: number
+  /** Blocks of the larger disk. */
   blockCount: number
+  fromSize: number
+  toSize: number
   changedBlocks: number
   changedBytes: number
   ranges: {offset: number; length: number}[]
 }
 
 export async function diffSnapshots(repo: Repository, a: Manifest, b: Manifest): Promise<DiffResult> {
-  if (a.blockSize !== b.blockSize || a.virtualSize !== b.virtualSize) {
-    throw new UsageError(`snapshots ${a.id.slice(0, 8)} and ${b.id.slice(0, 8)} have different disk sizes (${a.virtualSize} vs ${b.virtualSize}); every block differs`)
+  if (a.blockSize !== b.blockSize) {
+    throw new UsageError(`snapshots ${a.id.slice(0, 8)} and ${b.id.slice(0, 8)} have different block sizes (${a.blockSize} vs ${b.blockSize})`)
   }
+  const blockSize = a.blockSize
   const [ra, rb] = [await resolveSnapshot(repo, a), await resolveSnapshot(repo, b)]
-  const map = new ChangedBlockMap(ra.blockCount)
-  for (let i = 0; i < ra.blockCount; i++) {
+  const size = Math.max(a.virtualSize, b.virtualSize)
+  const blockCount = Math.max(ra.blockCount, rb.blockCount)
+  // Blocks both disks hold with the same length; the rest all differ.
+  const comparable = a.virtualSize === b.virtualSize ? blockCount : Math.floor(Math.min(a.virtualSize, b.virtualSize) / blockSize)
+  const map = new ChangedBlockMap(blockCount)
+  for (let i = 0; i < comparable; i++) {
     const s = i * DIGEST_SIZE
     if (ra.entries.compare(rb.entries, s, s + DIGEST_SIZE, s, s + DIGEST_SIZE) !== 0) map.set(i)
   }
+  for (let i = comparable; i < blockCount; i++) map.set(i)
   const ranges = map.ranges().map((r) => {
-    const offset = r.firstBlock * a.blockSize
-    return {offset, length: Math.min(r.count * a.blockSize, a.virtualSize - offset)}
+    const offset = r.firstBlock * blockSize
+    return {offset, length: Math.min(r.count * blockSize, size - offset)}
   })
   return {
     from: a.id,
     to: b.id,
-    blockSize: a.blockSize,
-    blockCount: ra.blockCount,
+    blockSize,
+    blockCount,
+    fromSize: a.virtualSize,
+    toSize: b.virtualSize,
     changedBlocks: map.count(),
-    changedBytes: ranges.reduce((s, r) => s + r.length, 0),
+    changedBytes: ranges.reduce((sum, r) => sum + r.length, 0),
     ranges,
   }
 }
