@@ -2,7 +2,7 @@
 // images; differencing images (qemu cannot create them) come from our own
 // writer's `parent` option and are checked against bytes computed here.
 import {execFileSync} from 'node:child_process'
-import {copyFileSync, existsSync, readFileSync, renameSync, mkdirSync, writeFileSync} from 'node:fs'
+import {copyFileSync, readFileSync, renameSync, mkdirSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
 import {openImage} from '../../src/disk/open.js'
@@ -105,36 +105,42 @@ describe('VHD writer', () => {
 })
 
 describe('VHD virtual size by creator app, as qemu computes it', () => {
-  // A dynamic VHD whose footer holds an exact current size; its geometry is
-  // set below, above or to the maximum, and the creator app varied: for each,
-  // our reader must report the size `qemu-img info` reports.
+  // Dynamic and fixed VHDs whose footer holds an exact current size; the
+  // geometry is set below it, above it or to the maximum, and the creator
+  // app varied: for each, our reader must report the size `qemu-img info` does.
   const sectors = Math.ceil(SIZE / 512)
   const below = chsFor(sectors)
   let above = chsFor(sectors)
   for (let extra = 1; above.cylinders * above.heads * above.sectorsPerTrack <= sectors; extra++) above = chsFor(sectors + extra)
   const max = {cylinders: 65535, heads: 16, sectorsPerTrack: 255}
   const apps = ['vpc ', 'qemu', 'qem2', 'win ', 'd2v ', 'CTXS', 'tap\0', 'vdsn', 'VBox', 'tap ']
-  const source = at('creator-src.vhd')
 
-  it.each(apps)('creator app %j', async (app) => {
-    if (!existsSync(source)) await writeThrough(await createVhdWriter(source, SIZE), base)
+  it.each(['dynamic', 'fixed'])('%s, every creator app and geometry', async (sub) => {
+    const source = at(`creator-src-${sub}.vhd`)
+    await writeThrough(await createVhdWriter(source, SIZE, {subformat: sub}), base)
     const bytes = readFileSync(source)
-    for (const [name, g] of [['below', below], ['above', above], ['max', max]] as const) {
-      expect(below.cylinders * below.heads * below.sectorsPerTrack).toBeLessThan(sectors)
-      for (const f of [0, bytes.length - 512]) {
-        bytes.write(app, f + 28, 'latin1')
-        bytes.writeUInt16BE(g.cylinders, f + 56)
-        bytes[f + 58] = g.heads
-        bytes[f + 59] = g.sectorsPerTrack
-        bytes.writeUInt32BE(vhdChecksum(bytes.subarray(f, f + 512), 64), f + 64)
+    expect(below.cylinders * below.heads * below.sectorsPerTrack).toBeLessThan(sectors)
+    const seen = new Set<number>()
+    for (const app of apps) {
+      for (const [name, g] of [['below', below], ['above', above], ['max', max]] as const) {
+        // a fixed VHD has its footer only at the end
+        for (const f of sub === 'fixed' ? [bytes.length - 512] : [0, bytes.length - 512]) {
+          bytes.write(app, f + 28, 'latin1')
+          bytes.writeUInt16BE(g.cylinders, f + 56)
+          bytes[f + 58] = g.heads
+          bytes[f + 59] = g.sectorsPerTrack
+          bytes.writeUInt32BE(vhdChecksum(bytes.subarray(f, f + 512), 64), f + 64)
+        }
+        const path = at(`creator-${sub}-${name}.vhd`)
+        writeFileSync(path, bytes)
+        const qemuSize = JSON.parse(qemuImg('info', '-f', 'vpc', '--output=json', path))['virtual-size']
+        const img = await openImage(path)
+        expect(img.virtualSize, `${JSON.stringify(app)} ${name}`).toBe(qemuSize)
+        await img.close()
+        seen.add(qemuSize)
       }
-      const path = at(`creator-${name}.vhd`)
-      writeFileSync(path, bytes)
-      const qemuSize = JSON.parse(qemuImg('info', '-f', 'vpc', '--output=json', path))['virtual-size']
-      const img = await openImage(path)
-      expect(img.virtualSize, `${app} ${name}`).toBe(qemuSize)
-      await img.close()
     }
+    expect(seen.size, 'the cases must tell the rules apart').toBe(3)
   })
 })
 
