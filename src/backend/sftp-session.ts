@@ -138,7 +138,7 @@ export async function openSftpSession(t: SftpTarget, opts: SftpAuthOptions, wasC
       client.end()
       reject(classifyConnectError(err, t, tried, hostProblem, wasConnected))
     }
-    client.once('error', fail)
+    client.on('error', fail) // not once: a connection cut during the handshake can emit several errors
     client.once('ready', () => {
       // Many small SFTP requests and replies: Nagle's algorithm plus delayed
       // ACKs would add ~40 ms stalls (measured: 1 MiB loads at 11 MiB/s).

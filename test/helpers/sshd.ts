@@ -129,16 +129,26 @@ export async function startSshd(): Promise<TestSshd> {
   const kill = async () => {
     const c = child
     if (!c || c.exitCode !== null || c.signalCode !== null || c.pid === undefined) return
-    const kids = await descendants(c.pid)
-    const exited = new Promise((r) => c.once('exit', r))
-    c.kill('SIGKILL')
-    for (const pid of kids) {
+    // Stop the whole tree first, so that no process forks a child we miss
+    // (a connection being accepted while we look would survive the kill).
+    const signal = (pid: number, sig: NodeJS.Signals) => {
       try {
-        process.kill(pid, 'SIGKILL')
+        process.kill(pid, sig)
       } catch {
         // already gone
       }
     }
+    const exited = new Promise((r) => c.once('exit', r))
+    signal(c.pid, 'SIGSTOP')
+    const stopped = new Set<number>()
+    for (let fresh = await descendants(c.pid); fresh.length > 0; fresh = (await descendants(c.pid)).filter((p) => !stopped.has(p))) {
+      for (const pid of fresh) {
+        signal(pid, 'SIGSTOP')
+        stopped.add(pid)
+      }
+    }
+    c.kill('SIGKILL')
+    for (const pid of stopped) signal(pid, 'SIGKILL')
     await exited
   }
   await start()
