@@ -1,13 +1,18 @@
 // SFTP backend: objects are files below a directory on an SSH server,
-// reached over ONE connection on which many requests are in flight at once
-// (SFTP is request/response with ids, so parallel operations pipeline; one
-// large object is also written and read as several concurrent 64 KiB
-// requests — one request at a time is ~5x slower on a fast link).
+// reached over a few SSH sessions (sftp-pool.ts) on each of which many
+// requests are in flight at once. SFTP is request/response with ids, so
+// requests pipeline: one object is written and read as several concurrent
+// 64 KiB requests, and the requests of one operation that do not depend on
+// each other's replies go out together (sftp-io.ts). On a WAN link the
+// round trips per object, not the bandwidth, set the pace: a save costs
+// three (open; writes + fsync + close; rename), a load one or two (open;
+// fstat + reads, the close not waited for).
 //
 // Contract details (see types.ts for the common one):
 //  - save writes ".tmp-<random>" in the target directory (creating
 //    directories on demand), fsyncs it when the server offers
-//    fsync@openssh.com, then renames it over the final name with
+//    fsync@openssh.com, then — only after every write, the fsync and the
+//    close were acknowledged — renames it over the final name with
 //    posix-rename@openssh.com, which replaces atomically (plain SFTP rename
 //    refuses to overwrite).
 //  - load reads through one open handle and takes the size from that handle,
@@ -20,6 +25,21 @@ import {randomBytes} from 'node:crypto'
 import {posix} from 'node:path'
 import type {FileEntryWithStats, SFTPWrapper, Stats} from 'ssh2'
 import {IoError, NotFoundError, UsageError, VdsnapError} from '../errors.js'
+import {
+  FX_CONNECTION_LOST,
+  FX_NO_CONNECTION,
+  FX_NO_SUCH_FILE,
+  FX_PERMISSION_DENIED,
+  call,
+  closeLater,
+  createFile,
+  mkdirs,
+  openFile,
+  readAt,
+  readDirectory,
+  writeSyncClose,
+} from './sftp-io.js'
+import {SftpSessionPool} from './sftp-pool.js'
 import {openSftpSession, type SftpAuthOptions, type SftpSession, type SftpTarget} from './sftp-session.js'
 import {isTransientNetworkError} from './transient.js'
 import {compareNames, type ByteRange, type ObjectInfo, type StorageBackend} from './types.js'
@@ -29,33 +49,26 @@ export interface SftpLocation extends SftpTarget {
   path: string
 }
 
-export type SftpOptions = SftpAuthOptions
+export interface SftpOptions extends SftpAuthOptions {
+  /** SSH sessions to open; default SFTP_SESSIONS. */
+  sessions?: number
+}
 
-// SFTP status codes (draft-ietf-secsh-filexfer-02). Never change.
-const FX_NO_SUCH_FILE = 2
-const FX_PERMISSION_DENIED = 3
-const FX_NO_CONNECTION = 6
-const FX_CONNECTION_LOST = 7
-
-const PIECE = 64 * 1024
-const PIECES_IN_FLIGHT = 16
-const LIST_PARALLEL = 8
+const LIST_PARALLEL = 32
 const LOST = Symbol('connection lost')
 
 /**
- * SSH connections per backend. OpenSSH's sftp-server handles one request at
- * a time per session (an fsync stalls every request behind it), so
- * parallel transfers go over several sessions, round robin.
+ * SSH sessions per backend. OpenSSH's sftp-server handles one request at a
+ * time per session (an fsync stalls every request behind it), so parallel
+ * transfers are spread over several sessions.
  */
-export const SFTP_SESSIONS = 4
+export const SFTP_SESSIONS = 8
 
 export class SftpBackend implements StorageBackend {
   readonly location: string
-  private readonly slots: (Promise<SftpSession> | undefined)[] = new Array(SFTP_SESSIONS).fill(undefined)
-  private nextSlot = 0
-  private connectedOnce = false
-  private readonly madeDirs = new Set<string>()
-  private closed = false
+  private readonly pool: SftpSessionPool
+  /** Directories known to exist (saved into or listed), so a save sends no mkdir before its open. */
+  private readonly knownDirs = new Set<string>()
 
   constructor(
     private readonly where: SftpLocation,
@@ -64,47 +77,26 @@ export class SftpBackend implements StorageBackend {
     const port = where.port === 22 ? '' : `:${where.port}`
     const path = where.path.startsWith('/') ? where.path : `/~/${where.path}`
     this.location = `sftp://${where.user}@${where.host}${port}${path}`
+    this.pool = new SftpSessionPool((wasConnected) => openSftpSession(where, options, wasConnected), options.sessions ?? SFTP_SESSIONS, this.location)
   }
 
   private path(name: string): string {
     return posix.join(this.where.path, ...name.split('/'))
   }
 
-  /** A live session (the next slot, round robin), reconnecting when the previous one died. */
-  private async sftp(): Promise<{s: SftpSession; sftp: SFTPWrapper}> {
-    if (this.closed) throw new IoError(`${this.location} is closed`)
-    // Until one connection has succeeded, use slot 0 only: a wrong key or host fails once, fast.
-    const i = this.connectedOnce ? this.nextSlot++ % this.slots.length : 0
-    const current = this.slots[i]
-    if (current) {
-      const s = await current.catch(() => undefined)
-      if (s && !s.dead) return {s, sftp: s.sftp}
-      s?.client.end()
-      if (this.slots[i] === current) this.slots[i] = undefined
-    }
-    const p = openSftpSession(this.where, this.options, this.connectedOnce)
-    this.slots[i] = p
-    try {
-      const s = await p
-      this.connectedOnce = true
-      return {s, sftp: s.sftp}
-    } catch (e) {
-      if (this.slots[i] === p) this.slots[i] = undefined
-      throw e
-    }
-  }
-
   /** Runs one request on the live session, classifying failures. */
   private async op<T>(doing: string, fn: (sftp: SFTPWrapper) => Promise<T>): Promise<T> {
-    const {s, sftp} = await this.sftp()
+    const {session: s, release} = await this.pool.acquire()
     try {
       // Requests sent on a connection that died are never answered: stop
       // waiting for them when the connection goes.
-      const out = await Promise.race([fn(sftp), s.closed.then(() => LOST)])
+      const out = await Promise.race([fn(s.sftp), s.closed.then(() => LOST)])
       if (out === LOST) throw new Error('connection closed')
       return out as T
     } catch (e) {
       throw this.classify(e, doing, s)
+    } finally {
+      release()
     }
   }
 
@@ -126,7 +118,7 @@ export class SftpBackend implements StorageBackend {
   async create(): Promise<void> {
     await this.op(`creating ${this.where.path}`, async (sftp) => {
       await mkdirs(sftp, this.where.path)
-      const list = await call<FileEntryWithStats[]>((cb) => sftp.readdir(this.where.path, cb))
+      const list = await readDirectory(sftp, this.where.path)
       if (list.length > 0) throw new UsageError(`${this.location} exists and is not empty`, {hint: 'choose an empty or new directory'})
     })
   }
@@ -137,25 +129,10 @@ export class SftpBackend implements StorageBackend {
     const dir = posix.dirname(final)
     const tmp = posix.join(dir, `.tmp-${randomBytes(6).toString('hex')}`)
     await this.op(`writing ${name}`, async (sftp) => {
-      let handle: Buffer
+      const handle = await createFile(sftp, tmp, !this.knownDirs.has(dir))
+      this.knownDirs.add(dir)
       try {
-        handle = await openFile(sftp, tmp, 'w')
-      } catch (e) {
-        if ((e as {code?: number}).code !== FX_NO_SUCH_FILE || this.madeDirs.has(dir)) throw e
-        await mkdirs(sftp, dir)
-        this.madeDirs.add(dir)
-        handle = await openFile(sftp, tmp, 'w')
-      }
-      try {
-        await writePipelined(sftp, handle, data)
-        await fsyncIfOffered(sftp, handle)
-      } catch (e) {
-        await call((cb) => sftp.close(handle, cb)).catch(() => {})
-        await call((cb) => sftp.unlink(tmp, cb)).catch(() => {})
-        throw e
-      }
-      await call((cb) => sftp.close(handle, cb))
-      try {
+        await writeSyncClose(sftp, handle, data)
         await call((cb) => sftp.ext_openssh_rename(tmp, final, cb))
       } catch (e) {
         await call((cb) => sftp.unlink(tmp, cb)).catch(() => {})
@@ -169,12 +146,9 @@ export class SftpBackend implements StorageBackend {
     return this.op(`reading ${name}`, async (sftp) => {
       const handle = await openFile(sftp, this.path(name), 'r')
       try {
-        const st = await call<Stats>((cb) => sftp.fstat(handle, cb))
-        const start = range ? Math.min(range.offset, st.size) : 0
-        const end = range ? Math.min(range.offset + range.length, st.size) : st.size
-        return await readPipelined(sftp, handle, start, end - start)
+        return await readAt(sftp, handle, range?.offset ?? 0, range?.length)
       } finally {
-        await call((cb) => sftp.close(handle, cb)).catch(() => {})
+        closeLater(sftp, handle)
       }
     })
   }
@@ -235,9 +209,10 @@ export class SftpBackend implements StorageBackend {
 
   private async readDir(dirName: string): Promise<FileEntryWithStats[]> {
     try {
-      return await this.op(`listing ${dirName || '/'}`, (sftp) =>
-        call<FileEntryWithStats[]>((cb) => sftp.readdir(this.path(dirName.replace(/\/$/, '')), cb)),
-      )
+      const path = this.path(dirName.replace(/\/$/, ''))
+      const entries = await this.op(`listing ${dirName || '/'}`, (sftp) => readDirectory(sftp, path))
+      for (const e of entries) if (e.attrs.isDirectory()) this.knownDirs.add(posix.join(path, e.filename))
+      return entries
     } catch (e) {
       if (e instanceof NotFoundError) return []
       throw e
@@ -254,95 +229,6 @@ export class SftpBackend implements StorageBackend {
   }
 
   async close(): Promise<void> {
-    this.closed = true
-    const sessions = await Promise.all(this.slots.map((p) => p?.catch(() => undefined)))
-    for (const s of sessions) s?.client.end()
-    this.slots.fill(undefined)
-  }
-}
-
-/** Promise wrapper for ssh2's callback API; a synchronous throw becomes a rejection. */
-function call<T = void>(fn: (cb: (err: Error | undefined | null, value: T) => void) => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    try {
-      fn((err, value) => (err ? reject(err) : resolve(value)))
-    } catch (e) {
-      reject(e)
-    }
-  })
-}
-
-function openFile(sftp: SFTPWrapper, path: string, flags: 'r' | 'w'): Promise<Buffer> {
-  return call<Buffer>((cb) => sftp.open(path, flags, {mode: 0o600}, cb))
-}
-
-/** mkdir -p; "already exists" (a generic failure in SFTP v3) is checked with stat. */
-async function mkdirs(sftp: SFTPWrapper, dir: string): Promise<void> {
-  if (dir === '/' || dir === '.' || dir === '') return
-  try {
-    await call((cb) => sftp.mkdir(dir, cb))
-    return
-  } catch (e) {
-    if ((e as {code?: number}).code === FX_NO_SUCH_FILE) {
-      await mkdirs(sftp, posix.dirname(dir))
-      await call((cb) => sftp.mkdir(dir, cb)).catch(async (e2: unknown) => {
-        if (!(await isDir(sftp, dir))) throw e2
-      })
-      return
-    }
-    if (!(await isDir(sftp, dir))) throw e
-  }
-}
-
-async function isDir(sftp: SFTPWrapper, dir: string): Promise<boolean> {
-  const st = await call<Stats>((cb) => sftp.stat(dir, cb)).catch(() => undefined)
-  return st?.isDirectory() ?? false
-}
-
-/** Runs `count` jobs with at most `width` of them in flight. */
-async function pool(count: number, width: number, job: (i: number) => Promise<void>): Promise<void> {
-  let next = 0
-  const worker = async () => {
-    while (next < count) await job(next++)
-  }
-  await Promise.all(Array.from({length: Math.min(width, count)}, worker))
-}
-
-async function writePipelined(sftp: SFTPWrapper, handle: Buffer, data: Buffer): Promise<void> {
-  const pieces = Math.ceil(data.length / PIECE)
-  await pool(pieces, PIECES_IN_FLIGHT, (i) => {
-    const off = i * PIECE
-    const len = Math.min(PIECE, data.length - off)
-    return call((cb) => sftp.write(handle, data, off, len, off, cb))
-  })
-}
-
-/** Reads [start, start+length); stops early only at end of file. */
-async function readPipelined(sftp: SFTPWrapper, handle: Buffer, start: number, length: number): Promise<Buffer> {
-  const buf = Buffer.allocUnsafe(length)
-  let shortAt = length
-  const pieces = Math.ceil(length / PIECE)
-  await pool(pieces, PIECES_IN_FLIGHT, async (i) => {
-    let off = i * PIECE
-    const end = Math.min(off + PIECE, length)
-    while (off < end) {
-      const n = await new Promise<number>((resolve, reject) =>
-        sftp.read(handle, buf, off, end - off, start + off, (err, bytesRead) => (err ? reject(err) : resolve(bytesRead))),
-      )
-      if (n === 0) {
-        shortAt = Math.min(shortAt, off)
-        return
-      }
-      off += n
-    }
-  })
-  return shortAt === length ? buf : buf.subarray(0, shortAt)
-}
-
-async function fsyncIfOffered(sftp: SFTPWrapper, handle: Buffer): Promise<void> {
-  try {
-    await call((cb) => sftp.ext_openssh_fsync(handle, cb))
-  } catch (e) {
-    if (!/does not support/i.test((e as Error).message)) throw e
+    await this.pool.close()
   }
 }

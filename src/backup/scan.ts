@@ -16,7 +16,13 @@ import {Semaphore, TaskGroup} from '../flow/semaphore.js'
 import {Repository} from '../repo/repository.js'
 
 export const BATCH_BYTES = 4 * 1024 * 1024
-export const UPLOADS_IN_FLIGHT = 16
+/**
+ * Saves in flight at most (the storage's own concurrency limit may be
+ * lower: 8 locally). A save over a WAN costs a few round trips whatever its
+ * size, so on a 50 ms link it takes enough of them in flight (together
+ * UPLOAD_BYTES) for latency not to set the pace.
+ */
+export const UPLOADS_IN_FLIGHT = 32
 export const UPLOAD_BYTES = 16 * 1024 * 1024
 /** Batches in flight at most, whatever their size. */
 export const BATCHES_IN_FLIGHT = 64

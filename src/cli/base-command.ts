@@ -35,7 +35,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     's3-region': Flags.string({summary: 'S3: region (default AWS_REGION / profile).', helpGroup: 'STORAGE'}),
     'limit-upload': Flags.string({summary: 'Upload bandwidth limit, bytes per second with units, e.g. 20MiB (default: none).', helpGroup: 'STORAGE'}),
     'limit-download': Flags.string({summary: 'Download bandwidth limit, e.g. 50MiB (default: none).', helpGroup: 'STORAGE'}),
-    connections: Flags.integer({summary: 'Transfers in flight at once (default 8; 16 for S3).', min: 1, max: 256, helpGroup: 'STORAGE'}),
+    connections: Flags.integer({summary: 'Transfers in flight at once (default 8 locally, 16 for S3, 32 for SFTP).', min: 1, max: 256, helpGroup: 'STORAGE'}),
   }
 
   protected flags!: BaseFlags<T>
