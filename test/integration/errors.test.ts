@@ -430,10 +430,16 @@ describe.skipIf(!canMountTmpfs())('a full disk at the repository', () => {
     expect((await vdsnap(['init'], env)).code).toBe(0)
     const ok = await vdsnapJson(['backup', img], env)
     const hash = sha256File(img)
+    const before = repoState(repo)
     randomAt(img, 4 * MiB, 10 * MiB)
     const r = await vdsnap(['backup', img], env)
     expect(r.code).toBe(7)
     expect(oneLine(r.stderr)).toMatch(/no space left/)
+    // Every file that was there is as it was; the only additions are whole
+    // chunks the next backup reuses (prune removes them if it never comes).
+    const after = repoState(repo)
+    for (const [name, facts] of Object.entries(before)) expect(after[name], name).toBe(facts)
+    for (const name of Object.keys(after).filter((n) => !(n in before))) expect(name).toMatch(/^chunks\/[0-9a-f]{2}\/[0-9a-f]{64}$/)
     const snaps = await vdsnapJson<any[]>(['snapshots'], env)
     expect(snaps.map((s) => s.id)).toEqual([ok.snapshot])
     expect(files(repo).filter((f) => f.includes('.tmp-'))).toEqual([])
