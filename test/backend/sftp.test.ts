@@ -90,6 +90,14 @@ describe.skipIf(!haveSshd)('sftp backend (OpenSSH sshd on 127.0.0.1; skipped: /u
     expect(ms).toBeLessThan(5000)
   })
 
+  it('saves many objects at once into directories that do not exist yet (two first saves into one directory raced)', async () => {
+    const b = await openStorage(url('fresh-dirs'), opts())
+    const names = Array.from({length: 64}, (_, i) => `chunks/${(i % 8).toString(16).padStart(2, '0')}/n${i}`)
+    await Promise.all(names.map((n) => b.save(n, Buffer.from(n))))
+    for (const n of names) expect((await b.load(n)).toString()).toBe(n)
+    await b.close()
+  })
+
   it('turns a server killed mid-transfer into a retryable error, and the retry wrapper rides out the restart', async () => {
     const raw = new SftpBackend(
       {user: sshd.user, host: '127.0.0.1', port: sshd.port, path: `${sshd.rootDir}/killed`},
