@@ -7,6 +7,8 @@ export interface DelayProxy {
   port: number
   /** HTTP requests seen from clients (counts "HTTP/1.1\r\n" request lines). */
   readonly requests: number
+  /** Cuts every open connection (both sides) and keeps listening: a dropped link, the server still up. */
+  dropConnections(): void
   close(): Promise<void>
 }
 
@@ -49,6 +51,9 @@ export async function startDelayProxy(targetPort: number, delayMs: number): Prom
     port,
     get requests() {
       return requests
+    },
+    dropConnections() {
+      for (const s of sockets) s.destroy()
     },
     close: () =>
       new Promise<void>((r) => {
