@@ -636,5 +636,45 @@ function renderMarkdown(R) {
     o.push('The block-size table is measured with `npm run bench -- --block-sizes` (not in this run).', '')
   }
   o.push('CPU profile of a vdsnap full backup (main thread and workers, top self-time functions): `node bench/profile.mjs IMAGE`.', '')
+  o.push(...renderSide())
   return o.join('\n') + '\n'
+}
+
+/** The separately run figures (bench:forget, bench:latency, bench:remote, read-formats), when their results exist. */
+function renderSide() {
+  const load = (name) => {
+    try {
+      return JSON.parse(readFileSync(join(root, 'bench/results', name), 'utf8'))
+    } catch {
+      return null
+    }
+  }
+  const o = []
+  const f = load('forget.json')
+  if (f) {
+    o.push('## forget + prune (`npm run bench:forget`)', '')
+    o.push(
+      `${f.snapshots} snapshots of the first ${f.diskMiB} MiB of base.img, ~1% of its non-zero 64 KiB pieces rewritten before each, ` +
+        `in a fresh vdsnap and a fresh restic repository; then \`forget ${f.policy}\` on both (snapshot 50 tagged keep, so vdsnap merges chains in the middle and at the base). ` +
+        `Measured ${f.date.slice(0, 10)}; left: vdsnap ${f.snapshotsLeft.vdsnap}, restic ${f.snapshotsLeft.restic} snapshots; afterwards vdsnap check clean, newest restore ${f.newestRestoreIdentical ? 'identical' : '**DIFFERS**'}.`,
+      '',
+      '| | vdsnap | restic | vdsnap/restic |',
+      '|---|---|---|---|',
+      `| wall (s) | ${fmtS(f.vdsnap.wall)} | ${fmtS(f.restic.wall)} | ${fmtR(f.wallRatio)} |`,
+      `| CPU (s) | ${fmtS(f.vdsnap.cpu)} | ${fmtS(f.restic.cpu)} | ${fmtR(f.cpuRatio)} |`,
+      `| peak RSS | ${fmtB(f.vdsnap.rss)} | ${fmtB(f.restic.rss)} | ${fmtR(f.rssRatio)} |`,
+      `| repository before → after | ${fmtB(f.repoBefore.vdsnap)} → ${fmtB(f.repoAfter.vdsnap)} | ${fmtB(f.repoBefore.restic)} → ${fmtB(f.repoAfter.restic)} | |`,
+      '',
+    )
+  }
+  const other = [
+    ['latency.json', 'SFTP over a 50 ms round trip (`npm run bench:latency`)'],
+    ['remote.json', 'throughput per backend, incremental copy bytes, S3 requests per GiB (`npm run bench:remote`)'],
+    ['read-formats.json', 'native readers against `qemu-img convert` (`node bench/read-formats.mjs`)'],
+    ['overlay.json', 'qcow2 overlay incremental against the full backup (`bash bench/overlay-incremental.sh`)'],
+  ].filter(([name]) => load(name))
+  if (other.length) {
+    o.push('## Other figures', '', ...other.map(([name, what]) => `- ${what}: [bench/results/${name}](bench/results/${name})`), '')
+  }
+  return o
 }

@@ -2,7 +2,7 @@
 // system from a directory; helpers rewrite, zero and append byte ranges.
 import {execFileSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
-import {mkdtempSync, openSync, closeSync, writeSync, readFileSync, rmSync, ftruncateSync, statSync} from 'node:fs'
+import {closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {ROOT} from './cli.js'
@@ -62,4 +62,15 @@ export function sha256File(path: string): string {
 
 export function fileSize(path: string): number {
   return statSync(path).size
+}
+
+/** Objects below `dir`, recursively; a temporary file (a write cut short by kill -9) is not an object. */
+export function countFiles(dir: string): number {
+  if (!existsSync(dir)) return 0
+  let n = 0
+  for (const e of readdirSync(dir, {withFileTypes: true})) {
+    if (e.isDirectory()) n += countFiles(join(dir, e.name))
+    else if (!e.name.startsWith('.tmp-')) n++
+  }
+  return n
 }

@@ -2,23 +2,12 @@
 // are sent, a second copy sends nothing, an incremental copy sends only the
 // changed blocks, and a copy killed with -9 resumes without re-sending.
 import {spawn} from 'node:child_process'
-import {existsSync, readdirSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {BIN, vdsnap, vdsnapJson} from '../helpers/cli.js'
-import {makeExt4Image, randomAt, sha256File, tempDir} from '../helpers/images.js'
+import {makeExt4Image, randomAt, sha256File, tempDir, countFiles} from '../helpers/images.js'
 
 const MiB = 1024 * 1024
-
-function countFiles(dir: string): number {
-  if (!existsSync(dir)) return 0
-  let n = 0
-  for (const e of readdirSync(dir, {withFileTypes: true})) {
-    if (e.isDirectory()) n += countFiles(join(dir, e.name))
-    else if (!e.name.startsWith('.tmp-')) n++ // a write cut short by kill -9 is not an object
-  }
-  return n
-}
 
 describe('copy between repositories', () => {
   const dir = tempDir()

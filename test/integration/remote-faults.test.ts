@@ -10,27 +10,17 @@
 //    faults that never stop end the backup with one error line and exit 7
 //    within the retry budget, leaving no snapshot.
 import {spawn} from 'node:child_process'
-import {existsSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {BIN, vdsnap, vdsnapJson, type RunResult} from '../helpers/cli.js'
 import {startDelayProxy} from '../helpers/delay-proxy.js'
 import {startFaultProxy} from '../helpers/fault-proxy.js'
-import {makeExt4Image, randomAt, sha256File, tempDir} from '../helpers/images.js'
+import {makeExt4Image, randomAt, sha256File, tempDir, countFiles} from '../helpers/images.js'
 import {S3RVER_ENV, startS3, type TestS3} from '../helpers/s3.js'
 import {haveSshd, startSshd, type TestSshd} from '../helpers/sshd.js'
 
 const MiB = 1024 * 1024
-
-function countFiles(dir: string): number {
-  if (!existsSync(dir)) return 0
-  let n = 0
-  for (const e of readdirSync(dir, {withFileTypes: true})) {
-    if (e.isDirectory()) n += countFiles(join(dir, e.name))
-    else if (!e.name.startsWith('.tmp-')) n++
-  }
-  return n
-}
 
 function errorLines(r: RunResult): string[] {
   return r.stderr.trim().split('\n').filter((l) => l.startsWith('vdsnap: error'))
