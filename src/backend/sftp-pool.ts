@@ -34,6 +34,8 @@ interface Slot {
 
 /** How long a slot whose background connection failed stays empty. */
 export const RECONNECT_QUIET_MS = 30_000
+/** How long close() waits for handshakes still under way. */
+export const CLOSE_WAIT_MS = 2_000
 
 export class SftpSessionPool {
   private readonly slots: Slot[]
@@ -133,7 +135,13 @@ export class SftpSessionPool {
 
   async close(): Promise<void> {
     this.closed = true
-    await Promise.all(this.slots.map((s) => s.connecting?.catch(() => undefined)))
+    // A handshake still under way is ended when it completes (see connect);
+    // waiting for it is bounded, as one to a server that died half-way may
+    // never settle, and close() must never keep a cron job hanging.
+    const connecting = Promise.all(this.slots.map((s) => s.connecting?.catch(() => undefined)))
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([connecting, new Promise<void>((r) => (timer = setTimeout(r, CLOSE_WAIT_MS)))])
+    clearTimeout(timer)
     for (const s of this.slots) {
       s.live?.client.end()
       s.live = undefined

@@ -30,10 +30,11 @@ describe('copy between repositories', () => {
   it('a copy killed mid-way resumes without re-sending what arrived; a second copy sends nothing', async () => {
     const total = countFiles(join(a, 'chunks'))
     const child = spawn(process.execPath, [BIN, 'copy', '--to', b], {env: {...process.env, ...env}, stdio: 'ignore'})
+    const closed = new Promise((r) => child.on('close', r))
     const t0 = Date.now()
     while (countFiles(join(b, 'chunks')) < total / 4 && Date.now() - t0 < 60_000) await new Promise((r) => setTimeout(r, 20))
     child.kill('SIGKILL')
-    await new Promise((r) => child.on('close', r))
+    await closed
     const arrived = countFiles(join(b, 'chunks'))
     expect(arrived).toBeGreaterThan(0)
     expect(arrived).toBeLessThan(total)

@@ -96,15 +96,17 @@ describe.skipIf(!haveSshd)('remote repositories end to end', () => {
     const child = spawn(process.execPath, [BIN, 'backup', img, '--disk', 'k', ...sshFlags()], {env: {...process.env, ...env} as NodeJS.ProcessEnv, stdio: ['ignore', 'ignore', 'pipe']})
     let stderr = ''
     child.stderr!.on('data', (d) => (stderr += d))
+    // Listen before anything is awaited: the backup may fail (connection
+    // refused) while the server is down, long before it is back.
+    const closed = new Promise<number>((r) => child.on('close', (c) => r(c ?? -1)))
     await new Promise((r) => setTimeout(r, 1200))
     await sshd.kill()
     await new Promise((r) => setTimeout(r, 1000))
     await sshd.start()
     // it must end by itself (retries are bounded to 2 minutes), never hang
-    const code = await new Promise<number>((r) => {
-      const t = setTimeout(() => child.kill('SIGKILL'), 180_000)
-      child.on('close', (c) => (clearTimeout(t), r(c ?? -1)))
-    })
+    const killer = setTimeout(() => child.kill('SIGKILL'), 180_000)
+    const code = await closed
+    clearTimeout(killer)
     expect([0, 7], `backup after the server restart: ${stderr}`).toContain(code)
     const again = await vdsnapJson(['backup', img, '--disk', 'k', ...sshFlags()], env)
     const out = join(dir.path, 'after-kill.img')
