@@ -1,4 +1,5 @@
 // Runs the built CLI (bin/run.js) as a user would, in a child process.
+import {expect} from 'vitest'
 import {spawn} from 'node:child_process'
 import {fileURLToPath} from 'node:url'
 import {resolve} from 'node:path'
@@ -32,4 +33,11 @@ export async function vdsnapJson<T = any>(args: string[], env: Record<string, st
   const r = await vdsnap([...args, '--json'], env)
   if (r.code !== expectCode) throw new Error(`vdsnap ${args.join(' ')} exited ${r.code}, expected ${expectCode}: ${r.stderr}`)
   return JSON.parse(r.stdout) as T
+}
+
+/** The one `vdsnap: error` line of a failed command's stderr (asserts there is exactly one). */
+export function oneLine(stderr: string): string {
+  const lines = stderr.trim().split('\n').filter((l) => l.includes('vdsnap: error'))
+  expect(lines.length).toBe(1)
+  return lines[0]!
 }

@@ -7,7 +7,7 @@ import {existsSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSync
 import {hostname} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {BIN, vdsnap, vdsnapJson} from '../helpers/cli.js'
+import {BIN, vdsnap, vdsnapJson, oneLine} from '../helpers/cli.js'
 import {makeExt4Image, prng, randomAt, sha256File, tempDir} from '../helpers/images.js'
 
 const MiB = 1024 * 1024
@@ -63,12 +63,6 @@ function running(pid: number): boolean {
   } catch {
     return false
   }
-}
-
-function oneLine(stderr: string): string {
-  const lines = stderr.trim().split('\n').filter((l) => l.includes('vdsnap: error'))
-  expect(lines.length).toBe(1)
-  return lines[0]!
 }
 
 describe('bad input and failures', () => {

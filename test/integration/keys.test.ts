@@ -5,7 +5,7 @@ import {execFileSync} from 'node:child_process'
 import {existsSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {vdsnap, vdsnapJson} from '../helpers/cli.js'
+import {vdsnap, vdsnapJson, oneLine} from '../helpers/cli.js'
 import {randomAt, tempDir} from '../helpers/images.js'
 
 interface Slot {
@@ -31,12 +31,6 @@ function dataState(root: string): Record<string, string> {
   }
   walk(root)
   return state
-}
-
-function oneLine(stderr: string): string {
-  const lines = stderr.trim().split('\n').filter((l) => l.includes('vdsnap: error'))
-  expect(lines.length).toBe(1)
-  return lines[0]!
 }
 
 describe('key slots', () => {
