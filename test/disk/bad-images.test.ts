@@ -9,7 +9,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {ImageFormatError, VdsnapError} from '../../src/errors.js'
 import {openImage} from '../../src/disk/open.js'
 import type {OpenOptions} from '../../src/disk/types.js'
-import {MiB, makeDiskBytes, prng, QEMU_IMG, qemuImgAt, qemuIo, tempDir, writeRaw} from './image-fixtures.js'
+import {MiB, makeDiskBytes, makeEncryptedQcow2, prng, QEMU_IMG, qemuImgAt, qemuIo, tempDir, writeRaw} from './image-fixtures.js'
 
 let dir: string
 let cleanup: () => void
@@ -105,9 +105,7 @@ describe('corrupt qcow2', () => {
   it('the dirty bit alone still reads', async () => readAll(patched('good.qcow2', 't12.qcow2', (b) => void b.writeUInt32BE(1, 76))))
   it('encrypted images', () => {
     const enc = join(dir, 'enc.qcow2')
-    execFileSync(QEMU_IMG, ['create', '-f', 'qcow2', '--object', 'secret,id=s0,data=x', '-o', 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10', enc, '1M'], {
-      stdio: 'ignore',
-    })
+    makeEncryptedQcow2(enc)
     return refused(enc, /encrypted qcow2 images \(crypt method LUKS\) are not supported/)
   })
   it('a backing chain that loops', async () => {

@@ -3,12 +3,11 @@
 // and `vdsnap info` exit 6 (data error: corrupt or unsupported image) with
 // one error line naming the file and what is wrong, and the repository is
 // left exactly as it was.
-import {execFileSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {join, relative} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {makeDiskBytes} from '../disk/image-fixtures.js'
+import {makeDiskBytes, makeEncryptedQcow2} from '../disk/image-fixtures.js'
 import {vdsnap, vdsnapJson} from '../helpers/cli.js'
 import {formatWorkspace, initRepo, MiB} from './format-fixtures.js'
 
@@ -82,7 +81,7 @@ const CASES: [string, () => string, RegExp, string[]?][] = [
   [
     'encrypted qcow2',
     () => {
-      execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '--object', 'secret,id=s0,data=x', '-o', 'encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10', at('enc.qcow2'), '1M'])
+      makeEncryptedQcow2(at('enc.qcow2'))
       return at('enc.qcow2')
     },
     /encrypted qcow2 images \(crypt method LUKS\) are not supported/,
