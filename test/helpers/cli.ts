@@ -38,6 +38,6 @@ export async function vdsnapJson<T = any>(args: string[], env: Record<string, st
 /** The one `vdsnap: error` line of a failed command's stderr (asserts there is exactly one). */
 export function oneLine(stderr: string): string {
   const lines = stderr.trim().split('\n').filter((l) => l.includes('vdsnap: error'))
-  expect(lines.length).toBe(1)
+  expect(lines, stderr).toHaveLength(1)
   return lines[0]!
 }

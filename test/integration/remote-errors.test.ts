@@ -5,18 +5,12 @@
 import {existsSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {vdsnap, type RunResult} from '../helpers/cli.js'
+import {oneLine, vdsnap} from '../helpers/cli.js'
 import {makeExt4Image, tempDir} from '../helpers/images.js'
 import {S3RVER_ENV, startS3, type TestS3} from '../helpers/s3.js'
 import {haveSshd, startSshd, type TestSshd} from '../helpers/sshd.js'
 
 const MiB = 1024 * 1024
-
-function errorLine(r: RunResult): string {
-  const lines = r.stderr.trim().split('\n').filter((l) => l.startsWith('vdsnap: error'))
-  expect(lines, r.stderr).toHaveLength(1)
-  return lines[0]!
-}
 
 describe.skipIf(!haveSshd)('remote setup errors keep their exit code and hint', () => {
   const dir = tempDir()
@@ -45,7 +39,7 @@ describe.skipIf(!haveSshd)('remote setup errors keep their exit code and hint', 
   it('init with an unknown host key: exit 7, the ssh-keyscan line, no directory made', async () => {
     const r = await vdsnap(['init', '--ssh-key', sshd.userKeyPath, '--known-hosts', emptyKnownHosts], {...base, VDSNAP_REPOSITORY: sftpRepo('unknown')})
     expect(r.code).toBe(7)
-    const line = errorLine(r)
+    const line = oneLine(r.stderr)
     expect(line).toMatch(/host key of \[127\.0\.0\.1\]:\d+ is not known/)
     expect(line).toContain(scanLine())
     expect(line).toContain('cannot create a repository at')
@@ -57,21 +51,21 @@ describe.skipIf(!haveSshd)('remote setup errors keep their exit code and hint', 
     expect((await vdsnap(['init', '--ssh-key', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath], env)).code).toBe(0)
     const r = await vdsnap(['backup', img, '--ssh-key', sshd.userKeyPath, '--known-hosts', emptyKnownHosts], env)
     expect(r.code).toBe(7)
-    expect(errorLine(r)).toContain(scanLine())
+    expect(oneLine(r.stderr)).toContain(scanLine())
   })
 
   it('init with wrong S3 credentials: exit 7 and the credentials hint', async () => {
     const t0 = Date.now()
     const r = await vdsnap(['init'], {...base, VDSNAP_REPOSITORY: `s3://${s3.bucket}/creds`, AWS_ACCESS_KEY_ID: 'NOBODY', AWS_SECRET_ACCESS_KEY: 'wrong'})
     expect(r.code).toBe(7)
-    expect(errorLine(r)).toMatch(/access denied.*check the AWS credentials/)
+    expect(oneLine(r.stderr)).toMatch(/access denied.*check the AWS credentials/)
     expect(Date.now() - t0).toBeLessThan(20_000) // permanent: not retried
   })
 
   it('init with a missing bucket: exit 7 and "create the bucket"', async () => {
     const r = await vdsnap(['init'], {...base, VDSNAP_REPOSITORY: 's3://no-such-bucket/x'})
     expect(r.code).toBe(7)
-    expect(errorLine(r)).toMatch(/bucket no-such-bucket does not exist; create the bucket first/)
+    expect(oneLine(r.stderr)).toMatch(/bucket no-such-bucket does not exist; create the bucket first/)
   })
 
   it('init on a non-empty location is still a usage error (exit 2)', async () => {
@@ -79,6 +73,6 @@ describe.skipIf(!haveSshd)('remote setup errors keep their exit code and hint', 
     expect((await vdsnap(['init'], env)).code).toBe(0)
     const r = await vdsnap(['init'], env)
     expect(r.code).toBe(2)
-    expect(errorLine(r)).toMatch(/exists and is not empty; choose another prefix/)
+    expect(oneLine(r.stderr)).toMatch(/exists and is not empty; choose another prefix/)
   })
 })
