@@ -1,0 +1,161 @@
+// A snapshot's blocks as plaintext, for every reader of a snapshot: restore
+// (in offset order), export (in offset order) and serving (random access).
+//
+// 1. open() resolves the chain to one entry per block (metadata only).
+// 2. blocks() walks the wanted blocks in offset order with a prefetch window
+//    of about `prefetchBytes`: chunk objects are loaded in parallel and
+//    decrypted, decompressed and verified in the worker pool (the digest of
+//    every plaintext is recomputed and compared with its id unless `rehash`
+//    is false, which leaves encrypted chunks to their GCM tag).
+// 3. A chunk used at several offsets is loaded once while its uses are in
+//    flight, and kept in a small LRU after that; memory stays bounded by the
+//    window plus the cache, whatever the disk's size.
+// 4. read() gives one block by number through the same cache, for random
+//    access. Zero blocks are never read: they come back as null.
+import {ZERO_ID} from '../chunk/digest.js'
+import {ChunkPool} from '../chunk/pool.js'
+import {LruCache} from '../disk/lru-cache.js'
+import {DataError} from '../errors.js'
+import {entryAt, resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
+import type {Manifest} from '../repo/manifest.js'
+import {Repository} from '../repo/repository.js'
+
+export interface BlockSourceOptions {
+  /** Re-hash every chunk (default); false trusts the GCM tag of encrypted chunks. */
+  rehash?: boolean
+  prefetchBytes?: number
+  cacheBytes?: number
+}
+
+export interface Block {
+  index: number
+  offset: number
+  length: number
+  /** The block's plaintext, or null for a zero block. */
+  data: Buffer | null
+}
+
+export const PREFETCH_BYTES = 16 * 1024 * 1024
+export const CACHE_BYTES = 8 * 1024 * 1024
+
+export class BlockSource {
+  chunksRead = 0
+  bytesFetched = 0
+  private readonly pool: ChunkPool
+  private readonly cache: LruCache<string, Buffer>
+  private readonly inflight = new Map<string, Promise<Buffer>>()
+  private readonly rehash: boolean
+  private readonly prefetchBytes: number
+
+  private constructor(
+    private readonly repo: Repository,
+    readonly snapshot: Manifest,
+    readonly resolved: ResolvedIndex,
+    opts: BlockSourceOptions,
+  ) {
+    this.rehash = opts.rehash ?? true
+    this.prefetchBytes = opts.prefetchBytes ?? PREFETCH_BYTES
+    this.cache = new LruCache(Math.max(2, Math.floor((opts.cacheBytes ?? CACHE_BYTES) / resolved.blockSize)))
+    this.pool = new ChunkPool({idKey: repo.idKey, encKey: repo.encKey}, repo.level)
+  }
+
+  static async open(repo: Repository, snap: Manifest, opts: BlockSourceOptions = {}): Promise<BlockSource> {
+    return new BlockSource(repo, snap, await resolveSnapshot(repo, snap), opts)
+  }
+
+  get blockSize(): number {
+    return this.resolved.blockSize
+  }
+
+  get blockCount(): number {
+    return this.resolved.blockCount
+  }
+
+  get virtualSize(): number {
+    return this.resolved.virtualSize
+  }
+
+  /** The chunk id of block `b` (all zero for a zero block); a view, do not keep it. */
+  entry(b: number): Buffer {
+    return entryAt(this.resolved.entries, b)
+  }
+
+  isZero(b: number): boolean {
+    return this.entry(b).equals(ZERO_ID)
+  }
+
+  blockLength(b: number): number {
+    return Math.min(this.blockSize, this.virtualSize - b * this.blockSize)
+  }
+
+  /** The wanted blocks from `from` to `to` (exclusive), in offset order, prefetched. */
+  async *blocks(wanted: (b: number) => boolean = () => true, from = 0, to = this.blockCount): AsyncGenerator<Block> {
+    const windowBlocks = Math.max(4, Math.floor(this.prefetchBytes / this.blockSize))
+    const queue: {index: number; data: Promise<Buffer> | null}[] = []
+    let next = from
+    const fill = () => {
+      while (queue.length < windowBlocks && next < to) {
+        const b = next++
+        if (!wanted(b)) continue
+        const data = this.isZero(b) ? null : this.fetch(this.entry(b).toString('hex'))
+        data?.catch(() => {}) // surfaced when awaited below
+        queue.push({index: b, data})
+      }
+    }
+    fill()
+    while (queue.length > 0) {
+      const {index, data} = queue.shift()!
+      const length = this.blockLength(index)
+      const buf = data === null ? null : await data
+      if (buf) this.settle(index, buf)
+      fill()
+      yield {index, offset: index * this.blockSize, length, data: buf}
+    }
+  }
+
+  /** One block by number (random access), through the cache; null for a zero block. */
+  async read(b: number): Promise<Buffer | null> {
+    if (b < 0 || b >= this.blockCount) throw new RangeError(`block ${b} is outside the disk (0..${this.blockCount - 1})`)
+    if (this.isZero(b)) return null
+    const buf = await this.fetch(this.entry(b).toString('hex'))
+    this.settle(b, buf)
+    return buf
+  }
+
+  async close(): Promise<void> {
+    await this.pool.close()
+  }
+
+  private settle(b: number, buf: Buffer): void {
+    const len = this.blockLength(b)
+    if (buf.length !== len) throw new DataError(`chunk for block ${b} holds ${buf.length} bytes, expected ${len}`, {hint: 'run "vdsnap check --read-data"'})
+    const hex = this.entry(b).toString('hex')
+    if (this.inflight.delete(hex)) this.cache.set(hex, buf)
+  }
+
+  private fetch(hex: string): Promise<Buffer> {
+    const cached = this.cache.get(hex)
+    if (cached) return Promise.resolve(cached)
+    let p = this.inflight.get(hex)
+    if (!p) {
+      p = this.load(hex)
+      p.catch(() => this.inflight.delete(hex))
+      this.inflight.set(hex, p)
+    }
+    return p
+  }
+
+  private async load(hex: string): Promise<Buffer> {
+    const obj = await this.repo.loadChunkObject(hex)
+    this.chunksRead++
+    this.bytesFetched += obj.length
+    const whole = obj.byteOffset === 0 && obj.buffer.byteLength === obj.length
+    const reply = await this.pool.run(
+      {op: 'unpack', items: [{name: Repository.chunkName(hex), data: obj, digest: Buffer.from(hex, 'hex')}], maxSize: this.blockSize, rehash: this.rehash},
+      whole ? [obj.buffer as ArrayBuffer] : [],
+    )
+    if (!('plain' in reply)) throw new Error('unexpected worker reply')
+    const p0 = reply.plain[0]!
+    return Buffer.from(p0.buffer, p0.byteOffset, p0.byteLength)
+  }
+}
