@@ -11,7 +11,12 @@ export type TargetAction = 'creating' | 'writing' | 'replacing' | 'opening' | 'r
  * data was written under, replaced by `path` wherever a message names it.
  */
 export function targetError(err: unknown, path: string, action: TargetAction, tmp?: string): VdsnapError {
-  if (err instanceof VdsnapError) return tmp && err.message.includes(tmp) ? renamed(err, tmp, path) : err
+  if (err instanceof VdsnapError) {
+    // An image writer's wrapped system error: described again from its cause, in the user's terms.
+    const cause = err.cause as NodeJS.ErrnoException | undefined
+    if (cause?.syscall && cause.code) return targetError(cause, path, action, tmp)
+    return tmp && err.message.includes(tmp) ? renamed(err, tmp, path) : err
+  }
   const e = err as NodeJS.ErrnoException
   const doing = `${action} ${path}`
   const dir = dirname(path)
