@@ -13,7 +13,7 @@
 import {constants} from 'node:fs'
 import {open, readFile, readdir, readlink, realpath, type FileHandle} from 'node:fs/promises'
 import type {Stats} from 'node:fs'
-import {basename, join} from 'node:path'
+import {join} from 'node:path'
 import {IoError} from '../errors.js'
 import {targetError} from './target-errors.js'
 
@@ -31,8 +31,9 @@ export async function openDeviceExclusive(path: string, st: Stats): Promise<File
     if ((e as NodeJS.ErrnoException).code !== 'EBUSY') throw targetError(e, path, 'opening')
     busy = true
   }
-  const holders = await staticHolders(dev)
-  if (busy) holders.push(...(await otherHolders(path, dev)))
+  const devs = await deviceAndPartitions(dev)
+  const holders = await staticHolders(devs)
+  if (busy) holders.push(...(await otherHolders(path, devs)))
   if (holders.length === 0 && !busy) return fh!
   await fh?.close()
   const what = holders.length > 0 ? holders.join('; ') : 'open exclusively by another process'
@@ -48,22 +49,37 @@ function majorMinor(rdev: number): string {
   return `${major}:${minor}`
 }
 
-/** Mounts in this namespace of the device or its partitions, and the sysfs holders of either. */
-async function staticHolders(dev: string): Promise<string[]> {
+interface BlockDev {
+  /** "major:minor" */
+  dev: string
+  /** Its sysfs directory. */
+  sys: string
+  /** "" for the device itself, "partition sdb1 " for a partition: what a holder line starts with. */
+  whose: string
+}
+
+/** The device and its partitions, from sysfs (just the device when sysfs does not know it). */
+async function deviceAndPartitions(dev: string): Promise<BlockDev[]> {
   const sys = await realpath(`/sys/dev/block/${dev}`).catch(() => null)
-  if (!sys) return []
-  const devs = new Map<string, string>([[dev, basename(sys)]])
+  if (!sys) return [{dev, sys: '', whose: ''}]
+  const out: BlockDev[] = [{dev, sys, whose: ''}]
   for (const ent of await readdir(sys, {withFileTypes: true}).catch(() => [])) {
     if (!ent.isDirectory()) continue
     const part = await readFile(join(sys, ent.name, 'dev'), 'utf8').catch(() => null)
-    if (part && (await readFile(join(sys, ent.name, 'partition'), 'utf8').catch(() => null)) !== null) devs.set(part.trim(), ent.name)
+    const isPartition = (await readFile(join(sys, ent.name, 'partition'), 'utf8').catch(() => null)) !== null
+    if (part && isPartition) out.push({dev: part.trim(), sys: join(sys, ent.name), whose: `partition ${ent.name} `})
   }
+  return out
+}
+
+/** Mounts in this namespace of the device or its partitions, and the sysfs holders of either. */
+async function staticHolders(devs: BlockDev[]): Promise<string[]> {
   const out: string[] = []
   const self = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '')
-  for (const [d, name] of devs) {
-    const whose = d === dev ? '' : `partition ${name} `
-    for (const m of mountsOf(self, d)) out.push(`${whose}mounted at ${m}`)
-    for (const h of await readdir(join(sys, d === dev ? '' : name, 'holders')).catch(() => [])) out.push(`${whose}held by ${await holderName(h)}`)
+  for (const {dev, sys, whose} of devs) {
+    for (const m of mountsOf(self, dev)) out.push(`${whose}mounted at ${m}`)
+    if (!sys) continue
+    for (const h of await readdir(join(sys, 'holders')).catch(() => [])) out.push(`${whose}held by ${await holderName(h)}`)
   }
   return out
 }
@@ -85,7 +101,7 @@ function mountsOf(mountinfo: string, dev: string): string[] {
 }
 
 /** Mounts in other mount namespaces, and other processes that have the device open. */
-async function otherHolders(path: string, dev: string): Promise<string[]> {
+async function otherHolders(path: string, devs: BlockDev[]): Promise<string[]> {
   const target = await realpath(path).catch(() => path)
   const seenNs = new Set<string>([await readlink('/proc/self/ns/mnt').catch(() => '')])
   const out: string[] = []
@@ -96,7 +112,9 @@ async function otherHolders(path: string, dev: string): Promise<string[]> {
     if (ns && !seenNs.has(ns)) {
       seenNs.add(ns)
       const info = await readFile(`/proc/${pid}/mountinfo`, 'utf8').catch(() => '')
-      for (const m of mountsOf(info, dev)) out.push(`mounted at ${m} in the mount namespace of process ${pid} (${await comm(pid)})`)
+      for (const {dev, whose} of devs) {
+        for (const m of mountsOf(info, dev)) out.push(`${whose}mounted at ${m} in the mount namespace of process ${pid} (${await comm(pid)})`)
+      }
     }
     if (fds >= MAX_FDS) continue
     const list = await readdir(`/proc/${pid}/fd`).catch(() => [])
