@@ -129,6 +129,10 @@ export async function openTarget(opts: TargetOptions & {virtualSize: number; del
     const ext = format === 'raw' ? 'img' : format
     throw new UsageError(`--to ${opts.to} is a directory`, {hint: `give a file name inside it, e.g. --to ${join(opts.to, `${opts.disk}.${ext}`)}`})
   }
+  if (st && !st.isFile() && !st.isBlockDevice()) {
+    // A character device, FIFO or socket: --force would rename a new file over it (/dev/null, say).
+    throw new UsageError(`--to ${opts.to} is neither a regular file nor a block device`, {hint: 'to stream the disk, use --to - and redirect or pipe stdout'})
+  }
   if (format !== 'raw') {
     if (opts.delta) throw new UsageError('--delta-from works on raw files and block devices only')
     return imageTarget(opts.to, format, opts.subformat, opts.virtualSize, opts.force ?? false, st !== null)

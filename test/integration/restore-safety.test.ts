@@ -5,7 +5,7 @@
 // documented exit code, and change neither the repository nor the target.
 import {execFileSync, spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {existsSync, mkdirSync, readdirSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, readdirSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {BIN, oneLine, vdsnap, vdsnapJson} from '../helpers/cli.js'
@@ -129,7 +129,7 @@ describe('restore safety', () => {
     expect(r.stdout.length).toBeLessThan(2000) // no disk bytes reached the terminal
   })
 
-  it('directories: restore --to DIR (with or without --force), backup DIR and a Parallels bundle are usage errors', async () => {
+  it('directories and other non-files: restore --to DIR (with or without --force) or a character device, backup DIR and a Parallels bundle are usage errors', async () => {
     const before = treeState(repo)
     const d = at('a-dir')
     mkdirSync(d)
@@ -144,6 +144,12 @@ describe('restore safety', () => {
     expect(q.code).toBe(2)
     expect(oneLine(q.stderr)).toContain(`e.g. --to ${join(d, 'web.qcow2')}`)
     expect(treeState(d)).toEqual(inside)
+    for (const special of ['/dev/null', '/dev/zero']) {
+      const c = await vdsnap(['restore', 'web@latest', '--to', special, '--force'], env)
+      expect(c.code, c.stderr).toBe(2)
+      expect(oneLine(c.stderr)).toBe(`vdsnap: error: --to ${special} is neither a regular file nor a block device; to stream the disk, use --to - and redirect or pipe stdout`)
+      expect(statSync(special).isCharacterDevice()).toBe(true)
+    }
     const b = await vdsnap(['backup', d], env)
     expect(b.code).toBe(2)
     expect(oneLine(b.stderr)).toBe(`vdsnap: error: ${d} is a directory, not a disk image; give the image file or block device itself`)
