@@ -142,6 +142,7 @@ describe.skipIf(loopReason !== '')(`restore to block devices${loopReason ? ` (sk
 
   it('a disk with a mounted partition is refused, naming the partition', async (ctx) => {
     if (spawnSync('unshare', ['-m', 'true']).status !== 0) return ctx.skip('unshare -m is not available')
+    if (spawnSync('sfdisk', ['--version']).status !== 0) return ctx.skip('sfdisk (fdisk package) is not installed')
     const file = join(dir.path, 'parted.img')
     writeFileSync(file, Buffer.alloc(DISK))
     execFileSync('sfdisk', ['-q', file], {input: 'start=2048, type=83\n'})
