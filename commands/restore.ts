@@ -4,6 +4,7 @@ import {UsageError} from '../src/errors.js'
 import {formatBytes, formatDuration} from '../src/cli/output.js'
 import {withProgress} from '../src/cli/progress.js'
 import {runRestore} from '../src/restore/restore.js'
+import {targetFormat} from '../src/restore/target-format.js'
 import {shortId} from '../src/repo/manifest.js'
 import {selectSnapshot} from '../src/repo/select.js'
 
@@ -12,22 +13,25 @@ export default class Restore extends BaseCommand<typeof Restore> {
   static override description =
     'Replays the snapshot\'s chain (metadata first), reads every needed chunk once, verifies it, and writes in offset order. A new file is sparse and appears under its name only when complete. --delta-from SNAP writes only the blocks that differ from SNAP into a target that already holds SNAP (rollback).'
   static override examples = [
-    '<%= config.bin %> restore latest --to /var/lib/libvirt/images/web.img --repo /srv/backup/vdsnap',
-    '<%= config.bin %> restore web@latest --to /dev/vg0/web',
-    '<%= config.bin %> restore 1a2b3c4d --to web.qcow2 --format qcow2',
+    '<%= config.bin %> restore web@latest --to /var/lib/libvirt/images/web.img --repo /srv/backup/vdsnap',
+    '<%= config.bin %> restore web@latest --to /dev/vg0/web --force',
+    '<%= config.bin %> restore 1a2b3c4d --to web.qcow2',
     '<%= config.bin %> restore web@latest --to /dev/vg0/web --delta-from 9f8e7d6c',
-    '<%= config.bin %> restore latest --to - | ssh host "dd of=/dev/sdb bs=4M"',
+    '<%= config.bin %> restore web@latest --to - | ssh host "dd of=/dev/sdb bs=4M"',
   ]
   static override args = {
-    snapshot: Args.string({description: 'Snapshot: id, unique id prefix, latest or DISK@latest.', required: true}),
+    snapshot: Args.string({description: 'Snapshot: id, unique id prefix, or DISK@latest (a bare latest only when the repository holds one disk).', required: true}),
   }
   static override flags = {
     to: Flags.string({summary: 'Target: a file path, a block device, or - for stdout.', required: true}),
-    format: Flags.string({summary: 'Target image format.', options: ['raw', 'qcow2', 'vhd', 'vhdx', 'vmdk'], default: 'raw'}),
+    format: Flags.string({
+      summary: 'Target image format (default: from the --to extension: .qcow2, .vhd, .vhdx, .vmdk; else raw).',
+      options: ['raw', 'qcow2', 'vhd', 'vhdx', 'vmdk'],
+    }),
     subformat: Flags.string({summary: 'Image subformat: vmdk monolithicSparse|streamOptimized, vhd/vhdx dynamic|fixed.'}),
     'delta-from': Flags.string({summary: 'The target already holds this snapshot: write only blocks that differ.'}),
     'target-zeroed': Flags.boolean({summary: 'The target device already reads as zeros: skip writing zero blocks.', default: false}),
-    force: Flags.boolean({summary: 'Replace an existing target file.', default: false}),
+    force: Flags.boolean({summary: 'Replace an existing target file, or overwrite a block device (never one in use).', default: false}),
     'verify-digests': Flags.boolean({
       summary: 'Re-hash every chunk and compare it with its id (default). --no-verify-digests trusts the GCM tag of an encrypted repository\'s chunks instead.',
       default: true,
@@ -38,9 +42,11 @@ export default class Restore extends BaseCommand<typeof Restore> {
   async run(): Promise<void> {
     const f = this.flags
     if (f.to === '-' && f.json) throw new UsageError('--json cannot be combined with --to - (stdout carries the disk)')
+    const {format, fromExtension} = targetFormat(f.to, f.format)
     const repo = await this.openRepo({lock: 'shared', command: 'restore'})
     const snapshot = await selectSnapshot(repo, this.args.snapshot)
     const deltaFrom = f['delta-from'] ? await selectSnapshot(repo, f['delta-from']) : undefined
+    if (fromExtension && format !== 'raw') this.out.log(`writing ${f.to} as ${format} (from its ${fromExtension} extension; --format to choose)`)
     const res = await withProgress(
       this.out,
       `restore ${shortId(snapshot.id)} to ${f.to === '-' ? 'stdout' : f.to}`,
@@ -49,7 +55,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
           snapshot,
           deltaFrom,
           to: f.to,
-          format: f.format,
+          format,
           subformat: f.subformat,
           force: f.force,
           targetZeroed: f['target-zeroed'],

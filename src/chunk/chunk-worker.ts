@@ -44,7 +44,7 @@ function handle(req: WorkerRequest): {reply: WorkerReply; transfer: ArrayBuffer[
       for (const {name, data, digest} of req.items) {
         const body = decodeObject(ObjectKind.Chunk, name, Buffer.from(data.buffer, data.byteOffset, data.byteLength), encKey, req.maxSize)
         if ((req.rehash || !encKey) && !chunkDigest(body, idKey).equals(digest)) {
-          throw Object.assign(new Error(`${name} does not match its digest (corrupt chunk)`), {dataError: true, hint: 'run "vdsnap check" to list damaged objects'})
+          throw Object.assign(new Error(`${name} does not match its digest (corrupt chunk)`), {dataError: true, hint: 'run "vdsnap check --read-data" to list damaged chunks (plain check reads no chunk)'})
         }
         plain.push(own(body))
       }

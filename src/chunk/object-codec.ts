@@ -120,7 +120,8 @@ export function encodeObject(kind: ObjectKind, name: string, payload: Buffer, op
 
 /** Inverse of encodeObject; throws DataError on any malformed or tampered object. */
 export function decodeObject(kind: ObjectKind, name: string, data: Buffer, key?: Buffer, maxSize = 2 ** 31): Buffer {
-  const damaged = {hint: 'run "vdsnap check" to list damaged objects'}
+  // Plain check reads no chunk, so damage inside one is found only by --read-data.
+  const damaged = {hint: kind === ObjectKind.Chunk ? 'run "vdsnap check --read-data" to list damaged chunks' : 'run "vdsnap check" to list damaged objects'}
   if (data.length < HEADER_SIZE) throw new DataError(`${name} is truncated (${data.length} bytes)`, damaged)
   if (!data.subarray(0, 4).equals(OBJECT_MAGIC)) throw new DataError(`${name} is not a vdsnap object (bad magic)`)
   if (data[4] !== OBJECT_VERSION) throw new DataError(`${name} has unknown format version ${data[4]}`)

@@ -1,7 +1,8 @@
 // Opens a disk image by content, not by file name: each format registers a
 // probe on the first bytes of the file; raw is what nothing else claims.
 // An internal snapshot (--image-snapshot) is refused for formats without them.
-import {open as fsOpen} from 'node:fs/promises'
+import {open as fsOpen, readdir} from 'node:fs/promises'
+import {join} from 'node:path'
 import {NotFoundError, UsageError, toVdsnapError} from '../errors.js'
 import {FORMATS} from './formats.js'
 import {RawImage} from './raw.js'
@@ -20,6 +21,7 @@ export async function openImage(path: string, options: OpenOptions = {}): Promis
     throw toVdsnapError(e, `opening ${path}`)
   }
   try {
+    if ((await fh.stat()).isDirectory()) throw await directoryMistake(path)
     const head = Buffer.alloc(PROBE_BYTES)
     const {bytesRead} = await fh.read(head, 0, PROBE_BYTES, 0)
     const probe = head.subarray(0, bytesRead)
@@ -53,4 +55,27 @@ function noSnapshots(path: string, format: string, snapshot: string): UsageError
   return new UsageError(`${path}: ${format} images have no internal snapshots (--image-snapshot "${snapshot}")`, {
     hint: `only ${FORMATS.filter((f) => f.internalSnapshots).map((f) => f.name).join(', ')} images have them; leave out --image-snapshot`,
   })
+}
+
+/**
+ * A directory given as a disk: a Parallels disk bundle (NAME.hdd holding
+ * DiskDescriptor.xml and .hds data files), a Parallels VM bundle (NAME.pvm
+ * holding .hdd bundles), or any other directory. vdsnap reads single-file
+ * images, so each gets a usage error saying which file to give instead.
+ */
+async function directoryMistake(path: string): Promise<UsageError> {
+  const names = await readdir(path).catch(() => [] as string[])
+  if (names.includes('DiskDescriptor.xml')) {
+    const hds = names.find((n) => n.endsWith('.hds'))
+    return new UsageError(`${path} is a Parallels disk bundle (a directory), which vdsnap cannot read`, {
+      hint: `convert it to a single image first, e.g. qemu-img convert -f parallels ${join(path, hds ?? '<file>.hds')} -O qcow2 disk.qcow2`,
+    })
+  }
+  const disks = names.filter((n) => n.endsWith('.hdd'))
+  if (disks.length > 0) {
+    return new UsageError(`${path} is a Parallels VM bundle (a directory) holding ${disks.join(', ')}`, {
+      hint: 'vdsnap reads single-file images: convert each disk\'s .hds file with qemu-img convert -f parallels and back up the result',
+    })
+  }
+  return new UsageError(`${path} is a directory, not a disk image`, {hint: 'give the image file or block device itself'})
 }

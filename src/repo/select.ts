@@ -1,5 +1,7 @@
 // Snapshot selectors: a full id, a unique id prefix, "latest", or
-// "DISK@latest" / "DISK@<prefix>".
+// "DISK@latest" / "DISK@<prefix>". A bare "latest" names a snapshot only
+// when the repository holds one disk: with several it would pick whichever
+// disk was backed up last, and restore another VM over this one.
 import {NotFoundError, UsageError} from '../errors.js'
 import type {Manifest} from './manifest.js'
 import type {Repository} from './repository.js'
@@ -11,6 +13,7 @@ export async function selectSnapshot(repo: Repository, selector: string): Promis
   const all = await repo.listSnapshots(disk)
   if (what === 'latest') {
     if (all.length === 0) throw new NotFoundError(disk ? `disk "${disk}" has no snapshots in ${repo.location}` : `${repo.location} has no snapshots`)
+    if (disk === undefined) assertOneDisk(repo, all)
     return all[all.length - 1]!
   }
   if (!/^[0-9a-f]{1,64}$/.test(what)) throw new UsageError(`"${selector}" is not a snapshot id, prefix, "latest" or DISK@latest`)
@@ -18,4 +21,12 @@ export async function selectSnapshot(repo: Repository, selector: string): Promis
   if (hits.length === 0) throw new NotFoundError(`no snapshot matches "${selector}" in ${repo.location}`, {hint: 'list them with "vdsnap snapshots"'})
   if (hits.length > 1) throw new UsageError(`"${selector}" matches ${hits.length} snapshots`, {hint: 'give more digits of the id'})
   return hits[0]!
+}
+
+function assertOneDisk(repo: Repository, all: Manifest[]): void {
+  const disks = [...new Set(all.map((m) => m.disk))].sort()
+  if (disks.length < 2) return
+  throw new UsageError(`"latest" is ambiguous: ${repo.location} holds ${disks.length} disks (${disks.join(', ')})`, {
+    hint: `say which with DISK@latest, e.g. ${disks[0]}@latest`,
+  })
 }

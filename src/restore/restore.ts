@@ -1,7 +1,9 @@
 // Restore by chain replay: plan → BlockSource → target.
 //
 // 1. Plan: every block, or with --delta-from only the blocks whose resolved
-//    entries differ from that snapshot's (the target already holds the rest).
+//    entries differ from that snapshot's (the target already holds the rest),
+//    after checking that it does: target blocks are hashed and compared with
+//    that snapshot's entries before anything is written (delta-verify.ts).
 // 2. The BlockSource (block-source.ts) resolves the chain (metadata only) and
 //    yields the planned blocks in offset order, prefetched, decoded and
 //    verified in workers, each chunk read once while its uses are in flight.
@@ -11,9 +13,10 @@
 //    when complete, so a failed restore never leaves a plausible-looking disk.
 import {DataError} from '../errors.js'
 import type {Manifest} from '../repo/manifest.js'
-import {entryAt, resolveSnapshot} from '../repo/chain.js'
+import {entryAt, resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
 import type {Repository} from '../repo/repository.js'
 import {BlockSource} from './block-source.js'
+import {verifyDeltaTarget} from './delta-verify.js'
 import {openTarget, type RestoreTarget, type TargetOptions} from './targets.js'
 
 export interface RestoreOptions extends TargetOptions {
@@ -21,6 +24,8 @@ export interface RestoreOptions extends TargetOptions {
   deltaFrom?: Manifest
   /** Re-hash every chunk (default); false trusts the GCM tag of encrypted chunks. */
   rehash?: boolean
+  /** Uniform integer in [0, n) for the --delta-from sample; injected by tests. */
+  random?: (n: number) => number
   onProgress?: (bytesDone: number, bytesTotal: number) => void
 }
 
@@ -32,6 +37,8 @@ export interface RestoreResult {
   blocksWritten: number
   bytesWritten: number
   zeroBlocks: number
+  /** With --delta-from: target blocks checked against that snapshot before writing. */
+  targetBlocksChecked?: number
   chunksRead: number
   bytesFetched: number
   durationMs: number
@@ -42,10 +49,15 @@ export async function runRestore(repo: Repository, opts: RestoreOptions): Promis
   const snap = opts.snapshot
   const source = await BlockSource.open(repo, snap, {rehash: opts.rehash ?? true})
   try {
-    const wanted = await planBlocks(repo, source, opts.deltaFrom)
-    const target: RestoreTarget = await openTarget({...opts, virtualSize: source.virtualSize, delta: opts.deltaFrom !== undefined})
+    const plan = await planBlocks(repo, source, opts.deltaFrom)
+    const target: RestoreTarget = await openTarget({...opts, virtualSize: source.virtualSize, delta: plan.have !== undefined, disk: snap.disk})
     try {
-      const result = await copyBlocks(source, target, wanted, opts.onProgress)
+      let checked: number | undefined
+      if (plan.have && opts.deltaFrom) {
+        checked = await verifyDeltaTarget({path: opts.to, snap: opts.deltaFrom, have: plan.have, writes: plan.wanted, idKey: repo.idKey, random: opts.random})
+      }
+      const result = await copyBlocks(source, target, plan.wanted, opts.onProgress)
+      if (checked !== undefined) result.targetBlocksChecked = checked
       await target.finish()
       result.durationMs = Date.now() - started
       return result
@@ -59,14 +71,14 @@ export async function runRestore(repo: Repository, opts: RestoreOptions): Promis
 }
 
 /** Which blocks to write: all of them, or with --delta-from those whose entries differ. */
-async function planBlocks(repo: Repository, source: BlockSource, deltaFrom?: Manifest): Promise<(b: number) => boolean> {
-  if (!deltaFrom) return () => true
+async function planBlocks(repo: Repository, source: BlockSource, deltaFrom?: Manifest): Promise<{wanted: (b: number) => boolean; have?: ResolvedIndex}> {
+  if (!deltaFrom) return {wanted: () => true}
   const snap = source.snapshot
   if (deltaFrom.virtualSize !== source.virtualSize || deltaFrom.blockSize !== source.blockSize) {
     throw new DataError(`--delta-from ${deltaFrom.id.slice(0, 8)} has another disk geometry than ${snap.id.slice(0, 8)}; restore in full instead`)
   }
-  const have = (await resolveSnapshot(repo, deltaFrom)).entries
-  return (b) => !source.entry(b).equals(entryAt(have, b))
+  const have = await resolveSnapshot(repo, deltaFrom)
+  return {wanted: (b) => !source.entry(b).equals(entryAt(have.entries, b)), have}
 }
 
 /** Stream the wanted blocks from the source into the target, in offset order. */

@@ -1,13 +1,18 @@
 // Where a restore writes: a new raw file (sparse, under a temporary name
 // until complete), an existing raw file or block device (for --delta-from,
 // or a device), stdout, or an image file of another format. Writes arrive
-// in ascending offset order; contiguous writes are coalesced.
+// in ascending offset order; contiguous writes are coalesced. Nothing is
+// written before every check on the target passed: a directory, an
+// existing file or device without --force, a device in use (device-guard),
+// a terminal on stdout are refused untouched.
 import {randomBytes} from 'node:crypto'
 import {open, rename, stat, unlink, type FileHandle} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 import {FORMATS} from '../disk/formats.js'
 import type {ImageWriter} from '../disk/types.js'
-import {IoError, UsageError, toVdsnapError} from '../errors.js'
+import {IoError, UsageError} from '../errors.js'
+import {openDeviceExclusive} from './device-guard.js'
+import {targetError} from './target-errors.js'
 
 export interface TargetOptions {
   to: string
@@ -107,26 +112,46 @@ function dropBytes(bufs: Buffer[], n: number): Buffer[] {
   return out
 }
 
-export async function openTarget(opts: TargetOptions & {virtualSize: number; delta: boolean}): Promise<RestoreTarget> {
+/** `disk` names the snapshot's disk, for the file name suggested when --to is a directory. */
+export async function openTarget(opts: TargetOptions & {virtualSize: number; delta: boolean; disk: string}): Promise<RestoreTarget> {
   const format = (opts.format ?? 'raw').toLowerCase()
   if (opts.to === '-') {
     if (format !== 'raw') throw new UsageError(`--to - writes raw data only, not ${format}`)
     if (opts.subformat) throw new UsageError('--subformat applies to --format qcow2, vmdk, vhd or vhdx')
     if (opts.delta) throw new UsageError('--delta-from needs a file or device that holds the older snapshot, not stdout')
+    if (process.stdout.isTTY) {
+      throw new UsageError('refusing to write a raw disk to a terminal (--to - with stdout on a TTY)', {hint: 'pipe it into a command or redirect it to a file, or use --to FILE'})
+    }
     return stdoutTarget()
   }
   const st = await stat(opts.to).catch(() => null)
+  if (st?.isDirectory()) {
+    const ext = format === 'raw' ? 'img' : format
+    throw new UsageError(`--to ${opts.to} is a directory`, {hint: `give a file name inside it, e.g. --to ${join(opts.to, `${opts.disk}.${ext}`)}`})
+  }
+  if (st && !st.isFile() && !st.isBlockDevice()) {
+    // A character device, FIFO or socket: --force would rename a new file over it (/dev/null, say).
+    throw new UsageError(`--to ${opts.to} is neither a regular file nor a block device`, {hint: 'to stream the disk, use --to - and redirect or pipe stdout'})
+  }
   if (format !== 'raw') {
     if (opts.delta) throw new UsageError('--delta-from works on raw files and block devices only')
     return imageTarget(opts.to, format, opts.subformat, opts.virtualSize, opts.force ?? false, st !== null)
   }
-  if (st?.isBlockDevice()) return deviceTarget(opts.to, opts.virtualSize, opts.targetZeroed ?? false)
+  if (st?.isBlockDevice()) {
+    const fh = await openDeviceExclusive(opts.to, st)
+    if (!opts.delta && !opts.force) {
+      await fh.close()
+      throw new UsageError(`${opts.to} is a block device: restoring overwrites all of it`, {hint: 'add --force to overwrite it'})
+    }
+    return deviceTarget(opts.to, fh, opts.virtualSize, opts.targetZeroed ?? false)
+  }
   if (opts.delta) {
     if (!st) throw new UsageError(`--delta-from needs ${opts.to} to exist and hold that snapshot`)
     if (st.size !== opts.virtualSize) {
       throw new UsageError(`${opts.to} is ${st.size} bytes but the snapshot's disk is ${opts.virtualSize}`, {hint: 'restore in full instead'})
     }
-    return deviceTarget(opts.to, opts.virtualSize, false)
+    const fh = await open(opts.to, 'r+').catch((e) => Promise.reject(targetError(e, opts.to, 'opening')))
+    return deviceTarget(opts.to, fh, opts.virtualSize, false)
   }
   if (st && !opts.force) throw new UsageError(`${opts.to} already exists`, {hint: 'choose another path, or add --force to replace it'})
   return newFileTarget(opts.to, opts.virtualSize)
@@ -142,13 +167,14 @@ async function newFileTarget(path: string, size: number): Promise<RestoreTarget>
   try {
     fh = await open(tmp, 'wx', 0o600)
   } catch (e) {
-    throw toVdsnapError(e, `creating ${path}`)
+    throw targetError(e, path, 'creating', tmp)
   }
   const w = new PositionalWriter(fh)
+  let renaming = false
   return {
     describe: path,
     format: 'raw',
-    write: (o, d) => w.write(o, d).catch((e) => Promise.reject(toVdsnapError(e, `writing ${path}`))),
+    write: (o, d) => w.write(o, d).catch((e) => Promise.reject(targetError(e, path, 'writing', tmp))),
     writeZeros: async () => {},
     async finish() {
       try {
@@ -159,9 +185,10 @@ async function newFileTarget(path: string, size: number): Promise<RestoreTarget>
         await fh.truncate(size)
         await fh.sync()
         await fh.close()
+        renaming = true
         await rename(tmp, path)
       } catch (e) {
-        throw toVdsnapError(e, `writing ${path}`)
+        throw targetError(e, path, renaming ? 'replacing' : 'writing', tmp)
       }
     },
     async abort() {
@@ -172,20 +199,14 @@ async function newFileTarget(path: string, size: number): Promise<RestoreTarget>
   }
 }
 
-async function deviceTarget(path: string, size: number, zeroed: boolean): Promise<RestoreTarget> {
-  let fh: FileHandle
-  try {
-    fh = await open(path, 'r+')
-  } catch (e) {
-    throw toVdsnapError(e, `opening ${path}`)
-  }
+async function deviceTarget(path: string, fh: FileHandle, size: number, zeroed: boolean): Promise<RestoreTarget> {
   const w = new PositionalWriter(fh)
   const probe = Buffer.alloc(1)
   if (size > 0 && (await fh.read(probe, 0, 1, size - 1)).bytesRead !== 1) {
     await fh.close()
     throw new IoError(`${path} is smaller than the snapshot's disk (${size} bytes)`, {hint: 'restore to a larger device'})
   }
-  const wrap = (e: unknown) => Promise.reject(toVdsnapError(e, `writing ${path}`))
+  const wrap = (e: unknown) => Promise.reject(targetError(e, path, 'writing'))
   return {
     describe: path,
     format: 'raw',
@@ -205,9 +226,25 @@ async function deviceTarget(path: string, size: number, zeroed: boolean): Promis
 
 function stdoutTarget(): RestoreTarget {
   const out = process.stdout
+  const failure = (err: NodeJS.ErrnoException) =>
+    err.code === 'EPIPE'
+      ? new IoError('stdout was closed before the whole disk was written (the reading command exited early)', {
+          cause: err,
+          hint: 'what it received is not the whole disk: let the reader take all of it (e.g. dd of=..., not head)',
+        })
+      : new IoError(`writing to stdout: ${err.message}`, {cause: err})
+  let broken: IoError | undefined
+  // A closed pipe is reported on the stream too; without a listener Node would crash with a stack.
+  out.on('error', (err: NodeJS.ErrnoException) => {
+    broken ??= failure(err)
+  })
   const put = (b: Buffer) =>
     new Promise<void>((resolve, reject) => {
-      out.write(b, (err) => (err ? reject(new IoError(`writing to stdout: ${err.message}`)) : resolve()))
+      if (broken) return reject(broken)
+      out.write(b, (err) => {
+        if (err) return reject((broken ??= failure(err)))
+        resolve()
+      })
     })
   return {
     describe: 'stdout',
@@ -229,15 +266,15 @@ async function imageTarget(path: string, format: string, subformat: string | und
   }
   if (exists && !force) throw new UsageError(`${path} already exists`, {hint: 'choose another path, or add --force to replace it'})
   const tmp = tempName(path)
-  const writer: ImageWriter = await entry.create(tmp, size, {subformat})
+  const writer: ImageWriter = await entry.create(tmp, size, {subformat}).catch((e) => Promise.reject(targetError(e, path, 'creating', tmp)))
   return {
     describe: path,
     format,
-    write: (o, d) => writer.write(o, d),
+    write: (o, d) => writer.write(o, d).catch((e) => Promise.reject(targetError(e, path, 'writing', tmp))),
     writeZeros: async () => {},
     async finish() {
-      await writer.close()
-      await rename(tmp, path).catch((e) => Promise.reject(toVdsnapError(e, `writing ${path}`)))
+      await writer.close().catch((e) => Promise.reject(targetError(e, path, 'writing', tmp)))
+      await rename(tmp, path).catch((e) => Promise.reject(targetError(e, path, 'replacing', tmp)))
     },
     abort: () => writer.abort(),
   }

@@ -82,6 +82,6 @@ describe('object envelope', () => {
       }
     })()
     expect(err).toBeInstanceOf(DataError)
-    expect(err!.oneLine()).toBe('chunks/aa/x is truncated (20 bytes); run "vdsnap check" to list damaged objects')
+    expect(err!.oneLine()).toBe('chunks/aa/x is truncated (20 bytes); run "vdsnap check --read-data" to list damaged chunks')
   })
 })
