@@ -1,5 +1,5 @@
 import {Args, Flags} from '@oclif/core'
-import {BaseCommand} from '../src/cli/base-command.js'
+import {BaseCommand, readOnlyFlags} from '../src/cli/base-command.js'
 import {UsageError} from '../src/errors.js'
 import {formatBytes, formatDuration} from '../src/cli/output.js'
 import {withProgress} from '../src/cli/progress.js'
@@ -22,6 +22,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
     snapshot: Args.string({description: 'Snapshot: id, unique id prefix, latest or DISK@latest.', required: true}),
   }
   static override flags = {
+    ...readOnlyFlags,
     to: Flags.string({summary: 'Target: a file path, a block device, or - for stdout.', required: true}),
     format: Flags.string({summary: 'Target image format.', options: ['raw', 'qcow2', 'vhd', 'vhdx', 'vmdk'], default: 'raw'}),
     subformat: Flags.string({summary: 'Image subformat: vmdk monolithicSparse|streamOptimized, vhd/vhdx dynamic|fixed.'}),

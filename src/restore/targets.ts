@@ -8,6 +8,7 @@ import {basename, dirname, join} from 'node:path'
 import {FORMATS} from '../disk/formats.js'
 import type {ImageWriter} from '../disk/types.js'
 import {IoError, UsageError, toVdsnapError} from '../errors.js'
+import {trackTempFile} from '../flow/interrupt.js'
 
 export interface TargetOptions {
   to: string
@@ -138,6 +139,7 @@ function tempName(path: string): string {
 
 async function newFileTarget(path: string, size: number): Promise<RestoreTarget> {
   const tmp = tempName(path)
+  const untrack = trackTempFile(tmp)
   let fh: FileHandle
   try {
     fh = await open(tmp, 'wx', 0o600)
@@ -160,6 +162,7 @@ async function newFileTarget(path: string, size: number): Promise<RestoreTarget>
         await fh.sync()
         await fh.close()
         await rename(tmp, path)
+        untrack()
       } catch (e) {
         throw toVdsnapError(e, `writing ${path}`)
       }
@@ -168,6 +171,7 @@ async function newFileTarget(path: string, size: number): Promise<RestoreTarget>
       await w.flush().catch(() => {})
       await fh.close().catch(() => {})
       await unlink(tmp).catch(() => {})
+      untrack()
     },
   }
 }
@@ -229,6 +233,7 @@ async function imageTarget(path: string, format: string, subformat: string | und
   }
   if (exists && !force) throw new UsageError(`${path} already exists`, {hint: 'choose another path, or add --force to replace it'})
   const tmp = tempName(path)
+  const untrack = trackTempFile(tmp)
   const writer: ImageWriter = await entry.create(tmp, size, {subformat})
   return {
     describe: path,
@@ -238,7 +243,8 @@ async function imageTarget(path: string, format: string, subformat: string | und
     async finish() {
       await writer.close()
       await rename(tmp, path).catch((e) => Promise.reject(toVdsnapError(e, `writing ${path}`)))
+      untrack()
     },
-    abort: () => writer.abort(),
+    abort: () => writer.abort().finally(untrack),
   }
 }
