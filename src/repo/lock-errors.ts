@@ -34,10 +34,11 @@ function errnoOf(e: unknown): string | undefined {
 export function lockWriteError(location: string, e: unknown): unknown {
   const code = errnoOf(e)
   if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') {
-    return new LockWriteError(location, 'readOnly', `the repository is read-only to this process (${code})`, {cause: e})
+    const detail = code === 'EROFS' ? 'its file system is mounted read-only' : 'permission denied (read-only or write-once storage?)'
+    return new LockWriteError(location, 'readOnly', detail, {cause: e})
   }
   if (code === 'ENOSPC' || code === 'EDQUOT') {
-    return new LockWriteError(location, 'noSpace', `no space left on its file system (${code})`, {
+    return new LockWriteError(location, 'noSpace', code === 'EDQUOT' ? 'the disk quota is used up' : 'no space left on its file system', {
       cause: e,
       hint: 'free a few KiB on that file system and run the command again',
     })
