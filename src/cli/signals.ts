@@ -17,7 +17,10 @@ export function installSignalHandlers(): void {
   let stopping = false
   const handler = (signal: keyof typeof SIGNAL_EXIT_CODES) => {
     const code = SIGNAL_EXIT_CODES[signal]
-    if (stopping) process.exit(code)
+    if (stopping) {
+      process.stderr.write(`vdsnap: error: interrupted again by ${signal}: exiting without finishing the clean-up; run "vdsnap unlock" once no vdsnap process uses the repository\n`)
+      process.exit(code)
+    }
     stopping = true
     void runInterruptCleanups(CLEANUP_TIMEOUT_MS).then((ok) => {
       process.stderr.write(
