@@ -97,9 +97,9 @@ export function canPrompt(): boolean {
  */
 export async function prompt(question: string): Promise<string> {
   const stdin = process.stdin
-  process.stderr.write(question)
   const wasRaw = stdin.isRaw
-  stdin.setRawMode(true)
+  stdin.setRawMode(true) // before the question: keys typed as soon as it shows must not echo
+  process.stderr.write(question)
   stdin.resume()
   try {
     return await new Promise<string>((resolve, reject) => {
