@@ -120,6 +120,14 @@ describe('the password prompt in a terminal', () => {
     expect(transcript).not.toContain('right')
     expect(transcript).toMatch(/ p /) // the snapshot of disk p is listed
   })
+
+  it('Ctrl-C at the prompt interrupts like anywhere else: exit 130, one line, no lock left', () => {
+    const {transcript, status} = inPty(['restore', 'latest', '--to', join(dir.path, 'never.img'), '--repo', repo], 'repository password: ', '\u0003', {})
+    expect(status, transcript).toBe(130)
+    expect(transcript.match(/vdsnap: error: .*/g)).toEqual(['vdsnap: error: interrupted by SIGINT: stopped; locks released and temporary files removed (run the command again to finish)'])
+    expect(readdirSync(dir.path)).not.toContain('never.img')
+    expect(readdirSync(join(repo, 'locks'))).toEqual([])
+  })
 })
 
 describe('key remove, and key add without a new password', () => {
