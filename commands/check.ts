@@ -1,5 +1,5 @@
 import {Flags} from '@oclif/core'
-import {BaseCommand} from '../src/cli/base-command.js'
+import {BaseCommand, readOnlyFlags} from '../src/cli/base-command.js'
 import {withProgress} from '../src/cli/progress.js'
 import {runCheck} from '../src/check/check.js'
 import {EXIT_CODES} from '../src/errors.js'
@@ -11,6 +11,7 @@ export default class Check extends BaseCommand<typeof Check> {
     'Checks that every snapshot\'s manifest and index chain is present and well-formed and that every chunk it references exists. --read-data re-reads, decrypts and re-hashes every referenced chunk; --read-data-subset does it for a part (10% at random, or part n of m, so m runs cover everything). Findings are listed, never repaired; exit code 6 when there are any.'
   static override examples = ['<%= config.bin %> check', '<%= config.bin %> check --read-data', '<%= config.bin %> check --read-data-subset 3/7 --json']
   static override flags = {
+    ...readOnlyFlags,
     'read-data': Flags.boolean({summary: 'Read and verify every referenced chunk.', default: false, exclusive: ['read-data-subset']}),
     'read-data-subset': Flags.string({summary: 'Read and verify a subset: a percentage (10%) or a part n/m (3/7).'}),
   }

@@ -22,16 +22,16 @@ export default class Copy extends BaseCommand<typeof Copy> {
   static override flags = {
     from: Flags.string({summary: 'Source repository (default: --repo / VDSNAP_REPOSITORY).'}),
     to: Flags.string({summary: 'Destination repository.', required: true}),
-    'to-password-file': Flags.string({summary: 'Read the destination password from this file.', env: 'VDSNAP_TO_PASSWORD_FILE'}),
+    'to-password-file': Flags.string({summary: 'Read the destination password from this file (beats every VDSNAP_TO_PASSWORD* variable).'}),
     disk: Flags.string({summary: 'Only snapshots of this disk.'}),
   }
 
   async run(): Promise<void> {
     const f = this.flags
     const {argv} = await this.parse(Copy)
-    const source = passwordSource(f['password-file'])
+    const source = passwordSource(this.passwordFlags())
     const from = await this.openRepoAt(f.from ?? this.repoLocation(), source, {lock: 'shared', command: 'copy'})
-    const dstPassword = passwordSource(f['to-password-file'], 'VDSNAP_TO_', 'destination repository')
+    const dstPassword = passwordSource({file: f['to-password-file']}, 'VDSNAP_TO_', 'destination repository', '--to-')
     const to = await this.openRepoAt(f.to, () => dstPassword().catch(() => source()), {lock: 'shared', command: 'copy'})
     const ids: string[] = []
     for (const sel of argv as string[]) ids.push((await selectSnapshot(from, sel)).id)

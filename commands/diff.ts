@@ -1,5 +1,5 @@
 import {Args, Flags} from '@oclif/core'
-import {BaseCommand} from '../src/cli/base-command.js'
+import {BaseCommand, readOnlyFlags} from '../src/cli/base-command.js'
 import {formatBytes} from '../src/cli/output.js'
 import {diffSnapshots} from '../src/cbt/diff.js'
 import {shortId} from '../src/repo/manifest.js'
@@ -15,6 +15,7 @@ export default class Diff extends BaseCommand<typeof Diff> {
     b: Args.string({description: 'Newer snapshot.', required: true}),
   }
   static override flags = {
+    ...readOnlyFlags,
     ranges: Flags.boolean({summary: 'List every changed byte range in the human output.', default: false}),
   }
 

@@ -1,5 +1,5 @@
 import {Args, Flags} from '@oclif/core'
-import {BaseCommand} from '../src/cli/base-command.js'
+import {BaseCommand, fullDiskFlags} from '../src/cli/base-command.js'
 import {forgetDoc, forgetText} from '../src/cli/forget-render.js'
 import {runForget} from '../src/prune/run-forget.js'
 import {parseKeepCount, type RetentionPolicy} from '../src/prune/retention.js'
@@ -21,6 +21,7 @@ export default class Forget extends BaseCommand<typeof Forget> {
     snapshot: Args.string({description: 'Snapshots to remove: ids, id prefixes, latest or DISK@latest (repeatable).'}),
   }
   static override flags = {
+    ...fullDiskFlags,
     disk: Flags.string({summary: 'Apply the policy to this disk only.'}),
     'keep-last': Flags.string({char: 'l', summary: 'Keep the N newest snapshots (a number, or "unlimited").', helpGroup: 'POLICY'}),
     'keep-hourly': keep('hours'),

@@ -22,7 +22,7 @@ export default class Init extends BaseCommand<typeof Init> {
 
   async run(): Promise<void> {
     const f = this.flags
-    const password = f['no-encryption'] ? undefined : await newPassword(f['password-file'], 'VDSNAP_PASSWORD')
+    const password = f['no-encryption'] ? undefined : await newPassword(f['password-file'], 'VDSNAP_PASSWORD', '--password-file')
     const cfg = await initRepository(this.repoLocation(), {
       blockSize: parseSize(f['block-size']),
       level: parseCompression(f.compression),

@@ -1,5 +1,5 @@
 import {Flags} from '@oclif/core'
-import {BaseCommand} from '../src/cli/base-command.js'
+import {BaseCommand, fullDiskFlags} from '../src/cli/base-command.js'
 import {pruneLine} from '../src/cli/forget-render.js'
 import {withProgress} from '../src/cli/progress.js'
 import {runPrune} from '../src/prune/prune.js'
@@ -11,6 +11,7 @@ export default class Prune extends BaseCommand<typeof Prune> {
     'Runs under the exclusive lock (a running backup makes it wait up to --lock-wait, or refuse with exit code 4). Safe to interrupt and run again; a backup killed half-way leaves chunks that prune removes and its re-run uploads again. --dry-run reports what would be removed and the bytes freed. See "Garbage collection" in docs/FORMAT.md.'
   static override examples = ['<%= config.bin %> prune', '<%= config.bin %> prune --dry-run --json', '<%= config.bin %> prune --lock-wait 30m']
   static override flags = {
+    ...fullDiskFlags,
     'dry-run': Flags.boolean({summary: 'Count what would be removed and the bytes freed; delete nothing.', default: false}),
   }
 

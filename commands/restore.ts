@@ -1,5 +1,5 @@
 import {Args, Flags} from '@oclif/core'
-import {BaseCommand} from '../src/cli/base-command.js'
+import {BaseCommand, readOnlyFlags} from '../src/cli/base-command.js'
 import {UsageError} from '../src/errors.js'
 import {formatBytes, formatDuration} from '../src/cli/output.js'
 import {withProgress} from '../src/cli/progress.js'
@@ -23,6 +23,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
     snapshot: Args.string({description: 'Snapshot: id, unique id prefix, or DISK@latest (a bare latest only when the repository holds one disk).', required: true}),
   }
   static override flags = {
+    ...readOnlyFlags,
     to: Flags.string({summary: 'Target: a file path, a block device, or - for stdout.', required: true}),
     format: Flags.string({
       summary: 'Target image format (default: from the --to extension: .qcow2, .vhd, .vhdx, .vmdk; else raw).',

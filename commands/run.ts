@@ -3,7 +3,7 @@ import {BaseCommand} from '../src/cli/base-command.js'
 import {jobPasswordSource} from '../src/cli/job-password.js'
 import {LogFile} from '../src/cli/log-file.js'
 import {formatBytes} from '../src/cli/output.js'
-import {UsageError} from '../src/errors.js'
+import {EXIT_CODES, UsageError} from '../src/errors.js'
 import {runJobs} from '../src/jobs/run-jobs.js'
 import type {JobSummary} from '../src/jobs/summary.js'
 
@@ -31,6 +31,11 @@ export default class Run extends BaseCommand<typeof Run> {
   async run(): Promise<void> {
     const f = this.flags
     if (f.all === (this.args.job !== undefined)) throw new UsageError('name one job, or give --all')
+    // Every job names its repository, password and lock-wait in the job file:
+    // these flags would be silently ignored, so they are refused.
+    for (const [flag, key] of IGNORED) {
+      if (this.given(flag)) throw new UsageError(`--${flag} does nothing with "run": each job sets its own ${key} in the job file`, {hint: `set "${key}:" in ${f.jobs}, or drop --${flag}`})
+    }
     const summary = await runJobs({
       jobFile: f.jobs,
       job: f.all ? undefined : this.args.job,
@@ -42,11 +47,39 @@ export default class Run extends BaseCommand<typeof Run> {
         return (line) => log.write(line)
       },
     })
-    // One error line even with --quiet (cron mails stderr); stdout keeps the summary.
+    // With --quiet (cron) stderr stays empty on success, and carries one
+    // line for a run that failed, or partly failed (exit 3), so cron mails it.
     if (summary.error) process.stderr.write(`vdsnap: error: ${summary.error.message}\n`)
+    else if (summary.exitCode !== 0) process.stderr.write(`vdsnap: ${summary.exitCode === EXIT_CODES.warning ? 'warning' : 'error'}: ${failureLine(summary.jobs)}\n`)
     this.out.result(summary, () => summary.jobs.map(describe).join('\n'))
     if (summary.exitCode !== 0) this.exit(summary.exitCode)
   }
+}
+
+const IGNORED = [
+  ['repo', 'repository'],
+  ['password-file', 'password'],
+  ['password-command', 'password'],
+  ['lock-wait', 'lock-wait'],
+] as const
+
+/** "job nightly: disk web: failed: ...; 1 more problem": the first problem of each job that did not succeed. */
+function failureLine(jobs: JobSummary[]): string {
+  return jobs
+    .filter((j) => j.exitCode !== 0)
+    .map((j) => {
+      const problems = [
+        ...j.disks.filter((d) => !d.ok).map((d) => `disk ${d.name} failed: ${d.error!.message}`),
+        ...j.disks.filter((d) => d.ok && d.warnings.length > 0).map((d) => `disk ${d.name}: ${d.warnings[0]}`),
+        ...j.copies.filter((c) => !c.ok).map((c) => `copy to ${c.repository} failed: ${c.error!.message}`),
+        ...(j.retention && !j.retention.ok ? [`retention failed: ${j.retention.error!.message}`] : []),
+        ...(j.check && !j.check.ok ? [`check failed: ${j.check.error!.message}`] : []),
+        ...(j.error ? [j.error.message] : []),
+      ]
+      const more = problems.length > 1 ? ` (and ${problems.length - 1} more; see the summary)` : ''
+      return `job ${j.job} exited ${j.exitCode}: ${problems[0] ?? 'see the summary'}${more}`
+    })
+    .join('; ')
 }
 
 function describe(j: JobSummary): string {

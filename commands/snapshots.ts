@@ -1,5 +1,5 @@
 import {Flags} from '@oclif/core'
-import {BaseCommand} from '../src/cli/base-command.js'
+import {BaseCommand, readOnlyFlags} from '../src/cli/base-command.js'
 import {formatBytes, table} from '../src/cli/output.js'
 import {shortId} from '../src/repo/manifest.js'
 
@@ -7,6 +7,7 @@ export default class Snapshots extends BaseCommand<typeof Snapshots> {
   static override summary = 'List snapshots, oldest first.'
   static override examples = ['<%= config.bin %> snapshots --repo /srv/backup/vdsnap', '<%= config.bin %> snapshots --disk web --json']
   static override flags = {
+    ...readOnlyFlags,
     disk: Flags.string({summary: 'Only snapshots of this disk.'}),
   }
 

@@ -1,10 +1,11 @@
-import {BaseCommand} from '../src/cli/base-command.js'
+import {BaseCommand, readOnlyFlags} from '../src/cli/base-command.js'
 import {formatBytes} from '../src/cli/output.js'
 import {repoStats} from '../src/check/stats.js'
 
 export default class Stats extends BaseCommand<typeof Stats> {
   static override summary = 'Show logical and stored sizes, dedup and compression ratios.'
   static override examples = ['<%= config.bin %> stats --repo /srv/backup/vdsnap', '<%= config.bin %> stats --json']
+  static override flags = {...readOnlyFlags}
 
   async run(): Promise<void> {
     const repo = await this.openRepo({lock: 'none'})

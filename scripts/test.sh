@@ -4,7 +4,7 @@
 # dependencies, build, then vitest. Ends with one line "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh mkfs.ext4:e2fsprogs qemu-img:qemu-utils sshd:openssh-server ssh-keygen:openssh-client unzip:unzip crontab:cron s3cmd:s3cmd losetup:mount sfdisk:fdisk script:bsdutils chattr:e2fsprogs
+bash scripts/setup.sh mkfs.ext4:e2fsprogs qemu-img:qemu-utils sshd:openssh-server ssh-keygen:openssh-client unzip:unzip crontab:cron s3cmd:s3cmd losetup:mount sfdisk:fdisk script:bsdutils chattr:e2fsprogs python3:python3 mount:mount
 report=$(mktemp)
 set +e
 npx --no-install vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@"

@@ -7,6 +7,7 @@ import type {Dirent} from 'node:fs'
 import {mkdir, open, readdir, rename, rm, stat, unlink} from 'node:fs/promises'
 import {dirname, join, sep} from 'node:path'
 import {NotFoundError, UsageError, toVdsnapError} from '../errors.js'
+import {trackTempFile} from '../flow/interrupt.js'
 import {compareNames, type ByteRange, type ObjectInfo, type StorageBackend} from './types.js'
 
 export class LocalBackend implements StorageBackend {
@@ -30,6 +31,7 @@ export class LocalBackend implements StorageBackend {
     const final = this.path(name)
     const dir = dirname(final)
     const tmp = join(dir, `.tmp-${randomBytes(6).toString('hex')}`)
+    const untrack = trackTempFile(tmp)
     try {
       if (!this.madeDirs.has(dir)) {
         await mkdir(dir, {recursive: true})
@@ -50,6 +52,8 @@ export class LocalBackend implements StorageBackend {
     } catch (e) {
       await unlink(tmp).catch(() => {})
       throw toVdsnapError(e, `writing ${name} to ${this.location}`)
+    } finally {
+      untrack()
     }
   }
 

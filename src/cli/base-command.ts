@@ -3,15 +3,41 @@
 // errors to the documented exit codes. Commands stay thin: flags, one
 // engine call, rendering.
 import {Command, Flags, Errors, type Interfaces} from '@oclif/core'
-import {EXIT_CODES, VdsnapError, toVdsnapError} from '../errors.js'
+import {EXIT_CODES, UsageError, VdsnapError, toVdsnapError} from '../errors.js'
 import {openStorage, type StorageOptions} from '../repo/storage.js'
 import {parseSize} from '../repo/config.js'
 import {Repository} from '../repo/repository.js'
-import {RepoLock} from '../repo/lock.js'
+import {assertUnlocked, LockWriteError, RepoLock} from '../repo/lock.js'
 import {parseDuration} from './durations.js'
 import {describeParseError} from './parse-errors.js'
-import {passwordSource} from './password.js'
+import {passwordSource, type PasswordFlags} from './password.js'
 import {Output} from './output.js'
+import {installSignalHandlers} from './signals.js'
+
+/**
+ * Spread into the flags of a command that only reads (snapshots, restore,
+ * check, diff, stats, export): --no-lock takes no lock, so a repository on a
+ * read-only mount or WORM storage can be read. openRepo honours it.
+ */
+export const readOnlyFlags = {
+  'no-lock': Flags.boolean({
+    summary: 'Take no lock: read a repository on a read-only mount or WORM storage (a prune running meanwhile could remove what is being read).',
+    default: false,
+    helpGroup: 'GLOBAL',
+  }),
+}
+
+/** Spread into prune's and forget's flags: they free space, so they may run on a full file system. */
+export const fullDiskFlags = {
+  'no-lock-if-full': Flags.boolean({
+    summary: 'When the repository\'s file system is too full to write the lock file, go on without one (still refused while another process holds a lock). Make sure no other vdsnap process starts meanwhile.',
+    default: false,
+  }),
+}
+
+function withHint(e: LockWriteError, hint: string): LockWriteError {
+  return new LockWriteError(e.location, e.reason, e.detail, {cause: e.cause, hint})
+}
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>
 
@@ -23,11 +49,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       env: 'VDSNAP_REPOSITORY',
       helpGroup: 'GLOBAL',
     }),
-    'password-file': Flags.string({summary: 'Read the repository password from this file.', env: 'VDSNAP_PASSWORD_FILE', helpGroup: 'GLOBAL'}),
+    'password-file': Flags.string({summary: 'Read the repository password from this file (beats every VDSNAP_PASSWORD* variable).', helpGroup: 'GLOBAL', exclusive: ['password-command']}),
+    'password-command': Flags.string({summary: 'Run this shell command and use what it prints as the password (beats every VDSNAP_PASSWORD* variable).', helpGroup: 'GLOBAL'}),
     json: Flags.boolean({summary: 'Print one JSON document on stdout and nothing else there.', default: false, helpGroup: 'GLOBAL'}),
     quiet: Flags.boolean({char: 'q', summary: 'Print nothing but errors.', default: false, helpGroup: 'GLOBAL'}),
     verbose: Flags.boolean({char: 'v', summary: 'Print more detail (progress lines without a TTY).', default: false, helpGroup: 'GLOBAL'}),
-    'lock-wait': Flags.string({summary: 'How long to wait for a conflicting lock, e.g. 30s, 5m (default 0).', default: '0', helpGroup: 'GLOBAL'}),
+    'lock-wait': Flags.string({summary: 'How long to wait for a conflicting lock, e.g. 30s, 5m (default 0; two commands whose locks collide retry for 5 s anyway).', default: '0', helpGroup: 'GLOBAL'}),
     'ssh-key': Flags.string({summary: 'SFTP: private key file to use (default: ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa).', helpGroup: 'STORAGE'}),
     'known-hosts': Flags.string({summary: 'SFTP: known_hosts file (default ~/.ssh/known_hosts).', helpGroup: 'STORAGE'}),
     's3-endpoint': Flags.string({summary: 'S3: endpoint URL of an S3-compatible service (default AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).', helpGroup: 'STORAGE'}),
@@ -41,12 +68,15 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected flags!: BaseFlags<T>
   protected args!: Interfaces.InferredArgs<T['args']>
   protected out!: Output
-  private lock?: RepoLock
   private readonly opened: {repo: Repository; lock?: RepoLock}[] = []
+  /** Flags typed on the command line (not filled in from the environment or a default). */
+  private readonly givenFlags = new Set<string>()
+  private lockWaitMs = 0
 
   override async init(): Promise<void> {
     await super.init()
-    const {args, flags} = await this.parse({
+    installSignalHandlers()
+    const {args, flags, raw} = await this.parse({
       flags: this.ctor.flags,
       baseFlags: (this.ctor as typeof BaseCommand).baseFlags,
       args: this.ctor.args,
@@ -54,7 +84,23 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     })
     this.flags = flags as BaseFlags<T>
     this.args = args as Interfaces.InferredArgs<T['args']>
+    for (const t of raw) if (t.type === 'flag') this.givenFlags.add(t.flag)
     this.out = new Output({json: this.flags.json, quiet: this.flags.quiet, verbose: this.flags.verbose})
+    try {
+      this.lockWaitMs = parseDuration(this.flags['lock-wait'])
+    } catch {
+      throw new UsageError(`--lock-wait "${this.flags['lock-wait']}" is not a duration`, {hint: 'write e.g. 30s, 5m or 1h'})
+    }
+  }
+
+  /** True when the user typed the flag (so a command can refuse one it would ignore). */
+  protected given(flag: string): boolean {
+    return this.givenFlags.has(flag)
+  }
+
+  /** The password flags as given; they beat the environment (see password.ts). */
+  protected passwordFlags(): PasswordFlags {
+    return {file: this.flags['password-file'], command: this.flags['password-command']}
   }
 
   /** Storage options from the common flags (SFTP, S3, WAN limits). */
@@ -83,9 +129,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** Opens the repository and takes a lock (shared unless `exclusive`); released in finally(). */
   protected async openRepo(opts: {lock: 'shared' | 'exclusive' | 'none'; command?: string}): Promise<Repository> {
-    const opened = await this.openRepoAt(this.repoLocation(), passwordSource(this.flags['password-file']), opts)
-    this.lock = this.opened[this.opened.length - 1]!.lock
-    return opened
+    return this.openRepoAt(this.repoLocation(), passwordSource(this.passwordFlags()), opts)
   }
 
   /** Opens another repository (copy's destination...), locked and closed like the main one. */
@@ -104,14 +148,39 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     }
     const entry: {repo: Repository; lock?: RepoLock} = {repo}
     this.opened.push(entry)
-    if (opts.lock !== 'none') {
-      entry.lock = await RepoLock.acquire(backend, {
-        exclusive: opts.lock === 'exclusive',
-        command: opts.command ?? this.id ?? 'vdsnap',
-        waitMs: parseDuration(this.flags['lock-wait']),
-      })
-    }
+    const flags = this.flags as Record<string, unknown>
+    if (opts.lock === 'shared' && flags['no-lock'] === true) return repo
+    if (opts.lock !== 'none') entry.lock = await this.takeLock(repo, opts.lock === 'exclusive', opts.command ?? this.id ?? 'vdsnap')
     return repo
+  }
+
+  /** The lock, or an error that says how to go on when its file cannot be written. */
+  private async takeLock(repo: Repository, exclusive: boolean, command: string): Promise<RepoLock | undefined> {
+    const flags = this.flags as Record<string, unknown>
+    try {
+      return await RepoLock.acquire(repo.backend, {exclusive, command, waitMs: this.lockWaitMs})
+    } catch (e) {
+      if (!(e instanceof LockWriteError)) throw e
+      const canSkip = 'no-lock' in flags
+      const freesSpace = 'no-lock-if-full' in flags
+      if (e.reason === 'noSpace' && flags['no-lock-if-full'] === true) {
+        await assertUnlocked(repo.backend)
+        this.out.warn(`${e.message}: going on without a lock (--no-lock-if-full)`)
+        return undefined
+      }
+      if (e.reason === 'readOnly') {
+        throw withHint(e, canSkip ? 'it can be read without a lock: add --no-lock' : `"${this.id}" writes to the repository: make it writable, or use a read-only command with --no-lock`)
+      }
+      if (e.reason === 'noSpace') {
+        throw withHint(
+          e,
+          freesSpace
+            ? 'free a few KiB on that file system, or run again with --no-lock-if-full once you are sure no other vdsnap process uses the repository'
+            : 'free space: "vdsnap forget --prune --no-lock-if-full" or "vdsnap prune --no-lock-if-full" work on a full repository',
+        )
+      }
+      throw e
+    }
   }
 
   /** Verifies the repository lock is still held (before committing a snapshot). */

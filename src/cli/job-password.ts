@@ -15,5 +15,5 @@ export function jobPasswordSource(spec: PasswordSpec | undefined): PasswordSourc
     }
   }
   if (spec?.command) return () => runPasswordCommand(spec.command!, "the job's password command")
-  return passwordSource(process.env.VDSNAP_PASSWORD_FILE)
+  return passwordSource()
 }

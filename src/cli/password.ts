@@ -1,6 +1,6 @@
-// Where passwords come from, in order: VDSNAP_PASSWORD, --password-file /
-// VDSNAP_PASSWORD_FILE, VDSNAP_PASSWORD_COMMAND, and a prompt only when both
-// stdin and stderr are terminals. Never hang in cron: without a TTY and
+// Where passwords come from, in order: --password-file, --password-command,
+// VDSNAP_PASSWORD, VDSNAP_PASSWORD_FILE, VDSNAP_PASSWORD_COMMAND, and a
+// prompt only when both stdin and stderr are terminals. Never hang in cron: without a TTY and
 // without a source, fail with the "password" exit code; a password command
 // gets VDSNAP_PASSWORD_COMMAND_TIMEOUT (default 60 s) to print the password.
 import {spawn} from 'node:child_process'
@@ -88,42 +88,96 @@ export function canPrompt(): boolean {
   return Boolean(process.stdin.isTTY && process.stderr.isTTY)
 }
 
+/**
+ * Asks on the terminal without echo. The question is written once and
+ * stays on the screen: the terminal is put in raw mode and the keys are
+ * read here (no readline, whose line refresh erased the question). Enter
+ * ends the answer, Backspace deletes, Ctrl-U clears, Ctrl-D on an empty
+ * answer or Ctrl-C abort: Ctrl-C as the signal it would have been.
+ */
 export async function prompt(question: string): Promise<string> {
-  const {createInterface} = await import('node:readline')
-  const rl = createInterface({input: process.stdin, output: process.stderr, terminal: true})
-  const anyRl = rl as unknown as {_writeToOutput: (s: string) => void}
+  const stdin = process.stdin
+  const wasRaw = stdin.isRaw
+  stdin.setRawMode(true) // before the question: keys typed as soon as it shows must not echo
   process.stderr.write(question)
-  anyRl._writeToOutput = () => {} // do not echo
+  stdin.resume()
   try {
-    return await new Promise<string>((resolve) => rl.question('', resolve))
+    return await new Promise<string>((resolve, reject) => {
+      let answer = ''
+      const onData = (d: Buffer) => {
+        for (const ch of d.toString('utf8')) {
+          if (ch === '\r' || ch === '\n') return done(() => resolve(answer))
+          if (ch === '\u0003') return interrupt()
+          if (ch === '\u0004' && answer === '') return done(() => reject(new PasswordError('no password given (end of input at the prompt)')))
+          if (ch === '\u007f' || ch === '\b') answer = [...answer].slice(0, -1).join('')
+          else if (ch === '\u0015') answer = ''
+          else if (ch >= ' ') answer += ch
+        }
+      }
+      const done = (settle: () => void) => {
+        stdin.off('data', onData)
+        settle()
+      }
+      // Raw mode turned Ctrl-C into a key: deliver the signal it would have
+      // been (the handler cleans up and exits 130) and never settle; the
+      // timer keeps the process alive until the signal arrives.
+      const interrupt = () => {
+        stdin.off('data', onData)
+        stdin.setRawMode(wasRaw)
+        stdin.pause()
+        process.stderr.write('\n')
+        setTimeout(() => reject(new PasswordError('password prompt interrupted')), 5000)
+        process.kill(process.pid, 'SIGINT')
+      }
+      stdin.on('data', onData)
+    })
   } finally {
-    rl.close()
+    stdin.setRawMode(wasRaw)
+    stdin.pause()
     process.stderr.write('\n')
   }
 }
 
+/** Password flags given on the command line; they win over every environment variable. */
+export interface PasswordFlags {
+  file?: string
+  command?: string
+}
+
 /**
- * A lazy password source for opening an existing repository. `prefix`
- * selects the variables: VDSNAP_PASSWORD... for the main repository,
- * VDSNAP_TO_PASSWORD... for copy's destination.
+ * A lazy password source for opening an existing repository, first match
+ * wins: the flags (--password-file, --password-command), then
+ * PREFIX_PASSWORD, PREFIX_PASSWORD_FILE, PREFIX_PASSWORD_COMMAND, then a
+ * prompt. `prefix` selects the variables: VDSNAP_ for the main repository,
+ * VDSNAP_TO_ for copy's destination. An explicit flag beats the
+ * environment, as with restic, so a one-off command line is not overridden
+ * by a variable left in a profile.
  */
-export function passwordSource(passwordFile?: string, prefix = 'VDSNAP_', label = 'repository'): () => Promise<string> {
+export function passwordSource(given: PasswordFlags = {}, prefix = 'VDSNAP_', label = 'repository', flagPrefix = '--'): () => Promise<string> {
   return async () => {
-    if (process.env[`${prefix}PASSWORD`] !== undefined) return process.env[`${prefix}PASSWORD`]!
-    if (passwordFile) return readPasswordFile(passwordFile)
-    const cmd = process.env[`${prefix}PASSWORD_COMMAND`]
+    if (given.file !== undefined) return readPasswordFile(given.file)
+    if (given.command !== undefined) return runPasswordCommand(given.command, `${flagPrefix}password-command`)
+    const env = process.env
+    if (env[`${prefix}PASSWORD`] !== undefined) return env[`${prefix}PASSWORD`]!
+    if (env[`${prefix}PASSWORD_FILE`]) return readPasswordFile(env[`${prefix}PASSWORD_FILE`]!)
+    const cmd = env[`${prefix}PASSWORD_COMMAND`]
     if (cmd) return runPasswordCommand(cmd, `${prefix}PASSWORD_COMMAND`)
     if (canPrompt()) return prompt(`${label} password: `)
     throw new PasswordError(`the ${label} is encrypted and no password was given`, {
-      hint: `set ${prefix}PASSWORD, ${prefix}PASSWORD_FILE or ${prefix}PASSWORD_COMMAND`,
+      hint: `use ${flagPrefix}password-file or ${flagPrefix}password-command, or set ${prefix}PASSWORD, ${prefix}PASSWORD_FILE or ${prefix}PASSWORD_COMMAND`,
     })
   }
 }
 
-/** A new password (init, key add, key passwd): the same sources, or a prompt asked twice. */
-export async function newPassword(fileFlag: string | undefined, envName: string): Promise<string> {
-  if (process.env[envName] !== undefined) return process.env[envName]!
+/**
+ * A new password (init, key add, key passwd): the flag naming its file
+ * first, then ENV and ENV_FILE, or a prompt asked twice. `flag` is the
+ * command's flag, named in the error when there is no source.
+ */
+export async function newPassword(fileFlag: string | undefined, envName: string, flag: string): Promise<string> {
   if (fileFlag) return readPasswordFile(fileFlag)
+  if (process.env[envName] !== undefined) return process.env[envName]!
+  if (process.env[`${envName}_FILE`]) return readPasswordFile(process.env[`${envName}_FILE`]!)
   if (canPrompt()) {
     const a = await prompt('new password: ')
     const b = await prompt('repeat the new password: ')
@@ -131,5 +185,5 @@ export async function newPassword(fileFlag: string | undefined, envName: string)
     if (a.length === 0) throw new PasswordError('an empty password is not allowed', {hint: 'use "init --no-encryption" for a plaintext repository'})
     return a
   }
-  throw new PasswordError('no new password given', {hint: `set ${envName} or use the password-file flag`})
+  throw new PasswordError('no new password given', {hint: `use ${flag} FILE, or set ${envName} or ${envName}_FILE`})
 }

@@ -44,7 +44,7 @@ export async function withProgress<T>(out: Output, title: string, work: (p: Prog
         },
       ],
       // listr2 writes to stdout by default; keep stdout for results only.
-      {renderer: 'default', exitOnError: true, rendererOptions: {logger: new ListrLogger({processOutput: new ProcessOutput(process.stderr, process.stderr)})}},
+      {renderer: 'default', exitOnError: true, registerSignalListeners: false, rendererOptions: {logger: new ListrLogger({processOutput: new ProcessOutput(process.stderr, process.stderr)})}},
     )
     await list.run()
     return result!

@@ -10,6 +10,7 @@ import {randomBytes} from 'node:crypto'
 import {open, rename, rm, type FileHandle} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 import {toVdsnapError, VdsnapError} from '../errors.js'
+import {trackTempFile} from '../flow/interrupt.js'
 
 const BATCH_BYTES = 8 * 1024 * 1024
 const SECTOR = 512
@@ -25,6 +26,8 @@ export async function writeAt(fh: FileHandle, path: string, buf: Buffer, pos: nu
 }
 
 export class ImageOutput {
+  /** Stops SIGINT / SIGTERM from removing the file once it is renamed or removed. */
+  private untrack = () => {}
   private queue: Buffer[] = []
   private queued = 0
   private queueStart: number
@@ -44,9 +47,13 @@ export class ImageOutput {
   /** Creates the temporary output; appends start at byte `start`. */
   static async create(path: string, start: number): Promise<ImageOutput> {
     const tmpPath = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString('hex')}.partial`)
+    const untrack = trackTempFile(tmpPath)
     try {
-      return new ImageOutput(path, tmpPath, await open(tmpPath, 'wx'), start)
+      const out = new ImageOutput(path, tmpPath, await open(tmpPath, 'wx'), start)
+      out.untrack = untrack
+      return out
     } catch (e) {
+      untrack()
       throw toVdsnapError(e, `creating ${path}`)
     }
   }
@@ -95,6 +102,7 @@ export class ImageOutput {
       await this.fh.sync()
       await this.fh.close()
       await rename(this.tmpPath, this.path)
+      this.untrack()
     } catch (e) {
       throw toVdsnapError(e, `finishing ${this.path}`)
     }
@@ -103,6 +111,7 @@ export class ImageOutput {
   async abort(): Promise<void> {
     await this.fh.close().catch(() => undefined)
     await rm(this.tmpPath, {force: true})
+    this.untrack()
   }
 }
 

@@ -1,6 +1,7 @@
-// Key slot administration: add a password, change the one in use, list.
+// Key slot administration: add a password, change the one in use, remove
+// one, list.
 // The master key never changes, so no data is re-encrypted.
-import {UsageError} from '../errors.js'
+import {NotFoundError, UsageError} from '../errors.js'
 import {listKeySlots, makeKeySlot, saveKeySlot} from './keys.js'
 import type {Repository} from './repository.js'
 
@@ -29,6 +30,24 @@ export async function changePassword(repo: Repository, password: string): Promis
   const removed = repo.slotId!
   await repo.backend.remove(`keys/${removed}`)
   return {added, removed}
+}
+
+/**
+ * Removes the slot whose id is or starts with `idPrefix`. Refuses the slot
+ * that opened the repository (use "key passwd" to replace it), and so never
+ * removes the last one: the repository stays openable.
+ */
+export async function removeKey(repo: Repository, idPrefix: string): Promise<string> {
+  requireEncrypted(repo)
+  const ids = (await listKeySlots(repo.backend)).map((s) => s.id).filter((id) => id.startsWith(idPrefix))
+  if (idPrefix === '' || ids.length === 0) throw new NotFoundError(`no key slot "${idPrefix}" in ${repo.location}`, {hint: 'see "vdsnap key list"'})
+  if (ids.length > 1) throw new UsageError(`key slot "${idPrefix}" is ambiguous in ${repo.location} (${ids.length} match)`, {hint: 'give more of its id'})
+  const id = ids[0]!
+  if (id === repo.slotId) {
+    throw new UsageError(`key slot ${id} is the one this password opened`, {hint: 'open the repository with another password to remove it, or use "vdsnap key passwd" to replace it'})
+  }
+  await repo.backend.remove(`keys/${id}`)
+  return id
 }
 
 export async function listKeys(repo: Repository): Promise<KeyListing[]> {

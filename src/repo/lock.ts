@@ -7,8 +7,13 @@
 // retry until `wait` runs out, then throw LockedError; (3) write our lock;
 // (4) list again: if a live conflicting lock appeared meanwhile, remove ours
 // and go back to (1) after a random pause (two racing writers both back off).
+// Two processes that write their locks at the same moment both see the
+// other in (4) and both back off; each then retries after its own random
+// pause for at least COLLISION_RETRY_MS even with no --lock-wait, so one of
+// them gets through instead of both failing with "locked".
 // A held lock is refreshed every REFRESH_MS. A lock is stale when its pid is
-// dead on this host, or it was not refreshed for STALE_MS (other hosts).
+// dead on this host, or it was not refreshed for STALE_MS (other hosts), or
+// its file is unreadable (lock-info.ts).
 //
 // Lost for good: other processes may ignore a stale lock (a prune then
 // deletes what it thinks unreferenced), so the holder must assume the worst
@@ -22,22 +27,22 @@ import {randomBytes} from 'node:crypto'
 import {hostname} from 'node:os'
 import {LockedError, NotFoundError} from '../errors.js'
 import type {Backend} from '../backend/types.js'
+import {onInterrupt} from '../flow/interrupt.js'
+import {lockedError, lockWriteError} from './lock-errors.js'
+import {isStale, parseLockInfo, STALE_MS, type LockInfo} from './lock-info.js'
+
+export {isStale, STALE_MS, type LockInfo} from './lock-info.js'
+export {LockWriteError} from './lock-errors.js'
 
 export const REFRESH_MS = 2 * 60_000
-export const STALE_MS = 15 * 60_000
-
-export interface LockInfo {
-  host: string
-  pid: number
-  exclusive: boolean
-  command: string
-  created: string
-  refreshed: string
-}
+/** How long two colliding lock attempts keep retrying, whatever --lock-wait says. */
+export const COLLISION_RETRY_MS = 5_000
 
 export interface StoredLock {
   name: string
-  info: LockInfo
+  /** Null when the file is unreadable (then `unreadable` says why and the lock is stale). */
+  info: LockInfo | null
+  unreadable?: string
   stale: boolean
 }
 
@@ -48,37 +53,25 @@ export interface LockOptions {
   waitMs?: number
   now?: () => number
   sleep?: (ms: number) => Promise<void>
+  /** Uniform in [0, 1): the back-off jitter after a collision. */
+  random?: () => number
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
-
-export function isStale(info: LockInfo, now: number, host = hostname()): boolean {
-  if (info.host === host && !pidAlive(info.pid)) return true
-  const refreshed = Date.parse(info.refreshed)
-  return !Number.isFinite(refreshed) || now - refreshed > STALE_MS
-}
-
 export async function listLocks(backend: Backend, now = Date.now()): Promise<StoredLock[]> {
   const out: StoredLock[] = []
   for await (const obj of backend.list('locks/')) {
+    let text: string
     try {
-      const info = JSON.parse((await backend.load(obj.name)).toString('utf8')) as LockInfo
-      out.push({name: obj.name, info, stale: isStale(info, now)})
-    } catch {
-      // A lock removed while listing, or half-written by a crash: the latter is stale.
-      if (await backend.stat(obj.name)) {
-        out.push({name: obj.name, info: {host: '?', pid: 0, exclusive: false, command: '?', created: '', refreshed: ''}, stale: true})
-      }
+      text = (await backend.load(obj.name)).toString('utf8')
+    } catch (e) {
+      if (e instanceof NotFoundError) continue // released while we listed
+      throw e
     }
+    const info = parseLockInfo(text)
+    if ('unreadable' in info) out.push({name: obj.name, info: null, unreadable: info.unreadable, stale: true})
+    else out.push({name: obj.name, info, stale: isStale(info, now)})
   }
   return out
 }
@@ -95,6 +88,9 @@ export class RepoLock {
   private maybeWritten?: string
   /** refresh() and assertHeld() run one at a time, so neither sees the other's half-done save. */
   private busy: Promise<unknown> = Promise.resolve()
+  /** Unregisters the release that SIGINT / SIGTERM would run (src/flow/interrupt.ts). */
+  private forgetOnInterrupt = () => {}
+  private releasing?: Promise<void>
 
   private constructor(
     private readonly backend: Backend,
@@ -110,7 +106,9 @@ export class RepoLock {
   static async acquire(backend: Backend, opts: LockOptions): Promise<RepoLock> {
     const now = opts.now ?? Date.now
     const sleep = opts.sleep ?? defaultSleep
+    const random = opts.random ?? Math.random
     const deadline = now() + (opts.waitMs ?? 0)
+    const collisionDeadline = Math.max(deadline, now() + COLLISION_RETRY_MS)
     for (;;) {
       const holder = await conflicting(backend, opts.exclusive, now(), undefined)
       if (!holder) {
@@ -118,20 +116,32 @@ export class RepoLock {
         const iso = new Date(stamp).toISOString()
         const info: LockInfo = {host: hostname(), pid: process.pid, exclusive: opts.exclusive, command: opts.command, created: iso, refreshed: iso}
         const name = `locks/${randomBytes(16).toString('hex')}`
-        await backend.save(name, Buffer.from(JSON.stringify(info)))
-        const racer = await conflicting(backend, opts.exclusive, now(), name)
+        // Interrupted from here on, the file must go even if its save is still in flight.
+        const saving = backend.save(name, Buffer.from(JSON.stringify(info)))
+        const forget = onInterrupt(() => saving.then(() => backend.remove(name), () => {}))
+        let racer: StoredLock | undefined
+        try {
+          await saving.catch((e: unknown) => Promise.reject(lockWriteError(backend.location, e)))
+          racer = await conflicting(backend, opts.exclusive, now(), name)
+        } catch (e) {
+          forget()
+          throw e
+        }
         if (!racer) {
           const lock = new RepoLock(backend, name, info, now, stamp)
           lock.timer = setInterval(() => void lock.refresh().catch(() => {}), REFRESH_MS)
           lock.timer.unref()
+          lock.forgetOnInterrupt = onInterrupt(() => lock.release())
+          forget()
           return lock
         }
         await backend.remove(name)
-        if (now() >= deadline) throw lockedError(backend, racer.info)
-        await sleep(200 + Math.random() * 800)
+        forget()
+        if (now() >= collisionDeadline) throw lockedError(backend, racer.info!)
+        await sleep(50 + random() * 450)
         continue
       }
-      if (now() >= deadline) throw lockedError(backend, holder.info)
+      if (now() >= deadline) throw lockedError(backend, holder.info!)
       await sleep(Math.min(2000, Math.max(50, deadline - now())))
     }
   }
@@ -190,12 +200,16 @@ export class RepoLock {
     })
   }
 
-  async release(): Promise<void> {
-    if (this.released) return
-    this.released = true
-    clearInterval(this.timer)
-    await this.busy.catch(() => {})
-    await this.backend.remove(this.name)
+  /** Removes the lock file; every call returns the same promise (an interrupt may race the normal release). */
+  release(): Promise<void> {
+    this.releasing ??= (async () => {
+      this.released = true
+      clearInterval(this.timer)
+      await this.busy.catch(() => {})
+      await this.backend.remove(this.name)
+      this.forgetOnInterrupt()
+    })()
+    return this.releasing
   }
 
   /** False (and the lock marked lost) when it is overdue, removed or replaced. */
@@ -244,14 +258,13 @@ function minutes(ms: number): string {
 
 async function conflicting(backend: Backend, exclusive: boolean, now: number, own: string | undefined): Promise<StoredLock | undefined> {
   const locks = await listLocks(backend, now)
-  return locks.find((l) => l.name !== own && !l.stale && (exclusive || l.info.exclusive))
+  return locks.find((l) => l.name !== own && !l.stale && l.info !== null && (exclusive || l.info.exclusive))
 }
 
-function lockedError(backend: Backend, holder: LockInfo): LockedError {
-  return new LockedError(
-    `repository ${backend.location} is locked ${holder.exclusive ? 'exclusively ' : ''}by "${holder.command}" (pid ${holder.pid} on ${holder.host}, since ${holder.created})`,
-    {hint: 'wait for it to finish, raise --lock-wait, or run "vdsnap unlock" if that process is gone'},
-  )
+/** Throws LockedError when any process holds a live lock (for a command going on without its own). */
+export async function assertUnlocked(backend: Backend): Promise<void> {
+  const holder = await conflicting(backend, true, Date.now(), undefined)
+  if (holder) throw lockedError(backend, holder.info!)
 }
 
 /** Removes stale locks (or every lock with `all`); returns the names removed. */

@@ -11,6 +11,7 @@ import {basename, dirname, join} from 'node:path'
 import {FORMATS} from '../disk/formats.js'
 import type {ImageWriter} from '../disk/types.js'
 import {IoError, UsageError} from '../errors.js'
+import {trackTempFile} from '../flow/interrupt.js'
 import {openDeviceExclusive} from './device-guard.js'
 import {targetError} from './target-errors.js'
 
@@ -163,6 +164,7 @@ function tempName(path: string): string {
 
 async function newFileTarget(path: string, size: number): Promise<RestoreTarget> {
   const tmp = tempName(path)
+  const untrack = trackTempFile(tmp)
   let fh: FileHandle
   try {
     fh = await open(tmp, 'wx', 0o600)
@@ -187,6 +189,7 @@ async function newFileTarget(path: string, size: number): Promise<RestoreTarget>
         await fh.close()
         renaming = true
         await rename(tmp, path)
+        untrack()
       } catch (e) {
         throw targetError(e, path, renaming ? 'replacing' : 'writing', tmp)
       }
@@ -195,6 +198,7 @@ async function newFileTarget(path: string, size: number): Promise<RestoreTarget>
       await w.flush().catch(() => {})
       await fh.close().catch(() => {})
       await unlink(tmp).catch(() => {})
+      untrack()
     },
   }
 }
@@ -266,7 +270,11 @@ async function imageTarget(path: string, format: string, subformat: string | und
   }
   if (exists && !force) throw new UsageError(`${path} already exists`, {hint: 'choose another path, or add --force to replace it'})
   const tmp = tempName(path)
-  const writer: ImageWriter = await entry.create(tmp, size, {subformat}).catch((e) => Promise.reject(targetError(e, path, 'creating', tmp)))
+  const untrack = trackTempFile(tmp)
+  const writer: ImageWriter = await entry.create(tmp, size, {subformat}).catch((e) => {
+    untrack()
+    return Promise.reject(targetError(e, path, 'creating', tmp))
+  })
   return {
     describe: path,
     format,
@@ -275,7 +283,8 @@ async function imageTarget(path: string, format: string, subformat: string | und
     async finish() {
       await writer.close().catch((e) => Promise.reject(targetError(e, path, 'writing', tmp)))
       await rename(tmp, path).catch((e) => Promise.reject(targetError(e, path, 'replacing', tmp)))
+      untrack()
     },
-    abort: () => writer.abort(),
+    abort: () => writer.abort().finally(untrack),
   }
 }

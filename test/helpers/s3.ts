@@ -13,6 +13,8 @@ export interface TestS3 {
   endpoint: string
   bucket: string
   port: number
+  /** The s3rver process (SIGSTOP it to make every request hang). */
+  pid: number
   stop(): Promise<void>
 }
 
@@ -59,6 +61,7 @@ export async function startS3(bucket = 'vdsnap-test'): Promise<TestS3> {
     endpoint: `http://127.0.0.1:${port}`,
     bucket,
     port,
+    pid: child.pid!,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once('exit', r))

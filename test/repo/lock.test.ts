@@ -174,3 +174,57 @@ describe('a lock that could have looked stale is lost for good (injected clock)'
     await lock.release()
   })
 })
+
+describe('two lock attempts that collide (point 22)', () => {
+  const d = tempDir()
+  const local = new LocalBackend(join(d.path, 'repo'))
+  afterAll(() => d.cleanup())
+
+  it('both write their lock, both see the other and back off; with no --lock-wait one still gets through', async () => {
+    // Each save of a lock waits until the other's is stored too: the
+    // colliding state (two lock files present at once) at a known point.
+    let saved = 0
+    let bothSaved!: () => void
+    const gate = new Promise<void>((r) => (bothSaved = r))
+    const gated: Backend = Object.create(local)
+    gated.save = async (name, data) => {
+      await local.save(name, data)
+      if (++saved === 2) bothSaved()
+      if (saved <= 2) await gate
+    }
+    let pruneLock: RepoLock | undefined
+    let pruneDone!: () => void
+    const pruneHasIt = new Promise<void>((r) => (pruneDone = r))
+    const sleeps: string[] = []
+    let backupBackedOff!: () => void
+    const backupRemovedItsLock = new Promise<void>((r) => (backupBackedOff = r))
+    const prune = RepoLock.acquire(gated, {
+      exclusive: true,
+      command: 'prune',
+      sleep: async () => {
+        sleeps.push('prune')
+        await backupRemovedItsLock // its jitter happened to be the shorter one
+      },
+    }).then((l) => {
+      pruneLock = l
+      pruneDone()
+      return l
+    })
+    const backup = RepoLock.acquire(gated, {
+      exclusive: false,
+      command: 'backup',
+      sleep: async () => {
+        sleeps.push('backup')
+        backupBackedOff()
+        await pruneHasIt // its jitter happened to be the longer one
+      },
+    }).catch((e: unknown) => e)
+    const [got, other] = await Promise.all([prune, backup])
+    expect(sleeps.sort()).toEqual(['backup', 'prune']) // both backed off once
+    expect(got).toBe(pruneLock)
+    expect(other).toBeInstanceOf(LockedError) // it retried and found prune holding the lock
+    expect((other as LockedError).message).toMatch(/locked exclusively by "prune" \(pid \d+ on /)
+    expect((await listLocks(local)).map((l) => l.info?.command)).toEqual(['prune'])
+    await got.release()
+  })
+})
