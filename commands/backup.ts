@@ -8,7 +8,7 @@ import {shortId} from '../src/repo/manifest.js'
 export default class Backup extends BaseCommand<typeof Backup> {
   static override summary = 'Back up a disk image or block device as a new snapshot.'
   static override description =
-    'Reads the source (raw file, block device, qcow2, VMDK, VHD, VHDX), compares every allocated block with the newest snapshot of the same disk and stores only the blocks that changed, deduplicated, compressed and encrypted. Exit code 3 means the snapshot was stored with warnings (e.g. the source changed during the read).'
+    'Reads the source (raw file, block device, qcow2, VMDK, VHD, VHDX, VDI), compares every allocated block with the newest snapshot of the same disk and stores only the blocks that changed, deduplicated, compressed and encrypted. Exit code 3 means the snapshot was stored with warnings (e.g. the source changed during the read).'
   static override examples = [
     '<%= config.bin %> backup /var/lib/libvirt/images/web.img --repo /srv/backup/vdsnap',
     '<%= config.bin %> backup /dev/vg0/db-snap --disk db --tag nightly --pre-hook "lvcreate -s -n db-snap -L 5G vg0/db" --post-hook "lvremove -y vg0/db-snap"',
@@ -19,7 +19,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
   }
   static override flags = {
     disk: Flags.string({summary: 'Name of the disk lineage (default: the file name without extension).'}),
-    format: Flags.string({summary: 'Force the source format instead of detecting it (raw, qcow2, vmdk, vhd, vhdx).'}),
+    format: Flags.string({summary: 'Force the source format instead of detecting it (raw, qcow2, vmdk, vhd, vhdx, vdi).'}),
     'image-snapshot': Flags.string({summary: 'Back up this internal snapshot of a qcow2 image (name or id, see "vdsnap info").'}),
     'changed-blocks': Flags.string({summary: 'JSON file of changed ranges ([{"offset","length"}] or qemu-img map --output=json): only those blocks are read.'}),
     full: Flags.boolean({summary: 'Ignore the previous snapshot: compare nothing, read everything.', default: false}),

@@ -23,8 +23,8 @@ export default class Restore extends BaseCommand<typeof Restore> {
   }
   static override flags = {
     to: Flags.string({summary: 'Target: a file path, a block device, or - for stdout.', required: true}),
-    format: Flags.string({summary: 'Target image format.', options: ['raw', 'qcow2', 'vhd', 'vhdx', 'vmdk'], default: 'raw'}),
-    subformat: Flags.string({summary: 'Image subformat: vmdk monolithicSparse|streamOptimized, vhd/vhdx dynamic|fixed.'}),
+    format: Flags.string({summary: 'Target image format.', options: ['raw', 'qcow2', 'vdi', 'vhd', 'vhdx', 'vmdk'], default: 'raw'}),
+    subformat: Flags.string({summary: 'Image subformat: vmdk monolithicSparse|streamOptimized, vhd/vhdx/vdi dynamic|fixed.'}),
     'delta-from': Flags.string({summary: 'The target already holds this snapshot: write only blocks that differ.'}),
     'target-zeroed': Flags.boolean({summary: 'The target device already reads as zeros: skip writing zero blocks.', default: false}),
     force: Flags.boolean({summary: 'Replace an existing target file.', default: false}),
