@@ -33,11 +33,14 @@ export class VdiWriter implements ImageWriter {
   private readonly bmap: Uint32Array
   private readonly units: UnitAssembler
   private nextSlot = 0
+  /** Differencing: the block being assembled over the parent's bytes (VDI has no sector bitmap). */
+  private current?: {index: number; data: Buffer}
 
   private constructor(
     private readonly out: ImageOutput,
     private readonly header: VdiHeader,
-    virtualSize: number,
+    private readonly virtualSize: number,
+    private readonly parent?: VdiImage,
   ) {
     this.bmap = new Uint32Array(header.blocks).fill(VDI_UNALLOCATED)
     if (header.imageType === VDI_TYPE_FIXED) this.bmap.forEach((_, i, a) => (a[i] = i))
@@ -66,17 +69,46 @@ export class VdiWriter implements ImageWriter {
       uuidLink: Buffer.alloc(16),
       uuidParent: Buffer.alloc(16),
     }
+    let parent: VdiImage | undefined
     if (options.parent) {
-      const parent = await VdiImage.open(options.parent)
+      parent = await VdiImage.open(options.parent)
       header.uuidLink = Buffer.from(parent.header.uuidImage)
       header.uuidParent = Buffer.from(parent.header.uuidModify)
-      await parent.close()
     }
-    return new VdiWriter(await ImageOutput.create(path, offsetData), header, virtualSize)
+    return new VdiWriter(await ImageOutput.create(path, offsetData), header, virtualSize, parent)
   }
 
   write(offset: number, data: Buffer): Promise<void> {
-    return this.units.write(offset, data)
+    return this.parent ? this.writeOverParent(offset, data) : this.units.write(offset, data)
+  }
+
+  /** Differencing: a touched block starts as the parent's bytes, then takes the writes. */
+  private async writeOverParent(offset: number, data: Buffer): Promise<void> {
+    const parent = this.parent!
+    if (offset + data.length > this.virtualSize) throw new UsageError(`VDI writer: write at ${offset} runs past the virtual size`)
+    for (let pos = 0; pos < data.length; ) {
+      const index = Math.floor((offset + pos) / VDI_BLOCK_SIZE)
+      if (this.current?.index !== index) {
+        if (this.current && this.current.index > index) throw new UsageError(`VDI writer: write at ${offset} is not in ascending order`)
+        await this.flushCurrent()
+        const block = Buffer.alloc(VDI_BLOCK_SIZE)
+        const start = index * VDI_BLOCK_SIZE
+        const n = Math.max(0, Math.min(VDI_BLOCK_SIZE, parent.virtualSize - start))
+        if (n > 0) await parent.read(block, start, n)
+        this.current = {index, data: block}
+      }
+      const inBlock = offset + pos - index * VDI_BLOCK_SIZE
+      const n = Math.min(data.length - pos, VDI_BLOCK_SIZE - inBlock)
+      data.copy(this.current.data, inBlock, pos, pos + n)
+      pos += n
+    }
+  }
+
+  private async flushCurrent(): Promise<void> {
+    if (!this.current) return
+    const {index, data} = this.current
+    this.current = undefined
+    await this.block(index, data)
   }
 
   private async block(index: number, data: Buffer): Promise<void> {
@@ -97,6 +129,8 @@ export class VdiWriter implements ImageWriter {
     const h = this.header
     try {
       await this.units.flush()
+      await this.flushCurrent()
+      await this.parent?.close()
       await this.out.flush()
       const fixed = h.imageType === VDI_TYPE_FIXED
       h.blocksAllocated = fixed ? h.blocks : this.nextSlot
@@ -112,6 +146,7 @@ export class VdiWriter implements ImageWriter {
   }
 
   async abort(): Promise<void> {
+    await this.parent?.close().catch(() => undefined)
     await this.out.abort()
   }
 }

@@ -23,6 +23,8 @@ beforeAll(() => {
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vmdk', 'disk.raw', 'good.vmdk')
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', 'disk.raw', 'stream.vmdk')
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=twoGbMaxExtentSparse', 'disk.raw', 'split.vmdk')
+  qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vdi', 'disk.raw', 'good.vdi')
+  qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vdi', '-o', 'static=on', 'disk.raw', 'static.vdi')
 })
 afterAll(() => cleanup())
 
@@ -158,12 +160,32 @@ describe('corrupt VMDK', () => {
     refused(patched('split.vmdk', 'v6.vmdk', (b) => Buffer.from(b.toString('latin1').replace('SPARSE', 'SPARSE?'), 'latin1')), /cannot parse extent line/))
 })
 
+describe('corrupt VDI', () => {
+  const bmapOf = (b: Buffer) => b.readUInt32LE(340)
+  it('truncated header', () => refused(patched('good.vdi', 'd1.vdi', (b) => b.subarray(0, 300)), /too short for a VDI header/, {format: 'vdi'}))
+  it('an older header version', () => refused(patched('good.vdi', 'd2.vdi', (b) => void b.writeUInt32LE(0x00010000, 68)), /VDI header version 1\.0 is not supported/))
+  it('absurd disk size', () => refused(patched('good.vdi', 'd3.vdi', (b) => void b.writeUInt32LE(0x7fffffff, 372)), /disk size|too large/))
+  it('disk size larger than its blocks', () => refused(patched('good.vdi', 'd4.vdi', (b) => void b.writeUInt32LE(1, 384)), /larger than its 1 blocks/))
+  it('block map past EOF', () => refused(patched('good.vdi', 'd5.vdi', (b) => void b.writeUInt32LE(0x7ffffe00, 340)), /block map.*past the end|overlaps the block map/))
+  it('a block map entry past the blocks', () =>
+    refused(patched('good.vdi', 'd6.vdi', (b) => void b.writeUInt32LE(1000, bmapOf(b))), /block map entry 0 points to slot 1000/))
+  it('a data block past EOF', () =>
+    refused(patched('good.vdi', 'd7.vdi', (b) => b.subarray(0, b.readUInt32LE(344) + 4096)), /block \d+ \(slot \d+\).*past the end/))
+  it('an undo image', () => refused(patched('good.vdi', 'd8.vdi', (b) => void b.writeUInt32LE(3, 76)), /undo images are not supported/))
+  it('a differencing image with a null parent UUID', () =>
+    refused(patched('good.vdi', 'd9.vdi', (b) => void b.writeUInt32LE(4, 76)), /no parent UUID/))
+  it('bad sector size and block extra', async () => {
+    await refused(patched('good.vdi', 'd10.vdi', (b) => void b.writeUInt32LE(4096, 360)), /sector size 4096/)
+    await refused(patched('good.vdi', 'd11.vdi', (b) => void b.writeUInt32LE(512, 380)), /block extra/)
+  })
+})
+
 describe('fuzzing', () => {
   it('seeded mutations: every open+read succeeds or throws a VdsnapError, quickly', async () => {
     // VDSNAP_FUZZ_ITERATIONS / VDSNAP_FUZZ_SEED widen the run by hand; the suite uses the defaults.
     const iterations = Number(process.env.VDSNAP_FUZZ_ITERATIONS ?? 300)
     const rnd = prng(Number(process.env.VDSNAP_FUZZ_SEED ?? 20240601))
-    const bases = ['good.qcow2', 'zstd.qcow2', 'ext.qcow2', 'good.vmdk', 'stream.vmdk'].map((f) => readFileSync(join(dir, f)))
+    const bases = ['good.qcow2', 'zstd.qcow2', 'ext.qcow2', 'good.vmdk', 'stream.vmdk', 'good.vdi', 'static.vdi'].map((f) => readFileSync(join(dir, f)))
     const target = join(dir, 'fuzz.img')
     let refusedCount = 0
     for (let i = 0; i < iterations; i++) {
