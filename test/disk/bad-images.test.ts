@@ -10,6 +10,7 @@ import {ImageFormatError, VdsnapError} from '../../src/errors.js'
 import {openImage} from '../../src/disk/open.js'
 import type {OpenOptions} from '../../src/disk/types.js'
 import {MiB, makeDiskBytes, makeEncryptedQcow2, prng, QEMU_IMG, qemuImgAt, qemuIo, tempDir, writeRaw} from './image-fixtures.js'
+import {GRAIN, type GrainContent, writeSeSparseDisk} from './sesparse-builder.js'
 
 let dir: string
 let cleanup: () => void
@@ -25,6 +26,10 @@ beforeAll(() => {
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=twoGbMaxExtentSparse', 'disk.raw', 'split.vmdk')
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vdi', 'disk.raw', 'good.vdi')
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vdi', '-o', 'static=on', 'disk.raw', 'static.vdi')
+  const rnd = prng(5)
+  const grains = new Map<number, GrainContent>([[0, Buffer.alloc(GRAIN, 1)], [1, 'zero'], [2, 'unmapped']])
+  for (const g of [5, 9, 100, 4097]) grains.set(g, Buffer.from(Array.from({length: GRAIN}, () => (rnd() * 256) | 0)))
+  writeSeSparseDisk(join(dir, 'se.vmdk'), {size: 17 * MiB, grains, grainBase: 4090})
 })
 afterAll(() => cleanup())
 
@@ -180,13 +185,49 @@ describe('corrupt VDI', () => {
   })
 })
 
+describe('corrupt seSparse', () => {
+  const se = (name: string, patch: (b: Buffer) => Buffer | void) => {
+    patched('se-sesparse.vmdk', `${name}-sesparse.vmdk`, patch)
+    return patched('se.vmdk', `${name}.vmdk`, (b) => Buffer.from(b.toString('latin1').replace('se-sesparse', `${name}-sesparse`), 'latin1'))
+  }
+  const gdAt = (b: Buffer) => Number(b.readBigUInt64LE(128)) * 512
+  const gtAt = (b: Buffer) => Number(b.readBigUInt64LE(144)) * 512
+  it('bad const header magic', () => refused(se('s1', (b) => void b.writeUInt32LE(0xdeadbeef, 0)), /bad const header magic/))
+  it('unsupported version and grain size', async () => {
+    await refused(se('s2', (b) => void b.writeUInt32LE(3, 12)), /unsupported seSparse version 0x300000001/)
+    await refused(se('s3', (b) => void b.writeUInt32LE(16, 24)), /grain size 16 sectors is not 8/)
+  })
+  it('a dirty journal', () => refused(se('s4', (b) => void b.writeUInt32LE(1, 512 + 24)), /dirty \(its journal needs replaying\)/))
+  it('grain directory too short, or past EOF', async () => {
+    await refused(se('s5', (b) => void b.writeUInt32LE(0, 136)), /grain directory has 0 entries, the capacity needs 2/)
+    await refused(se('s6', (b) => void b.writeUInt32LE(0x7fffff, 128)), /grain directory.*past the end/)
+  })
+  it('a corrupt grain directory entry and a grain table past EOF', async () => {
+    await refused(se('s7', (b) => void b.writeUInt32LE(0x20000000, gdAt(b) + 4)), /grain directory entry 0 is corrupt/)
+    await refused(se('s8', (b) => void b.writeUInt32LE(0x7fffff, gdAt(b))), /grain table 0.*past the end/)
+  })
+  it('grain entries: unknown type, stray bits, past EOF', async () => {
+    await refused(se('s9', (b) => void b.writeUInt32LE(0x70000000, gtAt(b) + 4)), /unknown entry type 7/)
+    await refused(se('s10', (b) => {
+      const t = gtAt(b)
+      for (let j = 0; j < 4096; j++) if (b.readBigUInt64LE(t + j * 8) === 0n) return void b.writeUInt32LE(5, t + j * 8)
+    }), /unallocated entry with stray bits/)
+    await refused(se('s11', (b) => {
+      const t = gtAt(b)
+      for (let j = 0; j < 8192; j++) if (b.readUInt32LE(t + j * 8 + 4) >>> 28 === 3) return void b.writeUInt32LE(0x3000ffff, t + j * 8 + 4)
+    }), /points past the end of the file/)
+  })
+})
+
 describe('fuzzing', () => {
   it('seeded mutations: every open+read succeeds or throws a VdsnapError, quickly', async () => {
     // VDSNAP_FUZZ_ITERATIONS / VDSNAP_FUZZ_SEED widen the run by hand; the suite uses the defaults.
     const iterations = Number(process.env.VDSNAP_FUZZ_ITERATIONS ?? 300)
     const rnd = prng(Number(process.env.VDSNAP_FUZZ_SEED ?? 20240601))
-    const bases = ['good.qcow2', 'zstd.qcow2', 'ext.qcow2', 'good.vmdk', 'stream.vmdk', 'good.vdi', 'static.vdi'].map((f) => readFileSync(join(dir, f)))
-    const target = join(dir, 'fuzz.img')
+    const names = ['good.qcow2', 'zstd.qcow2', 'ext.qcow2', 'good.vmdk', 'stream.vmdk', 'good.vdi', 'static.vdi', 'se-sesparse.vmdk']
+    const bases = names.map((f) => readFileSync(join(dir, f)))
+    // a seSparse extent is fuzzed behind its descriptor, which names fuzz-sesparse.vmdk
+    writeFileSync(join(dir, 'fuzz-se.vmdk'), readFileSync(join(dir, 'se.vmdk'), 'latin1').replace('se-sesparse', 'fuzz-sesparse'))
     let refusedCount = 0
     for (let i = 0; i < iterations; i++) {
       const base = bases[i % bases.length]!
@@ -198,10 +239,11 @@ describe('fuzzing', () => {
         buf[pos] = rnd() < 0.3 ? 0xff : (rnd() * 256) | 0
       }
       if (rnd() < 0.1) buf = buf.subarray(0, Math.floor(rnd() * buf.length))
-      writeFileSync(target, buf)
+      const se = names[i % bases.length] === 'se-sesparse.vmdk'
+      writeFileSync(join(dir, se ? 'fuzz-sesparse.vmdk' : 'fuzz.img'), buf)
       const t0 = Date.now()
       try {
-        await readAll(target)
+        await readAll(join(dir, se ? 'fuzz-se.vmdk' : 'fuzz.img'))
       } catch (e) {
         if (!(e instanceof VdsnapError)) throw new Error(`iteration ${i}: ${(e as Error).name}: ${(e as Error).message}`)
         refusedCount++
