@@ -8,7 +8,7 @@ import {parseSize} from '../src/repo/config.js'
 import {shortId} from '../src/repo/manifest.js'
 
 export default class Backup extends BaseCommand<typeof Backup> {
-  static override summary = 'Back up a disk image or block device as a new snapshot.'
+  static override summary = 'Back up a disk image, block device or raw stream as a new snapshot.'
   static override description =
     'Reads the source (raw file, block device, qcow2, VMDK, VHD, VHDX, VDI), compares every allocated block with the newest snapshot of the same disk and stores only the blocks that changed, deduplicated, compressed and encrypted. Exit code 3 means the snapshot was stored with warnings (e.g. the source changed during the read). The source "-" reads a raw disk from standard input (or, with --source-command, from a command\'s standard output): its size is --size, or the previous snapshot\'s; a stream that ends early or runs long stores nothing (exit 6), a failing or stalled command too (exit 7).'
   static override examples = [
@@ -41,7 +41,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
   async run(): Promise<void> {
     const f = this.flags
     const repo = await this.openRepo({lock: 'shared', command: 'backup'})
-    const res = await withProgress(this.out, `backup ${this.args.source}`, (p) =>
+    const res = await withProgress(this.out, `backup ${f['source-command'] === undefined ? this.args.source : `command: ${f['source-command']}`}`, (p) =>
       runBackup(repo, {
         source: this.args.source,
         disk: f.disk,
