@@ -219,11 +219,19 @@ describe('corrupt seSparse', () => {
   })
 })
 
+/** Where a VDI's block map or a seSparse extent's GD and GTs lie (start, end), for the fuzz run. */
+function tableSpan(name: string, b: Buffer): [number, number] | undefined {
+  if (name.endsWith('.vdi')) return [512, b.readUInt32LE(344)]
+  if (name.endsWith('-sesparse.vmdk')) return [Number(b.readBigUInt64LE(128)) * 512, Number(b.readBigUInt64LE(192)) * 512]
+  return undefined
+}
+
 describe('fuzzing', () => {
   it('seeded mutations: every open+read succeeds or throws a VdsnapError, quickly', async () => {
     // VDSNAP_FUZZ_ITERATIONS / VDSNAP_FUZZ_SEED widen the run by hand; the suite uses the defaults.
     const iterations = Number(process.env.VDSNAP_FUZZ_ITERATIONS ?? 300)
     const rnd = prng(Number(process.env.VDSNAP_FUZZ_SEED ?? 20240601))
+    const tableRnd = prng(Number(process.env.VDSNAP_FUZZ_SEED ?? 20240601) + 1)
     const names = ['good.qcow2', 'zstd.qcow2', 'ext.qcow2', 'good.vmdk', 'stream.vmdk', 'good.vdi', 'static.vdi', 'se-sesparse.vmdk']
     const bases = names.map((f) => readFileSync(join(dir, f)))
     // a seSparse extent is fuzzed behind its descriptor, which names fuzz-sesparse.vmdk
@@ -237,6 +245,12 @@ describe('fuzzing', () => {
         const inHeader = rnd() < 0.5
         const pos = inHeader ? Math.floor(rnd() * 512) : Math.floor(rnd() * buf.length)
         buf[pos] = rnd() < 0.3 ? 0xff : (rnd() * 256) | 0
+      }
+      // VDI and seSparse tables (block map; GD and GTs) are small and right after the header:
+      // hit them on purpose, from a generator of their own so the other formats' mutations stay as they were.
+      const tables = tableSpan(names[i % bases.length]!, base)
+      if (tables) for (let k = 0, n = 1 + Math.floor(tableRnd() * 4); k < n; k++) {
+        buf[tables[0] + Math.floor(tableRnd() * (tables[1] - tables[0]))] = tableRnd() < 0.3 ? 0xff : (tableRnd() * 256) | 0
       }
       if (rnd() < 0.1) buf = buf.subarray(0, Math.floor(rnd() * buf.length))
       const se = names[i % bases.length] === 'se-sesparse.vmdk'
