@@ -19,7 +19,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
     '<%= config.bin %> backup - --disk db --source-command "ssh db-host dd if=/dev/vg0/db-snap bs=4M" --source-timeout 10m',
   ]
   static override args = {
-    source: Args.string({description: 'Disk image file or block device, or "-" for a raw disk on standard input (or from --source-command).', required: true}),
+    source: Args.string({description: 'Disk image file or block device.', required: true}),
   }
   static override flags = {
     disk: Flags.string({summary: 'Name of the disk lineage (default: the file name without extension).'}),
