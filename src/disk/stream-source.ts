@@ -59,6 +59,17 @@ export function commandSource(command: string): StreamSource {
     child.once('exit', (code, signal) => resolve({code, signal}))
   })
   exit.catch(() => undefined)
+  // In its own process group the command does not get the terminal's Ctrl-C: if vdsnap ends
+  // (a signal, an uncaught error) while it runs, stop it rather than leave it reading a disk for no one.
+  const onExit = () => {
+    try {
+      process.kill(-child.pid!, 'SIGTERM')
+    } catch {
+      // already gone
+    }
+  }
+  process.once('exit', onExit)
+  void exit.finally(() => process.removeListener('exit', onExit)).catch(() => undefined)
   const firstLine = () => stderr.split('\n').map((l) => l.trim()).find((l) => l !== '')
   return {
     label: `command: ${command}`,
