@@ -1,7 +1,7 @@
 // Backup of one source into a repository.
 //
-// 1. Run the pre-hook, open the source through its format reader, note its
-//    size and mtime.
+// 1. Run the pre-hook, open the source through its format reader (or as a
+//    raw stream: source.ts), note its size and mtime.
 // 2. Parent: the newest snapshot of the same disk unless --full; a change of
 //    virtual size (or block size) starts a new full.
 // 3. Blocks outside the allocated ranges are zero: recorded without a read.
@@ -28,7 +28,7 @@ import {ChangedBlockMap} from '../cbt/changed-block-map.js'
 import {DIGEST_SIZE, ZERO_ID} from '../chunk/digest.js'
 import {ChunkPool} from '../chunk/pool.js'
 import type {DiskImage, Range} from '../disk/types.js'
-import {IoError, UsageError, toVdsnapError} from '../errors.js'
+import {IoError, UsageError} from '../errors.js'
 import {resolveSnapshot} from '../repo/chain.js'
 import type {LayerFacts, Manifest, SourceFacts} from '../repo/manifest.js'
 import {Repository} from '../repo/repository.js'
@@ -45,8 +45,6 @@ export interface BackupProgress {
 
 export interface BackupOptions extends SourceOptions {
   disk?: string
-  /** Read this internal snapshot of the image (qcow2) instead of its active layer. */
-  imageSnapshot?: string
   full?: boolean
   tags?: string[]
   dryRun?: boolean
@@ -194,7 +192,7 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
       onProgress: (done, total) => opts.onProgress?.({phase: 'scan', bytesDone: done, bytesTotal: total}),
     })
     bytesChanged += scan.bytesChanged
-    // A stream must end exactly here, its producer having succeeded: else no snapshot.
+    // 6b. A stream must end exactly here, its producer having succeeded: else no snapshot.
     await image.endOfRead?.()
 
     const after = await sourceFacts(image)

@@ -22,6 +22,7 @@ import type {LayerFacts, SourceFacts} from '../repo/manifest.js'
 export interface SourceOptions {
   source: string
   format?: string
+  /** Read this internal snapshot of the image (qcow2) instead of its active layer. */
   imageSnapshot?: string
   changedBlocksFile?: string
   /** Stream sources: the disk's size in bytes. */
