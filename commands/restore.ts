@@ -26,10 +26,10 @@ export default class Restore extends BaseCommand<typeof Restore> {
     ...readOnlyFlags,
     to: Flags.string({summary: 'Target: a file path, a block device, or - for stdout.', required: true}),
     format: Flags.string({
-      summary: 'Target image format (default: from the --to extension: .qcow2, .vhd, .vhdx, .vmdk; else raw).',
-      options: ['raw', 'qcow2', 'vhd', 'vhdx', 'vmdk'],
+      summary: 'Target image format (default: from the --to extension: .qcow2, .vdi, .vhd, .vhdx, .vmdk; else raw).',
+      options: ['raw', 'qcow2', 'vdi', 'vhd', 'vhdx', 'vmdk'],
     }),
-    subformat: Flags.string({summary: 'Image subformat: vmdk monolithicSparse|streamOptimized, vhd/vhdx dynamic|fixed.'}),
+    subformat: Flags.string({summary: 'Image subformat: vmdk monolithicSparse|streamOptimized, vhd/vhdx/vdi dynamic|fixed.'}),
     'delta-from': Flags.string({summary: 'The target already holds this snapshot: write only blocks that differ.'}),
     'target-zeroed': Flags.boolean({summary: 'The target device already reads as zeros: skip writing zero blocks.', default: false}),
     force: Flags.boolean({summary: 'Replace an existing target file, or overwrite a block device (never one in use).', default: false}),

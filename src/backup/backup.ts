@@ -1,7 +1,7 @@
 // Backup of one source into a repository.
 //
-// 1. Run the pre-hook, open the source through its format reader, note its
-//    size and mtime.
+// 1. Run the pre-hook, open the source through its format reader (or as a
+//    raw stream: source.ts), note its size and mtime.
 // 2. Parent: the newest snapshot of the same disk unless --full; a change of
 //    virtual size (or block size) starts a new full.
 // 3. Blocks outside the allocated ranges are zero: recorded without a read.
@@ -21,20 +21,19 @@
 // 8. If the source's size or mtime changed during the read: warn, retry or
 //    fail as --on-source-change says. The post-hook runs last, always (even
 //    when the pre-hook failed: it may have half-made an LVM snapshot).
-import {stat} from 'node:fs/promises'
 import {hostname} from 'node:os'
-import {basename, extname, resolve} from 'node:path'
+import {basename, extname} from 'node:path'
 import {readChangedRanges, rangesToBlocks} from '../cbt/change-source.js'
 import {ChangedBlockMap} from '../cbt/changed-block-map.js'
 import {DIGEST_SIZE, ZERO_ID} from '../chunk/digest.js'
 import {ChunkPool} from '../chunk/pool.js'
-import {openImage} from '../disk/open.js'
 import type {DiskImage, Range} from '../disk/types.js'
-import {IoError, UsageError, toVdsnapError} from '../errors.js'
+import {IoError, UsageError} from '../errors.js'
 import {resolveSnapshot} from '../repo/chain.js'
 import type {LayerFacts, Manifest, SourceFacts} from '../repo/manifest.js'
 import {Repository} from '../repo/repository.js'
 import {runHook} from './hooks.js'
+import {checkSourceOptions, openSource, sourceFacts, sourceLabel, type SourceOptions} from './source.js'
 import {verifySample} from './verify-sample.js'
 import {writeBlocks, type BlockScanStats} from './scan.js'
 
@@ -44,16 +43,11 @@ export interface BackupProgress {
   bytesTotal: number
 }
 
-export interface BackupOptions {
-  source: string
+export interface BackupOptions extends SourceOptions {
   disk?: string
-  format?: string
-  /** Read this internal snapshot of the image (qcow2) instead of its active layer. */
-  imageSnapshot?: string
   full?: boolean
   tags?: string[]
   dryRun?: boolean
-  changedBlocksFile?: string
   syntheticFullEvery?: number
   onSourceChange?: 'warn' | 'retry' | 'fail'
   preHook?: string
@@ -82,17 +76,6 @@ export function defaultDiskName(source: string): string {
   return (ext && ext.length <= 6 ? base.slice(0, -ext.length) : base) || 'disk'
 }
 
-async function layerFacts(path: string, virtualSize: number): Promise<LayerFacts> {
-  const st = await stat(path).catch((e) => Promise.reject(toVdsnapError(e, `examining ${path}`)))
-  return {path: resolve(path), size: st.isBlockDevice() ? virtualSize : st.size, mtimeMs: st.mtimeMs}
-}
-
-async function sourceFacts(image: DiskImage): Promise<SourceFacts> {
-  const layers: LayerFacts[] = []
-  for (let img: DiskImage | undefined = image; img; img = img.parent) layers.push(await layerFacts(img.path, img.virtualSize))
-  return {...layers[0]!, format: image.format, layers}
-}
-
 function sameLayers(a: LayerFacts[] | undefined, b: LayerFacts[]): boolean {
   return a !== undefined && a.length === b.length && a.every((l, i) => l.path === b[i]!.path && l.size === b[i]!.size && l.mtimeMs === b[i]!.mtimeMs)
 }
@@ -119,7 +102,8 @@ export async function runBackup(repo: Repository, opts: BackupOptions): Promise<
   if (!/^[A-Za-z0-9._:+-][A-Za-z0-9._:+@ -]*$/.test(disk) || disk.includes('@')) {
     throw new UsageError(`disk name "${disk}" may hold only letters, digits and . _ : + - (no @)`, {hint: 'choose one with --disk NAME'})
   }
-  const hookEnv = {VDSNAP_SOURCE: resolve(opts.source), VDSNAP_DISK: disk}
+  checkSourceOptions(opts)
+  const hookEnv = {VDSNAP_SOURCE: sourceLabel(opts), VDSNAP_DISK: disk}
   let failed = false
   try {
     if (opts.preHook) await runHook('pre', opts.preHook, hookEnv)
@@ -145,7 +129,7 @@ export async function runBackup(repo: Repository, opts: BackupOptions): Promise<
 async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, mayRetry: boolean): Promise<BackupResult | null> {
   const started = Date.now()
   const now = opts.now ?? (() => new Date())
-  const image = await openImage(opts.source, {format: opts.format, imageSnapshot: opts.imageSnapshot})
+  const image = await openSource(opts, disk, async () => (await repo.listSnapshots(disk)).at(-1)?.virtualSize)
   const pool = new ChunkPool({idKey: repo.idKey, encKey: repo.encKey}, repo.level)
   const warnings: string[] = []
   const notices: string[] = []
@@ -208,6 +192,8 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
       onProgress: (done, total) => opts.onProgress?.({phase: 'scan', bytesDone: done, bytesTotal: total}),
     })
     bytesChanged += scan.bytesChanged
+    // 6b. A stream must end exactly here, its producer having succeeded: else no snapshot.
+    await image.endOfRead?.()
 
     const after = await sourceFacts(image)
     if (!sameFacts(before, after)) {

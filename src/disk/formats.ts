@@ -7,9 +7,10 @@ import {qcow2Format} from './qcow2-format.js'
 import {vmdkFormat} from './vmdk-format.js'
 import {VHD_FORMAT} from './vhd-format.js'
 import {VHDX_FORMAT} from './vhdx-format.js'
+import {VDI_FORMAT} from './vdi-format.js'
 
 export interface CreateOptions {
-  /** e.g. "monolithicSparse" or "streamOptimized" for VMDK, "dynamic" or "fixed" for VHD/VHDX. */
+  /** e.g. "monolithicSparse" or "streamOptimized" for VMDK, "dynamic" or "fixed" for VHD/VHDX/VDI. */
   subformat?: string
 }
 
@@ -28,3 +29,6 @@ FORMATS.push(vmdkFormat)
 
 // VHD (qemu's "vpc") and VHDX readers and writers.
 FORMATS.push(VHD_FORMAT, VHDX_FORMAT)
+
+// VirtualBox VDI reader and writer.
+FORMATS.push(VDI_FORMAT)

@@ -57,6 +57,11 @@ export interface DiskImage {
    */
   read(buf: Buffer, offset: number, length?: number): Promise<number>
   info(): Promise<ImageInfo>
+  /**
+   * Sources read once (a stream): called after the last read, confirms the
+   * source ended exactly at the virtual size and its producer succeeded.
+   */
+  endOfRead?(): Promise<void>
   close(): Promise<void>
 }
 

@@ -1,6 +1,7 @@
 // Native VMDK reader: hosted sparse (monolithicSparse, streamOptimized),
 // descriptor + extent files (monolithicFlat, twoGbMaxExtentSparse,
-// twoGbMaxExtentFlat, ZERO extents) and delta disks whose unallocated grains
+// twoGbMaxExtentFlat, VMFS, ESXi seSparse (vmdk-sesparse.ts), ZERO
+// extents) and delta disks whose unallocated grains
 // come from the parent named by parentFileNameHint.
 //
 // Opening:
@@ -19,6 +20,7 @@ import {ImageFile} from './image-file.js'
 import {type MappedRun, type MappedUnit, readMapped, UNIT_DATA, UNIT_ZERO, type UnitMap} from './mapped-read.js'
 import {type DiskImage, type ImageInfo, type Range, normalizeRanges} from './types.js'
 import {hasParent, looksLikeDescriptor, MAX_DESCRIPTOR_BYTES, parseDescriptor, SECTOR, type VmdkDescriptor} from './vmdk-descriptor.js'
+import {isSeSparseHead, SeSparseExtent} from './vmdk-sesparse.js'
 import {SparseExtent, SPARSE_MAGIC} from './vmdk-sparse.js'
 
 const MAX_EXTENTS = 4096
@@ -30,7 +32,8 @@ interface Extent {
   file?: ImageFile
   /** flat: byte offset of the extent in its file. */
   fileOffset: number
-  sparse?: SparseExtent
+  /** sparse: a hosted sparse extent, or an ESXi seSparse one. */
+  sparse?: SparseExtent | SeSparseExtent
 }
 
 export class VmdkImage implements DiskImage, UnitMap {
@@ -60,6 +63,11 @@ export class VmdkImage implements DiskImage, UnitMap {
         extents.push({start: 0, size: sparse.capacity, kind: 'sparse', file: main, fileOffset: 0, sparse})
         descriptor = sparse.descriptor ? parseDescriptor(path, sparse.descriptor) : {createType: 'monolithicSparse', extents: []}
       } else {
+        if (isSeSparseHead(head)) {
+          throw new ImageFormatError(path, 'this is the seSparse data extent of an ESXi snapshot disk, not the disk', {
+            hint: 'back up its descriptor: the small .vmdk file whose extent line names this file',
+          })
+        }
         if (!looksLikeDescriptor(head)) throw new ImageFormatError(path, 'not a VMDK image (neither a sparse header nor a descriptor)')
         if (main.size > MAX_DESCRIPTOR_BYTES) throw new ImageFormatError(path, `descriptor file is too large (${main.size} bytes)`)
         descriptor = parseDescriptor(path, await main.readStruct(0, main.size, 'descriptor'))
@@ -111,8 +119,10 @@ export class VmdkImage implements DiskImage, UnitMap {
       await x.file!.readZeroPadded(buf, r.at, r.len, r.host)
       return
     }
-    const grain = await x.sparse!.grain(r.host, r.guest)
-    const inGrain = (r.guest - x.start) % x.sparse!.grainBytes
+    // Only hosted sparse extents have compressed grains.
+    const sparse = x.sparse as SparseExtent
+    const grain = await sparse.grain(r.host, r.guest)
+    const inGrain = (r.guest - x.start) % sparse.grainBytes
     grain.copy(buf, r.at, inGrain, inGrain + r.len)
   }
 
@@ -187,16 +197,16 @@ async function openExtents(path: string, d: VmdkDescriptor, out: Extent[]): Prom
     if (!Number.isSafeInteger(start)) throw new ImageFormatError(path, 'extents add up to an absurd size')
     out.push(x)
     if (line.type === 'ZERO' || line.access === 'NOACCESS') continue
-    if (!['FLAT', 'VMFS', 'SPARSE'].includes(line.type)) throw new ImageFormatError(path, `${line.type} extents are not supported`)
+    if (!['FLAT', 'VMFS', 'SPARSE', 'SESPARSE'].includes(line.type)) throw new ImageFormatError(path, `${line.type} extents are not supported`)
     if (!line.fileName) throw new ImageFormatError(path, `${line.type} extent has no file name`)
     const full = isAbsolute(line.fileName) ? line.fileName : resolve(dirname(path), line.fileName)
     x.file = await ImageFile.open(full).catch((e: unknown) => {
       if (e instanceof NotFoundError) throw new ImageFormatError(path, `extent file "${line.fileName}" not found (looked for ${full})`)
       throw e
     })
-    if (line.type === 'SPARSE') {
+    if (line.type === 'SPARSE' || line.type === 'SESPARSE') {
       x.kind = 'sparse'
-      x.sparse = await SparseExtent.open(x.file)
+      x.sparse = line.type === 'SPARSE' ? await SparseExtent.open(x.file) : await SeSparseExtent.open(x.file)
       if (x.sparse.capacity < size) throw new ImageFormatError(full, `sparse extent holds ${x.sparse.capacity} bytes, the descriptor says ${size}`)
     } else {
       x.kind = 'flat'

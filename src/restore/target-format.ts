@@ -1,5 +1,5 @@
 // The format a restore writes: --format when given, else what the --to
-// name's extension says (.qcow2, .vhd, .vhdx, .vmdk; .img and .raw are raw),
+// name's extension says (.qcow2, .vdi, .vhd, .vhdx, .vmdk; .img and .raw are raw),
 // else raw. A --format that contradicts a known extension is refused: a
 // file called web.qcow2 holding raw bytes is a trap for whoever boots it.
 import {extname} from 'node:path'
@@ -7,6 +7,7 @@ import {UsageError} from '../errors.js'
 
 const BY_EXTENSION: Record<string, string> = {
   '.qcow2': 'qcow2',
+  '.vdi': 'vdi',
   '.vhd': 'vhd',
   '.vhdx': 'vhdx',
   '.vmdk': 'vmdk',

@@ -18,7 +18,7 @@ import {targetError} from './target-errors.js'
 export interface TargetOptions {
   to: string
   format?: string
-  /** Image subformat, e.g. streamOptimized (vmdk), fixed (vhd, vhdx). */
+  /** Image subformat, e.g. streamOptimized (vmdk), fixed (vhd, vhdx, vdi). */
   subformat?: string
   /** Replace an existing file. */
   force?: boolean
@@ -118,7 +118,7 @@ export async function openTarget(opts: TargetOptions & {virtualSize: number; del
   const format = (opts.format ?? 'raw').toLowerCase()
   if (opts.to === '-') {
     if (format !== 'raw') throw new UsageError(`--to - writes raw data only, not ${format}`)
-    if (opts.subformat) throw new UsageError('--subformat applies to --format qcow2, vmdk, vhd or vhdx')
+    if (opts.subformat) throw new UsageError('--subformat applies to --format qcow2, vmdk, vhd, vhdx or vdi')
     if (opts.delta) throw new UsageError('--delta-from needs a file or device that holds the older snapshot, not stdout')
     if (process.stdout.isTTY) {
       throw new UsageError('refusing to write a raw disk to a terminal (--to - with stdout on a TTY)', {hint: 'pipe it into a command or redirect it to a file, or use --to FILE'})

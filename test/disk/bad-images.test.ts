@@ -10,6 +10,7 @@ import {ImageFormatError, VdsnapError} from '../../src/errors.js'
 import {openImage} from '../../src/disk/open.js'
 import type {OpenOptions} from '../../src/disk/types.js'
 import {MiB, makeDiskBytes, makeEncryptedQcow2, prng, QEMU_IMG, qemuImgAt, qemuIo, tempDir, writeRaw} from './image-fixtures.js'
+import {GRAIN, type GrainContent, writeSeSparseDisk} from './sesparse-builder.js'
 
 let dir: string
 let cleanup: () => void
@@ -23,6 +24,12 @@ beforeAll(() => {
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vmdk', 'disk.raw', 'good.vmdk')
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', 'disk.raw', 'stream.vmdk')
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=twoGbMaxExtentSparse', 'disk.raw', 'split.vmdk')
+  qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vdi', 'disk.raw', 'good.vdi')
+  qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vdi', '-o', 'static=on', 'disk.raw', 'static.vdi')
+  const rnd = prng(5)
+  const grains = new Map<number, GrainContent>([[0, Buffer.alloc(GRAIN, 1)], [1, 'zero'], [2, 'unmapped']])
+  for (const g of [5, 9, 100, 4097]) grains.set(g, Buffer.from(Array.from({length: GRAIN}, () => (rnd() * 256) | 0)))
+  writeSeSparseDisk(join(dir, 'se.vmdk'), {size: 17 * MiB, grains, grainBase: 4090})
 })
 afterAll(() => cleanup())
 
@@ -158,13 +165,77 @@ describe('corrupt VMDK', () => {
     refused(patched('split.vmdk', 'v6.vmdk', (b) => Buffer.from(b.toString('latin1').replace('SPARSE', 'SPARSE?'), 'latin1')), /cannot parse extent line/))
 })
 
+describe('corrupt VDI', () => {
+  const bmapOf = (b: Buffer) => b.readUInt32LE(340)
+  it('truncated header', () => refused(patched('good.vdi', 'd1.vdi', (b) => b.subarray(0, 300)), /too short for a VDI header/, {format: 'vdi'}))
+  it('an older header version', () => refused(patched('good.vdi', 'd2.vdi', (b) => void b.writeUInt32LE(0x00010000, 68)), /VDI header version 1\.0 is not supported/))
+  it('absurd disk size', () => refused(patched('good.vdi', 'd3.vdi', (b) => void b.writeUInt32LE(0x7fffffff, 372)), /disk size|too large/))
+  it('disk size larger than its blocks', () => refused(patched('good.vdi', 'd4.vdi', (b) => void b.writeUInt32LE(1, 384)), /larger than its 1 blocks/))
+  it('block map past EOF', () => refused(patched('good.vdi', 'd5.vdi', (b) => void b.writeUInt32LE(0x7ffffe00, 340)), /block map.*past the end|overlaps the block map/))
+  it('a block map entry past the blocks', () =>
+    refused(patched('good.vdi', 'd6.vdi', (b) => void b.writeUInt32LE(1000, bmapOf(b))), /block map entry 0 points to slot 1000/))
+  it('a data block past EOF', () =>
+    refused(patched('good.vdi', 'd7.vdi', (b) => b.subarray(0, b.readUInt32LE(344) + 4096)), /block \d+ \(slot \d+\).*past the end/))
+  it('an undo image', () => refused(patched('good.vdi', 'd8.vdi', (b) => void b.writeUInt32LE(3, 76)), /undo images are not supported/))
+  it('a differencing image with a null parent UUID', () =>
+    refused(patched('good.vdi', 'd9.vdi', (b) => void b.writeUInt32LE(4, 76)), /no parent UUID/))
+  it('bad sector size and block extra', async () => {
+    await refused(patched('good.vdi', 'd10.vdi', (b) => void b.writeUInt32LE(4096, 360)), /sector size 4096/)
+    await refused(patched('good.vdi', 'd11.vdi', (b) => void b.writeUInt32LE(512, 380)), /block extra/)
+  })
+})
+
+describe('corrupt seSparse', () => {
+  const se = (name: string, patch: (b: Buffer) => Buffer | void) => {
+    patched('se-sesparse.vmdk', `${name}-sesparse.vmdk`, patch)
+    return patched('se.vmdk', `${name}.vmdk`, (b) => Buffer.from(b.toString('latin1').replace('se-sesparse', `${name}-sesparse`), 'latin1'))
+  }
+  const gdAt = (b: Buffer) => Number(b.readBigUInt64LE(128)) * 512
+  const gtAt = (b: Buffer) => Number(b.readBigUInt64LE(144)) * 512
+  it('bad const header magic', () => refused(se('s1', (b) => void b.writeUInt32LE(0xdeadbeef, 0)), /bad const header magic/))
+  it('unsupported version and grain size', async () => {
+    await refused(se('s2', (b) => void b.writeUInt32LE(3, 12)), /unsupported seSparse version 0x300000001/)
+    await refused(se('s3', (b) => void b.writeUInt32LE(16, 24)), /grain size 16 sectors is not 8/)
+  })
+  it('a dirty journal', () => refused(se('s4', (b) => void b.writeUInt32LE(1, 512 + 24)), /dirty \(its journal needs replaying\)/))
+  it('grain directory too short, or past EOF', async () => {
+    await refused(se('s5', (b) => void b.writeUInt32LE(0, 136)), /grain directory has 0 entries, the capacity needs 2/)
+    await refused(se('s6', (b) => void b.writeUInt32LE(0x7fffff, 128)), /grain directory.*past the end/)
+  })
+  it('a corrupt grain directory entry and a grain table past EOF', async () => {
+    await refused(se('s7', (b) => void b.writeUInt32LE(0x20000000, gdAt(b) + 4)), /grain directory entry 0 is corrupt/)
+    await refused(se('s8', (b) => void b.writeUInt32LE(0x7fffff, gdAt(b))), /grain table 0.*past the end/)
+  })
+  it('grain entries: unknown type, stray bits, past EOF', async () => {
+    await refused(se('s9', (b) => void b.writeUInt32LE(0x70000000, gtAt(b) + 4)), /unknown entry type 7/)
+    await refused(se('s10', (b) => {
+      const t = gtAt(b)
+      for (let j = 0; j < 4096; j++) if (b.readBigUInt64LE(t + j * 8) === 0n) return void b.writeUInt32LE(5, t + j * 8)
+    }), /unallocated entry with stray bits/)
+    await refused(se('s11', (b) => {
+      const t = gtAt(b)
+      for (let j = 0; j < 8192; j++) if (b.readUInt32LE(t + j * 8 + 4) >>> 28 === 3) return void b.writeUInt32LE(0x3000ffff, t + j * 8 + 4)
+    }), /points past the end of the file/)
+  })
+})
+
+/** Where a VDI's block map or a seSparse extent's GD and GTs lie (start, end), for the fuzz run. */
+function tableSpan(name: string, b: Buffer): [number, number] | undefined {
+  if (name.endsWith('.vdi')) return [512, b.readUInt32LE(344)]
+  if (name.endsWith('-sesparse.vmdk')) return [Number(b.readBigUInt64LE(128)) * 512, Number(b.readBigUInt64LE(192)) * 512]
+  return undefined
+}
+
 describe('fuzzing', () => {
   it('seeded mutations: every open+read succeeds or throws a VdsnapError, quickly', async () => {
     // VDSNAP_FUZZ_ITERATIONS / VDSNAP_FUZZ_SEED widen the run by hand; the suite uses the defaults.
     const iterations = Number(process.env.VDSNAP_FUZZ_ITERATIONS ?? 300)
     const rnd = prng(Number(process.env.VDSNAP_FUZZ_SEED ?? 20240601))
-    const bases = ['good.qcow2', 'zstd.qcow2', 'ext.qcow2', 'good.vmdk', 'stream.vmdk'].map((f) => readFileSync(join(dir, f)))
-    const target = join(dir, 'fuzz.img')
+    const tableRnd = prng(Number(process.env.VDSNAP_FUZZ_SEED ?? 20240601) + 1)
+    const names = ['good.qcow2', 'zstd.qcow2', 'ext.qcow2', 'good.vmdk', 'stream.vmdk', 'good.vdi', 'static.vdi', 'se-sesparse.vmdk']
+    const bases = names.map((f) => readFileSync(join(dir, f)))
+    // a seSparse extent is fuzzed behind its descriptor, which names fuzz-sesparse.vmdk
+    writeFileSync(join(dir, 'fuzz-se.vmdk'), readFileSync(join(dir, 'se.vmdk'), 'latin1').replace('se-sesparse', 'fuzz-sesparse'))
     let refusedCount = 0
     for (let i = 0; i < iterations; i++) {
       const base = bases[i % bases.length]!
@@ -175,11 +246,18 @@ describe('fuzzing', () => {
         const pos = inHeader ? Math.floor(rnd() * 512) : Math.floor(rnd() * buf.length)
         buf[pos] = rnd() < 0.3 ? 0xff : (rnd() * 256) | 0
       }
+      // VDI and seSparse tables (block map; GD and GTs) are small and right after the header:
+      // hit them on purpose, from a generator of their own so the other formats' mutations stay as they were.
+      const tables = tableSpan(names[i % bases.length]!, base)
+      if (tables) for (let k = 0, n = 1 + Math.floor(tableRnd() * 4); k < n; k++) {
+        buf[tables[0] + Math.floor(tableRnd() * (tables[1] - tables[0]))] = tableRnd() < 0.3 ? 0xff : (tableRnd() * 256) | 0
+      }
       if (rnd() < 0.1) buf = buf.subarray(0, Math.floor(rnd() * buf.length))
-      writeFileSync(target, buf)
+      const se = names[i % bases.length] === 'se-sesparse.vmdk'
+      writeFileSync(join(dir, se ? 'fuzz-sesparse.vmdk' : 'fuzz.img'), buf)
       const t0 = Date.now()
       try {
-        await readAll(target)
+        await readAll(join(dir, se ? 'fuzz-se.vmdk' : 'fuzz.img'))
       } catch (e) {
         if (!(e instanceof VdsnapError)) throw new Error(`iteration ${i}: ${(e as Error).name}: ${(e as Error).message}`)
         refusedCount++

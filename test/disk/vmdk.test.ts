@@ -1,11 +1,13 @@
 // The native VMDK reader against qemu-img's own view of images qemu-img
 // built (every subformat qemu writes, a hand-written descriptor with a
-// ZERO extent, and a delta disk over a parent).
-import {writeFileSync} from 'node:fs'
+// ZERO extent, and a delta disk over a parent), and ESXi seSparse disks
+// built from qemu's layout (qemu reads them but cannot write them).
+import {readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {openImage} from '../../src/disk/open.js'
-import {checkImage, MiB, makeDiskBytes, qemuImgAt, qemuIo, qemuRaw, readWhole, sha256, tempDir, writeRaw} from './image-fixtures.js'
+import {checkImage, MiB, makeDiskBytes, prng, qemuImgAt, qemuIo, qemuRaw, readWhole, sha256, tempDir, writeRaw} from './image-fixtures.js'
+import {applyGrains, GRAIN, type GrainContent, writeSeSparseDisk, writeVmfsBase} from './sesparse-builder.js'
 
 const SIZE = 5 * MiB + 7 * 512
 let dir: string
@@ -70,5 +72,73 @@ describe('VMDK delta disks', () => {
     const {rmSync} = await import('node:fs')
     rmSync(join(dir, 'gone.vmdk'))
     await expect(openImage(join(dir, 'orphan.vmdk'))).rejects.toThrow(/gone\.vmdk/)
+  })
+})
+
+describe('ESXi seSparse (hand-built from qemu\'s layout, checked against qemu-img)', () => {
+  const SE_SIZE = 20 * MiB // two grain tables' worth (16 MiB each)
+  const grains = (seed: number) => {
+    const rnd = prng(seed)
+    const m = new Map<number, GrainContent>()
+    const fill = (g: number) => m.set(g, Buffer.from(Array.from({length: GRAIN}, () => (rnd() * 256) | 0)))
+    for (const g of [0, 1, 2, 7, 255, 256, 1000, 4095, 4096, 4097, 5119]) fill(g)
+    m.set(3, 'zero')
+    m.set(300, 'unmapped')
+    m.set(4100, 'zero')
+    return m
+  }
+
+  it.each([
+    ['low grain numbers', 0],
+    ['grain numbers past 4096 (the split number encoding)', 5000],
+  ])('a standalone seSparse disk: %s', async (_name, grainBase) => {
+    const spec = {size: SE_SIZE, grains: grains(1), grainBase, seed: 3}
+    const file = join(dir, `se-${grainBase}.vmdk`)
+    writeSeSparseDisk(file, spec)
+    const expected = applyGrains(Buffer.alloc(SE_SIZE), spec)
+    expect(sha256(qemuRaw(dir, file))).toBe(sha256(expected))
+    await checkImage(file, expected, 'vmdk')
+    const img = await openImage(file)
+    try {
+      expect(await img.info()).toMatchObject({subformat: 'seSparse', clusterSize: GRAIN, parents: []})
+      // data grains only: zero and unmapped grains are not allocated
+      const ranges = await img.allocatedRanges()
+      expect(ranges).toContainEqual({offset: 0, length: 3 * GRAIN})
+      expect(ranges.some((r) => r.offset <= 3 * GRAIN && r.offset + r.length > 3 * GRAIN)).toBe(false)
+    } finally {
+      await img.close()
+    }
+  })
+
+  it.each(['vmfs', 'monolithicFlat'])('a seSparse snapshot over a %s base reads through the parent; zero grains hide it', async (kind) => {
+    const baseData = makeDiskBytes(SE_SIZE, 12)
+    const base = join(dir, `esx-${kind}.vmdk`)
+    if (kind === 'vmfs') writeVmfsBase(base, baseData)
+    else {
+      writeRaw(join(dir, `esx-${kind}.raw`), baseData)
+      qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=monolithicFlat', `esx-${kind}.raw`, `esx-${kind}.vmdk`)
+    }
+    const spec = {size: SE_SIZE, grains: grains(2), seed: 4}
+    const delta = join(dir, `esx-${kind}-000001.vmdk`)
+    const cid = /CID=([0-9a-f]+)/.exec(readFileSync(base, 'latin1'))![1]
+    writeSeSparseDisk(delta, spec, `esx-${kind}.vmdk`, cid)
+    const expected = applyGrains(baseData, spec)
+    expect(sha256(qemuRaw(dir, delta))).toBe(sha256(expected))
+    await checkImage(delta, expected, 'vmdk')
+    const img = await openImage(delta)
+    try {
+      expect((await img.info()).parents).toEqual([base])
+      const own = await img.overlayRanges!()
+      expect(own).toContainEqual({offset: 0, length: 4 * GRAIN})
+      expect(own).toContainEqual({offset: 300 * GRAIN, length: GRAIN})
+      expect(own.reduce((s, r) => s + r.length, 0)).toBe(spec.grains.size * GRAIN)
+    } finally {
+      await img.close()
+    }
+  })
+
+  it('the bare seSparse extent is refused with a pointer to its descriptor, not read as raw', async () => {
+    writeSeSparseDisk(join(dir, 'bare.vmdk'), {size: MiB, grains: new Map([[0, Buffer.alloc(GRAIN, 1)]])})
+    await expect(openImage(join(dir, 'bare-sesparse.vmdk'))).rejects.toThrow(/seSparse data extent .*not the disk/)
   })
 })

@@ -1,4 +1,4 @@
-// The qcow2 and VMDK writers: raw data written through them (all-zero
+// The qcow2, VMDK and VDI writers: raw data written through them (all-zero
 // blocks skipped) must pass `qemu-img check` and `qemu-img compare` against
 // the raw file, read back identically through our own readers, and leave
 // nothing behind on abort().
@@ -43,6 +43,8 @@ const cases: [string, string, string | undefined][] = [
   ['qcow2', 'qcow2', undefined],
   ['vmdk monolithicSparse', 'vmdk', undefined],
   ['vmdk streamOptimized', 'vmdk', 'streamOptimized'],
+  ['vdi dynamic', 'vdi', undefined],
+  ['vdi fixed', 'vdi', 'fixed'],
 ]
 const sizes: [string, number, number][] = [
   ['5 MiB + 7 sectors', 5 * MiB + 7 * 512, BLOCK],
@@ -97,6 +99,7 @@ describe('image writers', () => {
     await expect(create('vhd', 'differencing')).rejects.toThrow(/not one of dynamic, fixed/)
     await expect(create('vhdx', 'differencing')).rejects.toThrow(/not one of dynamic, fixed/)
     await expect(create('vhdx', 'sparse')).rejects.toThrow(/not one of dynamic, fixed/)
+    await expect(create('vdi', 'differencing')).rejects.toThrow(/VDI subformat "differencing" is not one of dynamic, fixed/)
     const w = await create('qcow2', 'v3')
     await w.abort()
   })

@@ -7,6 +7,7 @@
 import {copyFileSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {makeDiskBytes} from '../disk/image-fixtures.js'
+import {GRAIN, type GrainContent, writeSeSparseDisk, writeVmfsBase} from '../disk/sesparse-builder.js'
 import {vdsnapJson} from '../helpers/cli.js'
 import {makeExt4Image, sha256File} from '../helpers/images.js'
 import {formatWorkspace, initRepo, MiB} from './format-fixtures.js'
@@ -83,13 +84,30 @@ const SOURCES: Source[] = [
   {name: 'vhdx', format: 'vhdx', sameAs: 'disk', make: convert('vhdx')},
   {name: 'vhdx-fixed', format: 'vhdx', sameAs: 'disk', make: convert('vhdx', ['-o', 'subformat=fixed'])},
   {name: 'vhdx-1M', format: 'vhdx', sameAs: 'disk', make: convert('vhdx', ['-o', 'block_size=1M'])},
+  {name: 'vdi', format: 'vdi', sameAs: 'disk', make: convert('vdi')},
+  {name: 'vdi-static', format: 'vdi', sameAs: 'disk', make: convert('vdi', ['-o', 'static=on'])},
+  {
+    // an ESXi snapshot: a seSparse delta (hand-built, qemu cannot write it) over a vmfs base
+    name: 'vmdk-sesparse',
+    format: 'vmdk',
+    layers: 2,
+    make: (file) => {
+      writeVmfsBase(at('esx-base.vmdk'), readFileSync(at('disk.raw')))
+      const cid = /CID=([0-9a-f]+)/.exec(readFileSync(at('esx-base.vmdk'), 'latin1'))![1]
+      const grains = new Map<number, GrainContent>([[10, Buffer.alloc(GRAIN, 0x61)], [11, 'zero'], [2050, Buffer.alloc(GRAIN, 0x62)]])
+      writeSeSparseDisk(at(file), {size: DISK, grains, grainBase: 4000}, 'esx-base.vmdk', cid)
+      return at(file)
+    },
+  },
   {name: 'odd-qcow2', format: 'qcow2', sameAs: 'odd', make: convert('qcow2', [], 'odd.raw')},
+  {name: 'odd-vdi', format: 'vdi', sameAs: 'odd', make: convert('vdi', [], 'odd.raw')},
   {name: 'odd-vmdk', format: 'vmdk', sameAs: 'odd', make: convert('vmdk', [], 'odd.raw')},
   {name: 'odd-vhdx', format: 'vhdx', sameAs: 'odd', make: convert('vhdx', [], 'odd.raw')},
   {name: 'odd-vhd', format: 'vhd', sameAs: 'odd', make: convert('vhd', ['-o', 'force_size=on'], 'odd.raw')},
   // qemu rounds these sizes up (to a CHS geometry, to a sector): we must read the same size qemu does
   {name: 'odd-vhd-chs', format: 'vhd', make: convert('vhd', [], 'odd.raw')},
   {name: 'odd-tail-qcow2', format: 'qcow2', make: convert('qcow2', [], 'odd-tail.raw')},
+  {name: 'odd-tail-vdi', format: 'vdi', make: convert('vdi', [], 'odd-tail.raw')},
 ]
 
 beforeAll(async () => {
@@ -129,5 +147,7 @@ describe('every format and subformat: backup, then restore raw equal to qemu-img
     expect(await vdsnapJson(['info', at('vmdk-split-flat.img')])).toMatchObject({format: 'vmdk', subformat: 'twoGbMaxExtentFlat', virtualSize: DISK})
     expect(await vdsnapJson(['info', at('vhdx-1M.img')])).toMatchObject({format: 'vhdx', subformat: 'dynamic', clusterSize: MiB})
     expect(await vdsnapJson(['info', at('vhd-fixed.img')])).toMatchObject({format: 'vhd', subformat: 'fixed', virtualSize: DISK})
+    expect(await vdsnapJson(['info', at('vdi-static.img')])).toMatchObject({format: 'vdi', subformat: 'fixed', virtualSize: DISK, clusterSize: MiB})
+    expect(await vdsnapJson(['info', at('vmdk-sesparse.img')])).toMatchObject({format: 'vmdk', subformat: 'seSparse', clusterSize: GRAIN, parents: [at('esx-base.vmdk')]})
   })
 })

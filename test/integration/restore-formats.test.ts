@@ -4,8 +4,8 @@
 //     size that qemu-img checks and compares equal to the raw restore (no
 //     warning), with zero blocks left unallocated in sparse outputs, and that
 //     back up again as the same disk (an incremental, nothing changed);
-//  2. an overlay on a backed-up base (qcow2, VMDK delta, VHD and VHDX
-//     differencing) is its own change source: the incremental reads exactly
+//  2. an overlay on a backed-up base (qcow2, VMDK delta, ESXi seSparse
+//     snapshot, VHD, VHDX and VDI differencing) is its own change source: the incremental reads exactly
 //     the overlay's blocks, restores equal to the chain, and equals a full
 //     read through the parent.
 import {readFileSync, writeFileSync} from 'node:fs'
@@ -13,7 +13,9 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {openImage} from '../../src/disk/open.js'
 import {createVhdWriter} from '../../src/disk/vhd-writer.js'
 import {createVhdxWriter} from '../../src/disk/vhdx-writer.js'
+import {VdiWriter} from '../../src/disk/vdi-writer.js'
 import {makeDiskBytes} from '../disk/image-fixtures.js'
+import {applyGrains, GRAIN, type GrainContent, writeSeSparseDisk, writeVmfsBase} from '../disk/sesparse-builder.js'
 import {vdsnap, vdsnapJson} from '../helpers/cli.js'
 import {makeExt4Image, sha256File} from '../helpers/images.js'
 import {BLOCK, formatWorkspace, initRepo, MiB, qemuStatus, qfmt} from './format-fixtures.js'
@@ -75,6 +77,8 @@ describe('restore --format and --subformat', () => {
     ['vhd fixed', 'vhd', 'fixed'],
     ['vhdx', 'vhdx', undefined],
     ['vhdx fixed', 'vhdx', 'fixed'],
+    ['vdi', 'vdi', undefined],
+    ['vdi fixed', 'vdi', 'fixed'],
   ]
   let rawRestore: string
   let zero: number
@@ -156,19 +160,44 @@ describe('an overlay on a backed-up base is its own change source', () => {
     await w.close()
     writeFileSync(expected, bytes)
   }
-  const OVERLAYS: [string, string, string[], (base: string, top: string, expected: string) => Promise<void>][] = [
-    ['qcow2', 'qcow2', [], qemuOverlay('qcow2')],
-    ['vmdk delta', 'vmdk', [], qemuOverlay('vmdk')],
-    ['vhd differencing', 'vhd', ['-o', 'force_size=on'], writerOverlay('vhd')],
-    ['vhdx differencing', 'vhdx', [], writerOverlay('vhdx')],
+  /** A differencing VDI by our writer: VDI has no sector bitmap, so each touched 1 MiB block is the overlay's. */
+  const vdiOverlay = async (base: string, top: string, expected: string) => {
+    const bytes = readFileSync(qemuRaw(at(base), 'vdi', expected))
+    const w = await VdiWriter.create(at(top), bytes.length, {parent: at(base)})
+    for (const [o, n, p] of EDITS) {
+      const data = Buffer.alloc(n, p)
+      await w.write(o, data)
+      data.copy(bytes, o)
+    }
+    await w.close()
+    writeFileSync(expected, bytes)
+  }
+  /** An ESXi snapshot: a hand-built seSparse delta over the vmfs base (grain-sized edits; zeros become zero grains). */
+  const seSparseOverlay = async (base: string, top: string, expected: string) => {
+    const bytes = readFileSync(at('dense.raw'))
+    const grains = new Map<number, GrainContent>()
+    for (const [o, n, p] of EDITS) for (let g = o / GRAIN; g < (o + n) / GRAIN; g++) grains.set(g, p === 0 ? 'zero' : Buffer.alloc(GRAIN, p))
+    writeSeSparseDisk(at(top), {size: bytes.length, grains, grainBase: 4090}, base)
+    writeFileSync(expected, applyGrains(bytes, {size: bytes.length, grains}))
+  }
+  const vmfsBase = (file: string) => writeVmfsBase(at(file), readFileSync(at('dense.raw')))
+  /** name, format, how to make the base, how to make the top, repository blocks the incremental reads */
+  const OVERLAYS: [string, string, (base: string) => void, (base: string, top: string, expected: string) => Promise<void>, number][] = [
+    ['qcow2', 'qcow2', convert('qcow2', [], 'dense.raw'), qemuOverlay('qcow2'), TOUCHED],
+    ['vmdk delta', 'vmdk', convert('vmdk', [], 'dense.raw'), qemuOverlay('vmdk'), TOUCHED],
+    ['vmdk seSparse', 'vmdk', vmfsBase, seSparseOverlay, TOUCHED],
+    ['vhd differencing', 'vhd', convert('vhd', ['-o', 'force_size=on'], 'dense.raw'), writerOverlay('vhd'), TOUCHED],
+    ['vhdx differencing', 'vhdx', convert('vhdx', [], 'dense.raw'), writerOverlay('vhdx'), TOUCHED],
+    // the three touched 1 MiB VDI blocks hold six 512 KiB repository blocks
+    ['vdi differencing', 'vdi', convert('vdi', [], 'dense.raw'), vdiOverlay, 2 * TOUCHED],
   ]
 
-  it.each(OVERLAYS)('%s: the incremental reads only the overlay\'s blocks and restores equal', async (name, format, opts, makeTop) => {
+  it.each(OVERLAYS)('%s: the incremental reads only the overlay\'s blocks and restores equal', async (name, format, makeBase, makeTop, readBlocks) => {
     const tag = name.replace(/\W+/g, '-')
     const disk = `ov-${tag}`
     const base = `ov-${tag}-base.${format}`
     const top = `ov-${tag}-top.${format}`
-    convert(format, opts, 'dense.raw')(base)
+    makeBase(base)
     const full = await vdsnapJson(['backup', at(base), '--disk', disk], env)
     const expected = at(`ov-${tag}-expected.raw`)
     await makeTop(base, top, expected)
@@ -178,7 +207,7 @@ describe('an overlay on a backed-up base is its own change source', () => {
     expect(res.changedBlocks).toBe(TOUCHED)
     // exactly the overlay's blocks were read (the sample check's reads are not counted),
     // where the full backup of the base read nearly every block of the disk
-    expect(res.bytesRead).toBe(TOUCHED * BLOCK)
+    expect(res.bytesRead).toBe(readBlocks * BLOCK)
     expect(full.bytesRead).toBeGreaterThanOrEqual(DENSE / 2)
     const out = await restoreRaw(res.snapshot, at(`ov-${tag}-restored.raw`))
     expect(sha256File(out)).toBe(sha256File(expected))
