@@ -111,7 +111,7 @@ export class VmdkImage implements DiskImage, UnitMap {
       await x.file!.readZeroPadded(buf, r.at, r.len, r.host)
       return
     }
-    const grain = await x.sparse!.grain(r.host, r.guest)
+    const grain = await x.sparse!.grain(r.host, r.guest, r.guest - x.start)
     const inGrain = (r.guest - x.start) % x.sparse!.grainBytes
     grain.copy(buf, r.at, inGrain, inGrain + r.len)
   }
