@@ -6,6 +6,7 @@ import {withProgress} from '../src/cli/progress.js'
 import {runRestore} from '../src/restore/restore.js'
 import {shortId} from '../src/repo/manifest.js'
 import {selectSnapshot} from '../src/repo/select.js'
+import {filterFlags, filterOf} from '../src/cli/filter-flags.js'
 
 export default class Restore extends BaseCommand<typeof Restore> {
   static override summary = 'Restore a snapshot to a file, block device, stdout or another image format.'
@@ -17,6 +18,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
     '<%= config.bin %> restore 1a2b3c4d --to web.qcow2 --format qcow2',
     '<%= config.bin %> restore web@latest --to /dev/vg0/web --delta-from 9f8e7d6c',
     '<%= config.bin %> restore latest --to - | ssh host "dd of=/dev/sdb bs=4M"',
+    '<%= config.bin %> restore web@latest --host web1 --tag nightly --to web.img',
   ]
   static override args = {
     snapshot: Args.string({description: 'Snapshot: id, unique id prefix, latest or DISK@latest.', required: true}),
@@ -33,13 +35,14 @@ export default class Restore extends BaseCommand<typeof Restore> {
       default: true,
       allowNo: true,
     }),
+    ...filterFlags,
   }
 
   async run(): Promise<void> {
     const f = this.flags
     if (f.to === '-' && f.json) throw new UsageError('--json cannot be combined with --to - (stdout carries the disk)')
     const repo = await this.openRepo({lock: 'shared', command: 'restore'})
-    const snapshot = await selectSnapshot(repo, this.args.snapshot)
+    const snapshot = await selectSnapshot(repo, this.args.snapshot, filterOf(f))
     const deltaFrom = f['delta-from'] ? await selectSnapshot(repo, f['delta-from']) : undefined
     const res = await withProgress(
       this.out,

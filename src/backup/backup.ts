@@ -63,6 +63,10 @@ export interface BackupOptions {
   random?: () => number
   now?: () => Date
   onProgress?: (p: BackupProgress) => void
+  /** Back up even when the source path, host or image identity differs from the disk's previous snapshot. */
+  allowSourceChange?: boolean
+  /** This machine's name as recorded (default: os.hostname()). */
+  hostname?: string
   /** Runs after the chunks are stored and before the index and manifest are written (lock check). */
   beforeCommit?: () => Promise<void>
 }
@@ -90,7 +94,7 @@ async function layerFacts(path: string, virtualSize: number): Promise<LayerFacts
 async function sourceFacts(image: DiskImage): Promise<SourceFacts> {
   const layers: LayerFacts[] = []
   for (let img: DiskImage | undefined = image; img; img = img.parent) layers.push(await layerFacts(img.path, img.virtualSize))
-  return {...layers[0]!, format: image.format, layers}
+  return {...layers[0]!, format: image.format, layers, ...(image.identity ? {identity: image.identity} : {})}
 }
 
 function sameLayers(a: LayerFacts[] | undefined, b: LayerFacts[]): boolean {
@@ -108,6 +112,23 @@ async function changeSource(image: DiskImage, facts: SourceFacts, parent: Manife
     return {kind: 'overlay', ranges: await image.overlayRanges()}
   }
   return null
+}
+
+/**
+ * A disk's snapshots are one lineage: a backup of another path, from another
+ * host, or of another image (a different VHD/VHDX identity) under the same
+ * --disk name is almost always a mistake (a wrong job file, a copied
+ * config) that would silently chain unrelated data. The same path with a
+ * new device or inode is normal (an LVM snapshot recreated every night) and
+ * not compared. Manifests without an identity have nothing to compare.
+ */
+function sourceChanges(previous: Manifest, now: SourceFacts, host: string): string[] {
+  const was = previous.source
+  const diffs: string[] = []
+  if (was.path !== now.path) diffs.push(`source ${was.path} → ${now.path}`)
+  if (previous.hostname !== host) diffs.push(`host ${previous.hostname} → ${host}`)
+  if (was.identity && now.identity && was.identity !== now.identity) diffs.push(`image identity ${was.identity} → ${now.identity}`)
+  return diffs
 }
 
 function sameFacts(a: SourceFacts, b: SourceFacts): boolean {
@@ -145,6 +166,7 @@ export async function runBackup(repo: Repository, opts: BackupOptions): Promise<
 async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, mayRetry: boolean): Promise<BackupResult | null> {
   const started = Date.now()
   const now = opts.now ?? (() => new Date())
+  const host = opts.hostname ?? hostname()
   const image = await openImage(opts.source, {format: opts.format, imageSnapshot: opts.imageSnapshot})
   const pool = new ChunkPool({idKey: repo.idKey, encKey: repo.encKey}, repo.level)
   const warnings: string[] = []
@@ -155,10 +177,19 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
     const virtualSize = image.virtualSize
     const blockCount = Math.ceil(virtualSize / blockSize)
 
+    const previous = (await repo.listSnapshots(disk)).at(-1) ?? null
+    const changes = previous ? sourceChanges(previous, before, host) : []
+    if (changes.length > 0) {
+      if (!opts.allowSourceChange) {
+        throw new UsageError(`disk "${disk}" was last backed up from another source (snapshot ${previous!.id.slice(0, 8)}: ${changes.join(', ')})`, {
+          hint: 'give another --disk name for a different disk, or --allow-source-change if this really is the same disk',
+        })
+      }
+      notices.push(`disk "${disk}" changed source (${changes.join(', ')}): allowed by --allow-source-change`)
+    }
     let parent: Manifest | null = null
     if (!opts.full) {
-      const mine = await repo.listSnapshots(disk)
-      parent = mine[mine.length - 1] ?? null
+      parent = previous
       if (parent && (parent.virtualSize !== virtualSize || parent.blockSize !== blockSize)) {
         notices.push(`virtual size changed from ${parent.virtualSize} to ${virtualSize}: taking a new full snapshot (unchanged blocks are still deduplicated)`)
         parent = null
@@ -243,7 +274,7 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
       virtualSize,
       source: before,
       tags: [...new Set(opts.tags ?? [])],
-      hostname: hostname(),
+      hostname: host,
       stats: {
         bytesRead: scan.bytesRead,
         bytesChanged,

@@ -66,6 +66,11 @@ export class VhdImage implements DiskImage, UnitMap {
     }
   }
 
+  /** The footer's unique id: set at creation, unchanged by writes. */
+  get identity(): string {
+    return `vhd:${this.footer.uniqueId.toString('hex')}`
+  }
+
   /** The footer's unique id, which a differencing child records as its parent id. */
   get uniqueId(): Buffer {
     return this.footer.uniqueId
