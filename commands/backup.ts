@@ -29,6 +29,10 @@ export default class Backup extends BaseCommand<typeof Backup> {
     'on-source-change': Flags.string({summary: 'When the source changes during the read: warn (exit 3), retry (up to 3 reads), or fail.', options: ['warn', 'retry', 'fail'], default: 'warn'}),
     'pre-hook': Flags.string({summary: 'Shell command to run before reading the source (fails the backup when it fails).'}),
     'post-hook': Flags.string({summary: 'Shell command to run after reading the source, even on failure.'}),
+    'allow-in-use': Flags.boolean({
+      summary: 'Back up a source another process holds open for writing (refused with exit 7 otherwise): the snapshot is tagged crash-consistent and the run exits 3.',
+      default: false,
+    }),
     'allow-source-change': Flags.boolean({
       summary: 'Back up even when the source path, host or image identity differs from the disk\'s previous snapshot (refused with exit 2 otherwise).',
       default: false,
@@ -53,6 +57,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
         preHook: f['pre-hook'],
         postHook: f['post-hook'],
         allowSourceChange: f['allow-source-change'],
+        allowInUse: f['allow-in-use'],
         beforeCommit: () => this.assertLockHeld(),
         onProgress: (ev) => (ev.phase === 'scan' ? p.update(ev.bytesDone, ev.bytesTotal) : p.phase(ev.phase)),
       }),

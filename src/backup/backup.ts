@@ -35,6 +35,7 @@ import {resolveSnapshot} from '../repo/chain.js'
 import type {LayerFacts, Manifest, SourceFacts} from '../repo/manifest.js'
 import {Repository} from '../repo/repository.js'
 import {runHook} from './hooks.js'
+import {checkNotInUse, sourceChanges} from './source-checks.js'
 import {verifySample} from './verify-sample.js'
 import {writeBlocks, type BlockScanStats} from './scan.js'
 
@@ -65,6 +66,8 @@ export interface BackupOptions {
   onProgress?: (p: BackupProgress) => void
   /** Back up even when the source path, host or image identity differs from the disk's previous snapshot. */
   allowSourceChange?: boolean
+  /** Back up a source another process holds open for writing: tagged crash-consistent, exit 3. */
+  allowInUse?: boolean
   /** This machine's name as recorded (default: os.hostname()). */
   hostname?: string
   /** Runs after the chunks are stored and before the index and manifest are written (lock check). */
@@ -114,23 +117,6 @@ async function changeSource(image: DiskImage, facts: SourceFacts, parent: Manife
   return null
 }
 
-/**
- * A disk's snapshots are one lineage: a backup of another path, from another
- * host, or of another image (a different VHD/VHDX identity) under the same
- * --disk name is almost always a mistake (a wrong job file, a copied
- * config) that would silently chain unrelated data. The same path with a
- * new device or inode is normal (an LVM snapshot recreated every night) and
- * not compared. Manifests without an identity have nothing to compare.
- */
-function sourceChanges(previous: Manifest, now: SourceFacts, host: string): string[] {
-  const was = previous.source
-  const diffs: string[] = []
-  if (was.path !== now.path) diffs.push(`source ${was.path} → ${now.path}`)
-  if (previous.hostname !== host) diffs.push(`host ${previous.hostname} → ${host}`)
-  if (was.identity && now.identity && was.identity !== now.identity) diffs.push(`image identity ${was.identity} → ${now.identity}`)
-  return diffs
-}
-
 function sameFacts(a: SourceFacts, b: SourceFacts): boolean {
   return sameLayers(a.layers, b.layers!)
 }
@@ -171,7 +157,9 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
   const pool = new ChunkPool({idKey: repo.idKey, encKey: repo.encKey}, repo.level)
   const warnings: string[] = []
   const notices: string[] = []
+  const tags = [...new Set(opts.tags ?? [])]
   try {
+    await checkNotInUse(image, opts.allowInUse ?? false, warnings, tags)
     const before = await sourceFacts(image)
     const blockSize = repo.blockSize
     const virtualSize = image.virtualSize
@@ -273,7 +261,7 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
       blockSize,
       virtualSize,
       source: before,
-      tags: [...new Set(opts.tags ?? [])],
+      tags,
       hostname: host,
       stats: {
         bytesRead: scan.bytesRead,
