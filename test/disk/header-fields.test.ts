@@ -72,6 +72,37 @@ function mutations(orig: bigint, bytes: number): bigint[] {
   return [...new Set(out.filter((v) => v >= 0n && v <= max && v !== orig))]
 }
 
+/** Microsoft's VHD specification: the hard disk footer (the checksum at 64 is re-sealed, not mutated). */
+const VHD_FOOTER_FIELDS: Field[] = [
+  be('features', 8, 4), be('fileFormatVersion', 12, 4), be('dataOffset', 16, 8), be('creatorOS', 36, 4), be('originalSize', 40, 8),
+  be('currentSize', 48, 8), be('cylinders', 56, 2), be('heads', 58, 1), be('sectorsPerTrack', 59, 1), be('diskType', 60, 4), be('savedState', 84, 1),
+]
+
+/** The dynamic disk header (checksum at 36 re-sealed). */
+const VHD_DYNAMIC_FIELDS: Field[] = [
+  be('dataOffset', 8, 8), be('tableOffset', 16, 8), be('headerVersion', 24, 4), be('maxTableEntries', 28, 4), be('blockSize', 32, 4),
+]
+
+/** VHD checksum: one's complement of the byte sum, the checksum field counted as zero. */
+function sealVhd(b: Buffer, at: number, length: number, checksumAt: number): void {
+  b.writeUInt32BE(0, at + checksumAt)
+  let sum = 0
+  for (let i = at; i < at + length; i++) sum = (sum + b[i]!) >>> 0
+  b.writeUInt32BE(~sum >>> 0, at + checksumAt)
+}
+
+const VHD_DYN_AT = (b: Buffer) => Number(b.readBigUInt64BE(16))
+const vhdTargets = (dynamicHeader: boolean): Target => ({
+  headerAt: dynamicHeader ? VHD_DYN_AT : () => 0,
+  copyAt: dynamicHeader ? undefined : (b) => b.length - 512,
+  after: (b) => {
+    sealVhd(b, 0, 512, 64)
+    sealVhd(b, b.length - 512, 512, 64)
+    const dyn = VHD_DYN_AT(b)
+    if (dyn + 1024 <= b.length) sealVhd(b, dyn, 1024, 36)
+  },
+})
+
 let dir: string
 let cleanup: () => void
 
@@ -82,13 +113,14 @@ beforeAll(() => {
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'qcow2', '-c', '-o', 'compression_type=zstd,cluster_size=4096', 'disk.raw', 'zstd.qcow2')
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vmdk', 'disk.raw', 'good.vmdk')
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', 'disk.raw', 'stream.vmdk')
+  qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vpc', 'disk.raw', 'good.vhd')
 })
 afterAll(() => cleanup())
 
 /** vdsnap's reading of the first COMPARE_BYTES: the bytes, or the error it refused with. */
 async function vdsnapView(path: string, format: string): Promise<Buffer | VdsnapError> {
   try {
-    const img = await openImage(path, {format})
+    const img = await openImage(path, {format: format === 'vpc' ? 'vhd' : format})
     try {
       await img.allocatedRanges()
       const n = Math.min(img.virtualSize, COMPARE_BYTES)
@@ -119,16 +151,28 @@ interface Outcome {
   stricter: string[]
 }
 
-async function mutateEvery(base: string, format: string, fields: Field[], headerAt: (b: Buffer) => number): Promise<Outcome> {
+/** Writes `value` into field `f` of the header `headerAt` finds; `after` re-seals what a checksum covers. */
+interface Target {
+  headerAt(b: Buffer): number
+  /** Also mutate this copy of the header (VHD keeps its footer at both ends). */
+  copyAt?(b: Buffer): number | undefined
+  after?(b: Buffer): void
+}
+
+async function mutateEvery(base: string, format: string, fields: Field[], headerAt: ((b: Buffer) => number) | Target): Promise<Outcome> {
+  const target0: Target = typeof headerAt === 'function' ? {headerAt} : headerAt
   const original = readFileSync(join(dir, base))
   const target = join(dir, `mutated-${base}`)
   const outcome: Outcome = {checked: 0, bothRefused: 0, stricter: []}
   const problems: string[] = []
   for (const f of fields) {
-    const at = headerAt(original) + f.offset
+    const at = target0.headerAt(original) + f.offset
+    const copy = target0.copyAt?.(original)
     for (const value of mutations(readField(original, at, f), f.bytes)) {
       const buf = Buffer.from(original)
       writeField(buf, at, f, value)
+      if (copy !== undefined) writeField(buf, copy + f.offset, f, value)
+      target0.after?.(buf)
       writeFileSync(target, buf)
       const what = `${base} ${f.name}=0x${value.toString(16)}`
       const ours = await vdsnapView(target, format)
@@ -168,5 +212,15 @@ describe('every header field mutated: never laxer than qemu, never different fro
   it('VMDK streamOptimized header (compressed grains)', async () => {
     const o = await mutateEvery('stream.vmdk', 'vmdk', VMDK_FIELDS, () => 0)
     expect(o.bothRefused).toBeGreaterThan(10)
+  }, 300_000)
+
+  it('VHD footer (both copies, checksums re-sealed)', async () => {
+    const o = await mutateEvery('good.vhd', 'vpc', VHD_FOOTER_FIELDS, vhdTargets(false))
+    expect(o.bothRefused).toBeGreaterThan(5)
+  }, 300_000)
+
+  it('VHD dynamic disk header (checksum re-sealed)', async () => {
+    const o = await mutateEvery('good.vhd', 'vpc', VHD_DYNAMIC_FIELDS, vhdTargets(true))
+    expect(o.bothRefused).toBeGreaterThan(5)
   }, 300_000)
 })
