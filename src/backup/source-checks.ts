@@ -13,14 +13,21 @@ import type {Manifest, SourceFacts} from '../repo/manifest.js'
  * --disk name is almost always a mistake (a wrong job file, a copied
  * config) that would silently chain unrelated data. The same path with a
  * new device or inode is normal (an LVM snapshot recreated every night) and
- * not compared. Manifests without an identity have nothing to compare.
+ * not compared. So is a path that belongs to the same backing chain: an
+ * overlay made on the image backed up last time (an external snapshot such
+ * as virsh snapshot-create-as --disk-only makes), or the base after the
+ * overlay was committed into it. The identity is compared only for the
+ * same path (an image replaced under its name); manifests without one have
+ * nothing to compare.
  */
 export function sourceChanges(previous: Manifest, now: SourceFacts, host: string): string[] {
   const was = previous.source
   const diffs: string[] = []
-  if (was.path !== now.path) diffs.push(`source ${was.path} → ${now.path}`)
+  const chain = (f: SourceFacts) => (f.layers ?? [f]).map((l) => l.path)
+  const related = was.path === now.path || chain(now).includes(was.path) || chain(was).includes(now.path)
+  if (!related) diffs.push(`source ${was.path} → ${now.path}`)
   if (previous.hostname !== host) diffs.push(`host ${previous.hostname} → ${host}`)
-  if (was.identity && now.identity && was.identity !== now.identity) diffs.push(`image identity ${was.identity} → ${now.identity}`)
+  if (was.path === now.path && was.identity && now.identity && was.identity !== now.identity) diffs.push(`image identity ${was.identity} → ${now.identity}`)
   return diffs
 }
 
