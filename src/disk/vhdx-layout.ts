@@ -70,6 +70,10 @@ export async function readVhdxLayout(file: ImageFile, replay: (h: VhdxHeader) =>
   }
   if (logicalSectorSize !== 512 && logicalSectorSize !== 4096) throw new ImageFormatError(path, `VHDX logical sector size ${logicalSectorSize} is neither 512 nor 4096`)
   if (virtualSize > MAX_VIRTUAL_SIZE) throw new ImageFormatError(path, `VHDX virtual size ${virtualSize} is larger than 64 TiB`)
+  // MS-VHDX: a whole, non-zero number of logical sectors (qemu refuses 0 and reads whole sectors only).
+  if (virtualSize === 0 || virtualSize % logicalSectorSize !== 0) {
+    throw new ImageFormatError(path, `VHDX virtual size ${virtualSize} is not a whole, non-zero number of ${logicalSectorSize}-byte sectors`)
+  }
   const chunkRatio = (SECTORS_PER_BITMAP_BLOCK * logicalSectorSize) / blockSize
   const dataBlocks = Math.ceil(virtualSize / blockSize)
   const batEntries = hasParent

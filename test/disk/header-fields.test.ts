@@ -1,14 +1,17 @@
 // Every header field, mutated, read by vdsnap and by qemu (issue 8 point
 // 20). Random byte flips (bad-images.test.ts) rarely hit the one field that
-// matters; here each field of the qcow2 header and of the VMDK sparse
-// header (monolithicSparse and streamOptimized, whose header qemu-img
-// writes at the start) takes a set of values: 0, 1, all ones, one more, one less, its top bit
-// flipped, a bit above 31, doubled. For each mutated image:
+// matters; here each field of the qcow2 header, the VMDK sparse header
+// (monolithicSparse, and streamOptimized, whose header qemu-img writes at
+// the start), the VHD footer and dynamic header (checksums re-sealed, so the
+// field itself is judged) and the VHDX metadata items takes a set of
+// values: 0, 1, all ones, one more, one less, its top bit flipped, a bit
+// above 31, doubled. For each mutated image:
 // - where qemu refuses it (qemu-img dd fails), vdsnap must refuse it too,
 //   with a VdsnapError: a reader laxer than qemu backs up garbage;
 // - where both read it, they must read the same bytes.
-// vdsnap may be stricter than qemu. The first 4 MiB are compared (the bases
-// are smaller, but a mutated size can make a disk larger).
+// vdsnap may be stricter than qemu (VDSNAP_SHOW_STRICTER=1 lists where).
+// The first 4 MiB are compared (the bases are smaller, but a mutated size
+// can make a disk larger).
 import {spawnSync} from 'node:child_process'
 import {existsSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
@@ -103,6 +106,40 @@ const vhdTargets = (dynamicHeader: boolean): Target => ({
   },
 })
 
+/** MS-VHDX metadata items (no checksum covers them): where each lies, found through the region and metadata tables. */
+const VHDX_ITEMS: [guid: string, fields: Field[]][] = [
+  ['caa16737-fa36-4d43-b3b6-33f0aa44e76b', [le('BlockSize', 0, 4), le('FileParameterFlags', 4, 4)]],
+  ['2fa54224-cd1b-4876-b211-5dbed83bf4b8', [le('VirtualDiskSize', 0, 8)]],
+  ['8141bf1d-a96f-4709-ba47-f233a8faab5f', [le('LogicalSectorSize', 0, 4)]],
+  ['cda348c7-445d-4471-9cc9-e9885251c556', [le('PhysicalSectorSize', 0, 4)]],
+]
+const VHDX_METADATA_REGION = '8b7ca206-4790-4b9a-b8fe-575f050f886e'
+const VHDX_REGION_TABLE = 192 * 1024
+
+/** A GUID as MS-VHDX stores it: the first three groups little-endian. */
+function guidAt(b: Buffer, o: number): string {
+  const h = (from: number, to: number, rev: boolean) => {
+    const bytes = [...b.subarray(o + from, o + to)]
+    return (rev ? bytes.reverse() : bytes).map((x) => x.toString(16).padStart(2, '0')).join('')
+  }
+  return `${h(0, 4, true)}-${h(4, 6, true)}-${h(6, 8, true)}-${h(8, 10, false)}-${h(10, 16, false)}`
+}
+
+function vhdxItemAt(b: Buffer, guid: string): number {
+  const regions = b.readUInt32LE(VHDX_REGION_TABLE + 8)
+  for (let r = 0; r < regions; r++) {
+    const e = VHDX_REGION_TABLE + 16 + r * 32
+    if (guidAt(b, e) !== VHDX_METADATA_REGION) continue
+    const meta = Number(b.readBigUInt64LE(e + 16))
+    const items = b.readUInt16LE(meta + 10)
+    for (let i = 0; i < items; i++) {
+      const m = meta + 32 + i * 32
+      if (guidAt(b, m) === guid) return meta + b.readUInt32LE(m + 16)
+    }
+  }
+  throw new Error(`VHDX metadata item ${guid} not found`)
+}
+
 let dir: string
 let cleanup: () => void
 
@@ -114,6 +151,7 @@ beforeAll(() => {
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vmdk', 'disk.raw', 'good.vmdk')
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', 'disk.raw', 'stream.vmdk')
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vpc', 'disk.raw', 'good.vhd')
+  qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vhdx', 'disk.raw', 'good.vhdx')
 })
 afterAll(() => cleanup())
 
@@ -217,6 +255,11 @@ describe('every header field mutated: never laxer than qemu, never different fro
   it('VHD footer (both copies, checksums re-sealed)', async () => {
     const o = await mutateEvery('good.vhd', 'vpc', VHD_FOOTER_FIELDS, vhdTargets(false))
     expect(o.bothRefused).toBeGreaterThan(5)
+  }, 300_000)
+
+  it.each(VHDX_ITEMS)('VHDX metadata item %s', async (guid, fields) => {
+    const o = await mutateEvery('good.vhdx', 'vhdx', fields, (b) => vhdxItemAt(b, guid))
+    expect(o.checked).toBeGreaterThan(4)
   }, 300_000)
 
   it('VHD dynamic disk header (checksum re-sealed)', async () => {
