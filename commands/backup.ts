@@ -36,6 +36,14 @@ export default class Backup extends BaseCommand<typeof Backup> {
     'source-timeout': Flags.string({summary: 'Stream sources: fail (exit 7, stopping the command) when the source sends nothing for this long (e.g. 30s, 10m).'}),
     'pre-hook': Flags.string({summary: 'Shell command to run before reading the source (fails the backup when it fails).'}),
     'post-hook': Flags.string({summary: 'Shell command to run after reading the source, even on failure.'}),
+    'allow-in-use': Flags.boolean({
+      summary: 'Back up a source another process holds open for writing (refused with exit 7 otherwise): the snapshot is tagged crash-consistent and the run exits 3.',
+      default: false,
+    }),
+    'allow-source-change': Flags.boolean({
+      summary: 'Back up even when the source path, host or image identity differs from the disk\'s previous snapshot (refused with exit 2 otherwise).',
+      default: false,
+    }),
   }
 
   async run(): Promise<void> {
@@ -58,6 +66,8 @@ export default class Backup extends BaseCommand<typeof Backup> {
         onSourceChange: f['on-source-change'] as 'warn' | 'retry' | 'fail',
         preHook: f['pre-hook'],
         postHook: f['post-hook'],
+        allowSourceChange: f['allow-source-change'],
+        allowInUse: f['allow-in-use'],
         beforeCommit: () => this.assertLockHeld(),
         onProgress: (ev) => (ev.phase === 'scan' ? p.update(ev.bytesDone, ev.bytesTotal) : p.phase(ev.phase)),
       }),

@@ -2,7 +2,8 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand, fullDiskFlags} from '../src/cli/base-command.js'
 import {forgetDoc, forgetText} from '../src/cli/forget-render.js'
 import {runForget} from '../src/prune/run-forget.js'
-import {parseKeepCount, type RetentionPolicy} from '../src/prune/retention.js'
+import {parseGroupBy, parseKeepCount, type RetentionPolicy} from '../src/prune/retention.js'
+import {filterFlags, filterOf} from '../src/cli/filter-flags.js'
 import {localRootOf} from '../src/prune/stale-temps.js'
 
 const keep = (what: string) => Flags.string({summary: `Keep the newest snapshot of each of the last N ${what} (a number, or "unlimited").`, helpGroup: 'POLICY'})
@@ -15,6 +16,7 @@ export default class Forget extends BaseCommand<typeof Forget> {
     '<%= config.bin %> forget 1a2b3c4d',
     '<%= config.bin %> forget --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run',
     '<%= config.bin %> forget --disk web --keep-last 3 --keep-within 14d --keep-tag monthly --prune --json',
+    '<%= config.bin %> forget --group-by disk,host --host web1 --keep-daily 7',
   ]
   static override strict = false
   static override args = {
@@ -34,6 +36,8 @@ export default class Forget extends BaseCommand<typeof Forget> {
     utc: Flags.boolean({summary: 'Count hours, days, weeks... in UTC instead of the local time zone.', default: false, helpGroup: 'POLICY'}),
     prune: Flags.boolean({summary: 'Then remove the chunks no snapshot references (one step for cron).', default: false}),
     'dry-run': Flags.boolean({summary: 'Only say what would be removed, and why each kept snapshot is kept.', default: false}),
+    'group-by': Flags.string({summary: 'Apply the policy to each group of snapshots with the same values of these: disk, host, source (default: disk).', helpGroup: 'POLICY'}),
+    ...filterFlags,
   }
 
   async run(): Promise<void> {
@@ -45,9 +49,10 @@ export default class Forget extends BaseCommand<typeof Forget> {
       last: count('keep-last'), hourly: count('keep-hourly'), daily: count('keep-daily'), weekly: count('keep-weekly'),
       monthly: count('keep-monthly'), yearly: count('keep-yearly'), within: f['keep-within'], tags: f['keep-tag'], utc: f.utc,
     }
+    const groupBy = f['group-by'] === undefined ? undefined : parseGroupBy(f['group-by'])
     const repo = await this.openRepo({lock: f['dry-run'] ? 'shared' : 'exclusive', command: 'forget'})
     const res = await runForget(repo, {
-      snapshots: argv as string[], policy, disk: f.disk, dryRun: f['dry-run'], prune: f.prune,
+      snapshots: argv as string[], policy, disk: f.disk, dryRun: f['dry-run'], prune: f.prune, filter: filterOf(f), groupBy,
       localRoot: localRootOf(repo.location), assertHeld: () => this.assertLockHeld(), onLog: (l) => this.out.log(l),
     })
     this.out.result(forgetDoc(res), () => forgetText(res))

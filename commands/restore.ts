@@ -7,6 +7,7 @@ import {runRestore} from '../src/restore/restore.js'
 import {targetFormat} from '../src/restore/target-format.js'
 import {shortId} from '../src/repo/manifest.js'
 import {selectSnapshot} from '../src/repo/select.js'
+import {filterFlags, filterOf} from '../src/cli/filter-flags.js'
 
 export default class Restore extends BaseCommand<typeof Restore> {
   static override summary = 'Restore a snapshot to a file, block device, stdout or another image format.'
@@ -18,6 +19,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
     '<%= config.bin %> restore 1a2b3c4d --to web.qcow2',
     '<%= config.bin %> restore web@latest --to /dev/vg0/web --delta-from 9f8e7d6c',
     '<%= config.bin %> restore web@latest --to - | ssh host "dd of=/dev/sdb bs=4M"',
+    '<%= config.bin %> restore web@latest --host web1 --tag nightly --to web.img',
   ]
   static override args = {
     snapshot: Args.string({description: 'Snapshot: id, unique id prefix, or DISK@latest (a bare latest only when the repository holds one disk).', required: true}),
@@ -38,6 +40,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
       default: true,
       allowNo: true,
     }),
+    ...filterFlags,
   }
 
   async run(): Promise<void> {
@@ -45,7 +48,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
     if (f.to === '-' && f.json) throw new UsageError('--json cannot be combined with --to - (stdout carries the disk)')
     const {format, fromExtension} = targetFormat(f.to, f.format)
     const repo = await this.openRepo({lock: 'shared', command: 'restore'})
-    const snapshot = await selectSnapshot(repo, this.args.snapshot)
+    const snapshot = await selectSnapshot(repo, this.args.snapshot, filterOf(f))
     const deltaFrom = f['delta-from'] ? await selectSnapshot(repo, f['delta-from']) : undefined
     if (fromExtension && format !== 'raw') this.out.log(`writing ${f.to} as ${format} (from its ${fromExtension} extension; --format to choose)`)
     const res = await withProgress(

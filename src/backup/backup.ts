@@ -34,6 +34,7 @@ import type {LayerFacts, Manifest, SourceFacts} from '../repo/manifest.js'
 import {Repository} from '../repo/repository.js'
 import {runHook} from './hooks.js'
 import {checkSourceOptions, openSource, sourceFacts, sourceLabel, type SourceOptions} from './source.js'
+import {checkNotInUse, sourceChanges} from './source-checks.js'
 import {verifySample} from './verify-sample.js'
 import {writeBlocks, type BlockScanStats} from './scan.js'
 
@@ -57,6 +58,12 @@ export interface BackupOptions extends SourceOptions {
   random?: () => number
   now?: () => Date
   onProgress?: (p: BackupProgress) => void
+  /** Back up even when the source path, host or image identity differs from the disk's previous snapshot. */
+  allowSourceChange?: boolean
+  /** Back up a source another process holds open for writing: tagged crash-consistent, exit 3. */
+  allowInUse?: boolean
+  /** This machine's name as recorded (default: os.hostname()). */
+  hostname?: string
   /** Runs after the chunks are stored and before the index and manifest are written (lock check). */
   beforeCommit?: () => Promise<void>
 }
@@ -129,20 +136,32 @@ export async function runBackup(repo: Repository, opts: BackupOptions): Promise<
 async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, mayRetry: boolean): Promise<BackupResult | null> {
   const started = Date.now()
   const now = opts.now ?? (() => new Date())
+  const host = opts.hostname ?? hostname()
   const image = await openSource(opts, disk, async () => (await repo.listSnapshots(disk)).at(-1)?.virtualSize)
   const pool = new ChunkPool({idKey: repo.idKey, encKey: repo.encKey}, repo.level)
   const warnings: string[] = []
   const notices: string[] = []
+  const tags = [...new Set(opts.tags ?? [])]
   try {
+    await checkNotInUse(image, opts.allowInUse ?? false, warnings, tags)
     const before = await sourceFacts(image)
     const blockSize = repo.blockSize
     const virtualSize = image.virtualSize
     const blockCount = Math.ceil(virtualSize / blockSize)
 
+    const previous = (await repo.listSnapshots(disk)).at(-1) ?? null
+    const changes = previous ? sourceChanges(previous, before, host) : []
+    if (changes.length > 0) {
+      if (!opts.allowSourceChange) {
+        throw new UsageError(`disk "${disk}" was last backed up from another source (snapshot ${previous!.id.slice(0, 8)}: ${changes.join(', ')})`, {
+          hint: 'give another --disk name for a different disk, or --allow-source-change if this really is the same disk',
+        })
+      }
+      notices.push(`disk "${disk}" changed source (${changes.join(', ')}): allowed by --allow-source-change`)
+    }
     let parent: Manifest | null = null
     if (!opts.full) {
-      const mine = await repo.listSnapshots(disk)
-      parent = mine[mine.length - 1] ?? null
+      parent = previous
       if (parent && (parent.virtualSize !== virtualSize || parent.blockSize !== blockSize)) {
         notices.push(`virtual size changed from ${parent.virtualSize} to ${virtualSize}: taking a new full snapshot (unchanged blocks are still deduplicated)`)
         parent = null
@@ -228,8 +247,8 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
       blockSize,
       virtualSize,
       source: before,
-      tags: [...new Set(opts.tags ?? [])],
-      hostname: hostname(),
+      tags,
+      hostname: host,
       stats: {
         bytesRead: scan.bytesRead,
         bytesChanged,

@@ -90,5 +90,5 @@ export async function sourceFacts(image: DiskImage): Promise<SourceFacts> {
   }
   const layers: LayerFacts[] = []
   for (let img: DiskImage | undefined = image; img; img = img.parent) layers.push(await layerFacts(img.path, img.virtualSize))
-  return {...layers[0]!, format: image.format, layers}
+  return {...layers[0]!, format: image.format, layers, ...(image.identity ? {identity: image.identity} : {})}
 }

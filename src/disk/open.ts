@@ -1,9 +1,10 @@
 // Opens a disk image by content, not by file name: each format registers a
 // probe on the first bytes of the file; raw is what nothing else claims.
 // An internal snapshot (--image-snapshot) is refused for formats without them.
-import {open as fsOpen, readdir} from 'node:fs/promises'
+import {open as fsOpen, readdir, type FileHandle} from 'node:fs/promises'
 import {join} from 'node:path'
-import {NotFoundError, UsageError, toVdsnapError} from '../errors.js'
+import {ImageFormatError, NotFoundError, UsageError, toVdsnapError} from '../errors.js'
+import {detectForeignFormat, FOREIGN_TAIL_BYTES} from './foreign-formats.js'
 import {FORMATS} from './formats.js'
 import {RawImage} from './raw.js'
 import type {DiskImage, OpenOptions} from './types.js'
@@ -42,11 +43,32 @@ export async function openImage(path: string, options: OpenOptions = {}): Promis
       }
     }
     if (options.imageSnapshot !== undefined) throw noSnapshots(path, 'raw', options.imageSnapshot)
+    if (forced !== 'raw') await refuseForeign(fh, path, probe)
     const img = await RawImage.open(path, fh)
     fh = undefined
     return img
   } finally {
     await fh?.close()
+  }
+}
+
+/**
+ * An image in a format vdsnap does not read would otherwise be taken as raw
+ * and stored as container bytes with the wrong size; --format raw is the
+ * user saying the bytes are what they want.
+ */
+async function refuseForeign(fh: FileHandle, path: string, head: Buffer): Promise<void> {
+  const st = await fh.stat()
+  let tail: Buffer | undefined
+  if (st.isFile() && st.size >= FOREIGN_TAIL_BYTES) {
+    tail = Buffer.alloc(FOREIGN_TAIL_BYTES)
+    await fh.read(tail, 0, FOREIGN_TAIL_BYTES, st.size - FOREIGN_TAIL_BYTES)
+  }
+  const found = detectForeignFormat(head, tail)
+  if (found) {
+    throw new ImageFormatError(path, `is a ${found} image, a format vdsnap does not read`, {
+      hint: 'convert it first (qemu-img convert -O qcow2), or give --format raw to store its container bytes as they are',
+    })
   }
 }
 

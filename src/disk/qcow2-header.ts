@@ -1,8 +1,12 @@
 // The qcow2 header, its extensions and the internal snapshot table
 // (docs/interop/qcow2.txt in QEMU). All fields are big-endian. Parsing
 // checks every value a reader later trusts: cluster bits in range, virtual
-// size within 2^53, the L1 table big enough for the virtual size yet inside
-// the file, only known incompatible features, no encryption. Offsets and
+// size within 2^53 and a whole number of sectors, the L1 table big enough
+// for the virtual size yet inside the file, only known incompatible features
+// (all 64 bits), no encryption; and whatever else QEMU's qcow2_do_open
+// refuses (misaligned or absurd refcount and snapshot tables, a backing
+// name outside the first cluster, raw-data-file without a data file), since
+// an image QEMU will not read is a damaged one. Offsets and
 // constants below are fixed by the format: never change them.
 import {ImageFormatError} from '../errors.js'
 import {type ImageFile, u64be} from './image-file.js'
@@ -16,6 +20,8 @@ export const MAX_BACKING_NAME = 1023
 /** QEMU refuses L1 tables above 32 MiB; so do we. */
 export const MAX_L1_BYTES = 32 * 1024 * 1024
 export const MAX_SNAPSHOTS = 65536
+/** QEMU refuses refcount tables above 8 MiB (QCOW_MAX_REFTABLE_SIZE). */
+export const MAX_REFTABLE_BYTES = 8 * 1024 * 1024
 export const SNAPSHOT_FIXED_BYTES = 40
 export const SUBCLUSTERS_PER_CLUSTER = 32
 
@@ -101,16 +107,21 @@ export async function readQcow2Header(file: ImageFile): Promise<Qcow2Header> {
   if (clusterBits < MIN_CLUSTER_BITS || clusterBits > MAX_CLUSTER_BITS) fail(`cluster bits ${clusterBits} out of range 9..21`)
   const clusterSize = 2 ** clusterBits
   const virtualSize = u64be(head, H_SIZE, file.path, 'virtual size')
+  // QEMU reads such a disk short by the odd bytes (it counts whole sectors) and never writes one.
+  if (virtualSize % 512 !== 0) fail(`virtual size ${virtualSize} is not a whole number of 512-byte sectors`)
   const crypt = head.readUInt32BE(H_CRYPT)
   if (crypt !== 0) fail(`encrypted qcow2 images (crypt method ${crypt === 1 ? 'AES' : crypt === 2 ? 'LUKS' : crypt}) are not supported`)
 
   let headerLength = V2_HEADER_LENGTH
   let incompatible = 0
+  let incompatibleHigh = 0
   let autoclear = 0
   let compressionType = COMPRESSION_ZLIB
   if (version === 3) {
     if (head.length < V3_HEADER_LENGTH) fail('file is too short for a qcow2 v3 header')
-    incompatible = u64be(head, H_INCOMPAT, file.path, 'incompatible features')
+    // Two 32-bit words: JS bit operations would silently drop bits 32..63.
+    incompatibleHigh = head.readUInt32BE(H_INCOMPAT)
+    incompatible = head.readUInt32BE(H_INCOMPAT + 4)
     autoclear = head.readUInt32BE(H_AUTOCLEAR + 4)
     const order = head.readUInt32BE(H_REFCOUNT_ORDER)
     if (order > 6) fail(`refcount order ${order} out of range`)
@@ -121,7 +132,7 @@ export async function readQcow2Header(file: ImageFile): Promise<Qcow2Header> {
       compressionType = head[H_COMPRESSION_TYPE]!
     }
   }
-  const unknown = incompatible & ~KNOWN_INCOMPAT
+  const unknown = (BigInt(incompatibleHigh) << 32n) | BigInt((incompatible & ~KNOWN_INCOMPAT) >>> 0)
   if (unknown) fail(`unknown incompatible feature bits 0x${unknown.toString(16)}`)
   if (compressionType !== COMPRESSION_ZLIB && compressionType !== COMPRESSION_ZSTD) fail(`unknown compression type ${compressionType}`)
   if (compressionType !== COMPRESSION_ZLIB && !(incompatible & INCOMPAT_COMPRESSION)) fail('compression type set without its feature bit')
@@ -131,6 +142,7 @@ export async function readQcow2Header(file: ImageFile): Promise<Qcow2Header> {
   const l1Size = head.readUInt32BE(H_L1_SIZE)
   const l1Offset = u64be(head, H_L1_OFFSET, file.path, 'L1 table offset')
   checkL1(file, l1Offset, l1Size, virtualSize, clusterBits, extendedL2, 'L1 table')
+  checkTables(file, head, clusterSize)
 
   const h: Qcow2Header = {
     version,
@@ -149,8 +161,11 @@ export async function readQcow2Header(file: ImageFile): Promise<Qcow2Header> {
   }
   await readExtensions(file, h, headerLength)
   if ((incompatible & INCOMPAT_DATA_FILE) && !h.dataFileName) fail('image needs an external data file but names none')
+  if ((autoclear & AUTOCLEAR_RAW_DATA) && !(incompatible & INCOMPAT_DATA_FILE)) fail('the raw-data-file bit is set but the image has no external data file')
   const backingOffset = u64be(head, H_BACKING_OFFSET, file.path, 'backing file offset')
   const backingSize = head.readUInt32BE(H_BACKING_SIZE)
+  // The name lives in the first cluster, after the header (as QEMU insists).
+  if (backingOffset > clusterSize) fail(`backing file name offset ${backingOffset} is outside the first cluster`)
   if (backingOffset !== 0 && backingSize > 0) {
     if (backingSize > MAX_BACKING_NAME) fail(`backing file name is too long (${backingSize} bytes)`)
     h.backingName = (await file.readStruct(backingOffset, backingSize, 'backing file name')).toString('utf8')
@@ -160,6 +175,24 @@ export async function readQcow2Header(file: ImageFile): Promise<Qcow2Header> {
     h.snapshots = await readSnapshots(file, h, u64be(head, H_SNAPSHOTS_OFFSET, file.path, 'snapshot table offset'), nbSnapshots)
   }
   return h
+}
+
+/**
+ * The refcount and snapshot tables: vdsnap reads no refcounts, but QEMU
+ * refuses an image whose tables are misaligned or absurd (a sign that the
+ * header is damaged), and so do we: what QEMU will not read, we do not back up.
+ */
+function checkTables(file: ImageFile, head: Buffer, clusterSize: number): void {
+  const fail = (msg: string): never => {
+    throw new ImageFormatError(file.path, msg)
+  }
+  const refcountOffset = u64be(head, H_REFCOUNT_OFFSET, file.path, 'refcount table offset')
+  const refcountClusters = head.readUInt32BE(H_REFCOUNT_CLUSTERS)
+  if (refcountClusters === 0) fail('the image has no refcount table')
+  if (refcountClusters * clusterSize > MAX_REFTABLE_BYTES) fail(`refcount table of ${refcountClusters} clusters is absurd (over ${MAX_REFTABLE_BYTES} bytes)`)
+  if (refcountOffset % clusterSize !== 0) fail(`refcount table offset ${refcountOffset} is not cluster-aligned`)
+  const snapshotsOffset = u64be(head, H_SNAPSHOTS_OFFSET, file.path, 'snapshot table offset')
+  if (snapshotsOffset % clusterSize !== 0) fail(`snapshot table offset ${snapshotsOffset} is not cluster-aligned`)
 }
 
 /** Checks an L1 table's placement and size against the file and the virtual size. */
@@ -175,10 +208,9 @@ export function checkL1(
   const needed = Math.ceil(virtualSize / l2Coverage(clusterBits, extendedL2))
   if (size < needed) throw new ImageFormatError(file.path, `${what} has ${size} entries, too few for the virtual size (${needed} needed)`)
   if (size * 8 > MAX_L1_BYTES) throw new ImageFormatError(file.path, `${what} size ${size} is absurd (over ${MAX_L1_BYTES} bytes)`)
-  if (size > 0) {
-    if (offset % (2 ** clusterBits) !== 0) throw new ImageFormatError(file.path, `${what} offset ${offset} is not cluster-aligned`)
-    file.checkSpan(offset, size * 8, what)
-  }
+  // QEMU checks the alignment even of an empty table.
+  if (offset % (2 ** clusterBits) !== 0) throw new ImageFormatError(file.path, `${what} offset ${offset} is not cluster-aligned`)
+  if (size > 0) file.checkSpan(offset, size * 8, what)
 }
 
 async function readExtensions(file: ImageFile, h: Qcow2Header, start: number): Promise<void> {

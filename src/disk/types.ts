@@ -39,6 +39,13 @@ export interface DiskImage {
   readonly format: string
   readonly virtualSize: number
   /**
+   * The image's stable identity where its format has one that survives
+   * writes ("vhd:<unique id>", "vhdx:<VirtualDiskId>"); undefined otherwise
+   * (raw, qcow2, and VMDK, whose CID changes on every write). A backup
+   * compares it with the disk's previous snapshot to catch a swapped image.
+   */
+  readonly identity?: string
+  /**
    * Sorted, non-overlapping ranges that may hold non-zero data, across the
    * whole chain. Everything outside reads as zeros and need not be read.
    */

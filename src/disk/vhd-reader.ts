@@ -20,6 +20,10 @@ import {
 } from './vhd-footer.js'
 
 const MAX_BLOCK_SIZE = 256 * 1024 * 1024
+/** qemu refuses BATs of more entries (INT_MAX / 4). */
+const MAX_TABLE_ENTRIES = 0x1fff_ffff
+/** BAT bytes checked per read when the table is scanned at open. */
+const BAT_SCAN_BYTES = 4 * 1024 * 1024
 const MAX_LOCATOR_BYTES = 64 * 1024
 /** Locator platform codes in the order we trust them: relative first, then absolute. */
 const LOCATOR_PREFERENCE = ['W2ru', 'W2ku', 'MacX', 'Wi2r', 'Wi2k']
@@ -64,6 +68,11 @@ export class VhdImage implements DiskImage, UnitMap {
       await file.close()
       throw e
     }
+  }
+
+  /** The footer's unique id: set at creation, unchanged by writes. */
+  get identity(): string {
+    return `vhd:${this.footer.uniqueId.toString('hex')}`
   }
 
   /** The footer's unique id, which a differencing child records as its parent id. */
@@ -177,16 +186,49 @@ async function readDynamic(file: ImageFile, footer: VhdFooter, virtualSize: numb
   if (footer.dataOffset === undefined) throw new ImageFormatError(path, 'dynamic VHD footer has no dynamic header offset')
   const header = parseDynamicHeader(await file.readStruct(footer.dataOffset, DYN_HEADER_SIZE, 'VHD dynamic header'), path)
   const blockSize = header.blockSize
-  if (blockSize < SECTOR || blockSize > MAX_BLOCK_SIZE || blockSize % SECTOR !== 0) {
-    throw new ImageFormatError(path, `VHD block size ${blockSize} is invalid`)
+  if (blockSize < SECTOR || blockSize > MAX_BLOCK_SIZE || (blockSize & (blockSize - 1)) !== 0) {
+    throw new ImageFormatError(path, `VHD block size ${blockSize} is not a power of two from 512 bytes to 256 MiB`)
   }
+  if (header.maxTableEntries > MAX_TABLE_ENTRIES) throw new ImageFormatError(path, `VHD BAT of ${header.maxTableEntries} entries is absurd`)
   const needed = Math.ceil(virtualSize / blockSize)
   if (header.maxTableEntries < needed) {
     throw new ImageFormatError(path, `virtual size ${virtualSize} needs ${needed} BAT entries but the BAT has ${header.maxTableEntries}`)
   }
   const bat = new PagedTable(file, header.tableOffset, needed, 4, (b, o) => b.readUInt32BE(o), 'VHD BAT')
   const bitmapSize = Math.ceil(blockSize / SECTOR / 8 / SECTOR) * SECTOR
+  await checkBlocks(file, footer.dataOffset, header.tableOffset, header.maxTableEntries, bitmapSize + blockSize)
   return {header, bat, blockSize, bitmapSize}
+}
+
+/**
+ * Every allocated block lies wholly inside the file (qemu refuses the image
+ * otherwise: "free_data_block_offset points after the end of file") and
+ * clear of the footer copy, the dynamic header and the BAT: a block that
+ * overlaps them would read the image's own metadata as guest data.
+ */
+async function checkBlocks(file: ImageFile, headerAt: number, batAt: number, batEntries: number, span: number): Promise<void> {
+  // Like qemu, every entry of the table counts, not only those the virtual size needs.
+  file.checkSpan(batAt, batEntries * 4, 'VHD BAT')
+  const needed = batEntries
+  const metadata: [string, number, number][] = [
+    ['the footer copy', 0, FOOTER_SIZE],
+    ['the dynamic header', headerAt, DYN_HEADER_SIZE],
+    ['the BAT', batAt, batEntries * 4],
+  ]
+  for (let first = 0; first < needed; first += BAT_SCAN_BYTES / 4) {
+    const count = Math.min(needed - first, BAT_SCAN_BYTES / 4)
+    const raw = await file.readStruct(batAt + first * 4, count * 4, 'VHD BAT')
+    for (let i = 0; i < count; i++) {
+      const entry = raw.readUInt32BE(i * 4)
+      if (entry === UNALLOCATED) continue
+      const start = entry * SECTOR
+      const what = `block ${first + i} (BAT entry ${entry})`
+      if (start + span > file.size) throw new ImageFormatError(file.path, `${what} at offset ${start} (${span} bytes) lies past the end of the file (${file.size} bytes)`)
+      for (const [name, at, len] of metadata) {
+        if (start < at + len && at < start + span) throw new ImageFormatError(file.path, `${what} at offset ${start} overlaps ${name}: the metadata loops back on itself (corrupt image)`)
+      }
+    }
+  }
 }
 
 /** Parent path candidates from the locators (preferred codes first), then the Unicode name. */

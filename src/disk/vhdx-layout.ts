@@ -9,7 +9,7 @@ import {u64le, type ImageFile, type FileOverlay} from './image-file.js'
 import {
   FILE_SIGNATURE, GUID_BAT, GUID_FILE_PARAMETERS, GUID_LOGICAL_SECTOR, GUID_METADATA, GUID_PARENT_LOCATOR, GUID_PHYSICAL_SECTOR,
   GUID_VIRTUAL_DISK_ID, GUID_VIRTUAL_DISK_SIZE, HEADER_OFFSETS, HEADER_SIZE, KIB64, METADATA_TABLE_SIZE, MIB, META_IS_REQUIRED,
-  REGION_TABLE_OFFSETS, REGION_TABLE_SIZE, parseHeader, parseMetadataTable, parseParentLocator, parseRegionTable,
+  REGION_TABLE_OFFSETS, REGION_TABLE_SIZE, parseHeader, parseMetadataTable, parseParentLocator, parseRegionTable, readGuid,
   type MetadataEntry, type RegionEntry, type VhdxHeader,
 } from './vhdx-structures.js'
 
@@ -32,6 +32,8 @@ export interface VhdxLayout {
   batOffset: number
   batEntries: number
   parentLocator?: Map<string, string>
+  /** The VirtualDiskId metadata item: stable across writes (DataWriteGuid is not). */
+  virtualDiskId?: string
 }
 
 export async function readVhdxLayout(file: ImageFile, replay: (h: VhdxHeader) => Promise<FileOverlay | undefined>): Promise<VhdxLayout> {
@@ -68,6 +70,10 @@ export async function readVhdxLayout(file: ImageFile, replay: (h: VhdxHeader) =>
   }
   if (logicalSectorSize !== 512 && logicalSectorSize !== 4096) throw new ImageFormatError(path, `VHDX logical sector size ${logicalSectorSize} is neither 512 nor 4096`)
   if (virtualSize > MAX_VIRTUAL_SIZE) throw new ImageFormatError(path, `VHDX virtual size ${virtualSize} is larger than 64 TiB`)
+  // MS-VHDX: a whole, non-zero number of logical sectors (qemu refuses 0 and reads whole sectors only).
+  if (virtualSize === 0 || virtualSize % logicalSectorSize !== 0) {
+    throw new ImageFormatError(path, `VHDX virtual size ${virtualSize} is not a whole, non-zero number of ${logicalSectorSize}-byte sectors`)
+  }
   const chunkRatio = (SECTORS_PER_BITMAP_BLOCK * logicalSectorSize) / blockSize
   const dataBlocks = Math.ceil(virtualSize / blockSize)
   const batEntries = hasParent
@@ -84,6 +90,7 @@ export async function readVhdxLayout(file: ImageFile, replay: (h: VhdxHeader) =>
   return {
     header, virtualSize, blockSize, logicalSectorSize, leaveBlocksAllocated: (flags & 1) !== 0 && !hasParent,
     chunkRatio, dataBlocks, batOffset: bat.offset, batEntries, parentLocator,
+    virtualDiskId: items.get(GUID_VIRTUAL_DISK_ID)?.length === 16 ? readGuid(items.get(GUID_VIRTUAL_DISK_ID)!, 0) : undefined,
   }
 }
 

@@ -39,6 +39,10 @@ export class VhdxImage implements DiskImage, UnitMap {
     this.virtualSize = layout.virtualSize
   }
 
+  get identity(): string | undefined {
+    return this.layout.virtualDiskId ? `vhdx:${this.layout.virtualDiskId}` : undefined
+  }
+
   static async open(path: string, options: ChainOpenOptions = {}): Promise<VhdxImage> {
     const chain = await enterChain(path, options)
     const file = await ImageFile.open(path)

@@ -121,7 +121,7 @@ export class VmdkImage implements DiskImage, UnitMap {
     }
     // Only hosted sparse extents have compressed grains.
     const sparse = x.sparse as SparseExtent
-    const grain = await sparse.grain(r.host, r.guest)
+    const grain = await sparse.grain(r.host, r.guest, r.guest - x.start)
     const inGrain = (r.guest - x.start) % sparse.grainBytes
     grain.copy(buf, r.at, inGrain, inGrain + r.len)
   }

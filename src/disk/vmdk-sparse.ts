@@ -29,7 +29,10 @@ export const GTE_ZERO_GRAIN = 1
 export const MARKER_BYTES = 12
 export const FOOTER_FROM_END = 1024
 export const MAX_GRAIN_SECTORS = 65536
-export const MAX_GTES_PER_GT = 65536
+/** The VMDK specification fixes a grain table at 512 entries; qemu refuses more, and any other count reads the wrong grains. */
+export const GTES_PER_GT = 512
+/** What FLAG_VALID_NEWLINE promises at H_NEWLINE_CHARS: a text-mode transfer would have mangled them. */
+export const NEWLINE_CHARS = '\n \r\n'
 
 export const H_VERSION = 4
 export const H_FLAGS = 8
@@ -93,19 +96,28 @@ export class SparseExtent {
     const flags = h.readUInt32LE(H_FLAGS)
     const capacity = u64le(h, H_CAPACITY, file.path, 'capacity')
     if (!Number.isSafeInteger(capacity * SECTOR)) fail(`capacity ${capacity} sectors is absurd`)
+    if (capacity === 0) fail('capacity is 0 sectors')
     const grainSectors = u64le(h, H_GRAIN_SIZE, file.path, 'grain size')
     if (grainSectors < 1 || grainSectors > MAX_GRAIN_SECTORS || (grainSectors & (grainSectors - 1)) !== 0) {
       fail(`grain size ${grainSectors} sectors is not a power of two up to ${MAX_GRAIN_SECTORS}`)
     }
     const gtes = h.readUInt32LE(H_GTES_PER_GT)
-    if (gtes < 1 || gtes > MAX_GTES_PER_GT) fail(`${gtes} entries per grain table is absurd`)
-    if ((flags & FLAG_COMPRESSED) && h.readUInt16LE(H_COMPRESS_ALGORITHM) !== COMPRESS_DEFLATE) {
-      fail(`unknown grain compression algorithm ${h.readUInt16LE(H_COMPRESS_ALGORITHM)}`)
+    if (gtes !== GTES_PER_GT) fail(`${gtes} entries per grain table (numGTEsPerGT) where the format has ${GTES_PER_GT}`)
+    const algorithm = h.readUInt16LE(H_COMPRESS_ALGORITHM)
+    if ((flags & FLAG_COMPRESSED) && algorithm !== COMPRESS_DEFLATE) fail(`unknown grain compression algorithm ${algorithm}`)
+    // qemu decides compression from the algorithm alone, VMware from the flag: both must agree.
+    if (!(flags & FLAG_COMPRESSED) && algorithm !== 0) fail(`grain compression algorithm ${algorithm} is set but the compressed flag is not`)
+    if ((flags & FLAG_VALID_NEWLINE) && h.toString('latin1', H_NEWLINE_CHARS, H_NEWLINE_CHARS + 4) !== NEWLINE_CHARS) {
+      fail('the header\'s newline check characters are mangled (was the file copied in text mode?)')
     }
+    const overhead = u64le(h, H_OVERHEAD, file.path, 'grain offset')
+    if (overhead * SECTOR > file.size) fail(`file is truncated: the header puts the first grain at sector ${overhead}, past the end (${file.size} bytes)`)
     const gdSector = u64le(h, H_GD_OFFSET, file.path, 'grain directory offset')
     const gdEntries = Math.ceil(Math.ceil(capacity / grainSectors) / gtes)
     file.checkSpan(gdSector * SECTOR, gdEntries * 4, 'grain directory')
     const raw = await file.readStruct(gdSector * SECTOR, gdEntries * 4, 'grain directory')
+    // vdsnap reads the primary GD only, but qemu loads the redundant one too and refuses the image when it is out of reach.
+    if (flags & FLAG_REDUNDANT_GT) file.checkSpan(u64le(h, H_RGD_OFFSET, file.path, 'redundant grain directory offset') * SECTOR, gdEntries * 4, 'redundant grain directory')
     const descSector = u64le(h, H_DESCRIPTOR_OFFSET, file.path, 'descriptor offset')
     const descSectors = u64le(h, H_DESCRIPTOR_SIZE, file.path, 'descriptor size')
     const metadata = new MetadataSpans(file.path, gtes * 4)
@@ -168,8 +180,14 @@ export class SparseExtent {
     }
   }
 
-  /** The decompressed grain whose marker starts at `host` (always grainBytes long). */
-  async grain(host: number, guest: number): Promise<Buffer> {
+  /**
+   * The decompressed grain whose marker starts at `host` (always grainBytes
+   * long), for the extent offset `inExtent`. A grain may decompress short
+   * only past the capacity (qemu writes the last one so); short inside the
+   * capacity means the header's capacity or grain size is wrong, and qemu
+   * refuses to read it: so do we, rather than read zeros.
+   */
+  async grain(host: number, guest: number, inExtent = guest): Promise<Buffer> {
     const hit = this.grainCache.get(host)
     if (hit) return hit
     let data: Buffer
@@ -189,6 +207,11 @@ export class SparseExtent {
       out = inflateSync(data, {maxOutputLength: this.grainBytes})
     } catch (e) {
       throw new ImageFormatError(this.file.path, `compressed grain for offset ${guest} is corrupt (${(e as Error).message})`, {cause: e})
+    }
+    const grainStart = Math.floor(inExtent / this.grainBytes) * this.grainBytes
+    const need = Math.min(this.grainBytes, this.capacity - grainStart)
+    if (out.length < need) {
+      throw new ImageFormatError(this.file.path, `compressed grain for offset ${guest} holds ${out.length} bytes where the header's grain size and capacity need ${need}`)
     }
     if (out.length < this.grainBytes) out = Buffer.concat([out, Buffer.alloc(this.grainBytes - out.length)])
     this.grainCache.set(host, out)

@@ -27,6 +27,8 @@ export interface DiskSpec {
   tags: string[]
   preHook?: string
   postHook?: string
+  /** backup --allow-in-use: a source open for writing is backed up, tagged crash-consistent (the job warns). */
+  allowInUse?: boolean
 }
 
 /** What `storage:` may set for one repository: the `run` storage flags, by the same names. */
@@ -158,8 +160,12 @@ function storage(v: unknown, key: string, dir: string): StorageSpec {
 }
 
 function disk(v: unknown, key: string): DiskSpec {
-  const o = obj(v, key, ['path', 'name', 'format', 'tags', 'pre-hook', 'post-hook'])
-  return {path: str(o, 'path', key, true), name: str(o, 'name', key), format: str(o, 'format', key), tags: strings(o, 'tags', key), preHook: str(o, 'pre-hook', key), postHook: str(o, 'post-hook', key)}
+  const o = obj(v, key, ['path', 'name', 'format', 'tags', 'pre-hook', 'post-hook', 'allow-in-use'])
+  if (o['allow-in-use'] !== undefined && typeof o['allow-in-use'] !== 'boolean') fail(`${key}.allow-in-use`, 'must be true or false')
+  return {
+    path: str(o, 'path', key, true), name: str(o, 'name', key), format: str(o, 'format', key), tags: strings(o, 'tags', key),
+    preHook: str(o, 'pre-hook', key), postHook: str(o, 'post-hook', key), allowInUse: o['allow-in-use'] as boolean | undefined,
+  }
 }
 
 const KEEPS = ['last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly'] as const

@@ -1,7 +1,10 @@
 // Retention policy: which snapshots a `forget --keep-*` keeps, and why.
 // A pure function of the snapshot list, the policy and the clock, with
 // restic's semantics (https://restic.readthedocs.io, "Removing snapshots
-// according to a policy"), applied to each disk separately:
+// according to a policy"), applied to each group separately: by default
+// each disk; `forget --group-by disk,host` (any of disk, host, source)
+// groups as restic's --group-by does, e.g. one disk backed up from two hosts:
+
 //
 // 1. Sort the disk's snapshots newest first.
 // 2. Walk them in that order. Each bucket kind (last, hourly, daily, weekly,
@@ -137,13 +140,33 @@ export function isEmptyPolicy(p: RetentionPolicy): boolean {
   return KINDS.every((k) => !p[k]) && !p.within && !(p.tags && p.tags.length > 0)
 }
 
-/** Applies the policy to each disk's snapshots; see the module comment. */
-export function applyPolicy(snapshots: Manifest[], policy: RetentionPolicy, now: Date): PolicyResult {
-  const byDisk = new Map<string, Manifest[]>()
-  for (const s of snapshots) byDisk.set(s.disk, [...(byDisk.get(s.disk) ?? []), s])
+export type GroupKey = 'disk' | 'host' | 'source'
+export const GROUP_KEYS: GroupKey[] = ['disk', 'host', 'source']
+
+/** Parses "disk,host" for --group-by; throws UsageError on an unknown key. */
+export function parseGroupBy(text: string): GroupKey[] {
+  const keys = text.split(',').map((k) => k.trim()).filter((k) => k)
+  const bad = keys.find((k) => !GROUP_KEYS.includes(k as GroupKey))
+  if (bad !== undefined || keys.length === 0) {
+    throw new UsageError(`--group-by "${text}" is not a list of ${GROUP_KEYS.join(', ')}`, {hint: 'e.g. --group-by disk,host'})
+  }
+  return [...new Set(keys)] as GroupKey[]
+}
+
+function groupOf(s: Manifest, keys: GroupKey[]): string {
+  return JSON.stringify(keys.map((k) => (k === 'disk' ? s.disk : k === 'host' ? s.hostname : s.source.path)))
+}
+
+/** Applies the policy to each group's snapshots (default: each disk); see the module comment. */
+export function applyPolicy(snapshots: Manifest[], policy: RetentionPolicy, now: Date, groupBy: GroupKey[] = ['disk']): PolicyResult {
+  const groups = new Map<string, Manifest[]>()
+  for (const s of snapshots) {
+    const g = groupOf(s, groupBy)
+    groups.set(g, [...(groups.get(g) ?? []), s])
+  }
   const result: PolicyResult = {keep: [], remove: []}
-  for (const disk of [...byDisk.keys()].sort()) {
-    const r = applyToDisk(byDisk.get(disk)!, policy, now)
+  for (const group of [...groups.keys()].sort()) {
+    const r = applyToDisk(groups.get(group)!, policy, now)
     result.keep.push(...r.keep)
     result.remove.push(...r.remove)
   }

@@ -3,7 +3,8 @@
 // with chain merging (forget.ts). The caller holds the exclusive lock.
 //
 // 1. Named snapshots (ids, prefixes, DISK@latest) are resolved; or the
-//    policy is applied to every disk (or the one given) with the clock.
+//    policy is applied to every disk (or the one given) with the clock,
+//    to the snapshots passing the filter, per group (--group-by).
 // 2. forgetSnapshots removes them (or, with dryRun, only plans).
 // 3. With prune, runPrune follows under the same lock (a dry run counts
 //    what would be freed as if the forget had happened).
@@ -13,7 +14,8 @@ import type {Repository} from '../repo/repository.js'
 import {selectSnapshot} from '../repo/select.js'
 import {forgetSnapshots, type ForgetResult} from './forget.js'
 import {runPrune, type PruneResult} from './prune.js'
-import {applyPolicy, isEmptyPolicy, parseWithin, type Kept, type RetentionPolicy} from './retention.js'
+import {matchesFilter, type SnapshotFilter} from '../repo/snapshot-filter.js'
+import {applyPolicy, isEmptyPolicy, parseWithin, type GroupKey, type Kept, type RetentionPolicy} from './retention.js'
 
 export interface RunForgetOptions {
   /** Snapshot selectors; exclusive with a policy. */
@@ -28,6 +30,10 @@ export interface RunForgetOptions {
   prune?: boolean
   /** Local repository root, for prune's stale temporary files. */
   localRoot?: string
+  /** Only snapshots passing --host / --source / --tag are selected or subject to the policy. */
+  filter?: SnapshotFilter
+  /** What the policy counts separately (default: each disk). */
+  groupBy?: GroupKey[]
 }
 
 export interface RunForgetResult extends ForgetResult {
@@ -51,13 +57,14 @@ export async function runForget(repo: Repository, opts: RunForgetOptions): Promi
   if (named.length > 0) {
     const chosen = new Map<string, Manifest>()
     for (const sel of named) {
-      const m = await selectSnapshot(repo, sel)
+      const m = await selectSnapshot(repo, sel, opts.filter)
       chosen.set(m.id, m)
     }
     remove = [...chosen.values()]
   } else {
     const now = (opts.now ?? (() => new Date()))()
-    const r = applyPolicy(await repo.listSnapshots(opts.disk), policy, now)
+    const considered = (await repo.listSnapshots(opts.disk)).filter((m) => matchesFilter(m, opts.filter))
+    const r = applyPolicy(considered, policy, now, opts.groupBy)
     remove = r.remove
     kept = r.keep
   }

@@ -18,6 +18,12 @@ export interface SourceFacts {
   layers?: LayerFacts[]
   /** What narrowed the blocks read: a --changed-blocks file or the overlay's own ranges. */
   changeSource?: 'changed-blocks' | 'overlay'
+  /**
+   * The image's stable identity where its format has one ("vhd:<unique id>",
+   * "vhdx:<VirtualDiskId>"); absent for other formats and in manifests
+   * written before it was recorded (then there is nothing to compare).
+   */
+  identity?: string
 }
 
 export interface SnapshotStats {

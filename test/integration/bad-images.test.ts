@@ -78,6 +78,27 @@ const CASES: [string, () => string, RegExp, string[]?][] = [
       }),
     /grain table 0 .*overlaps the grain directory: the metadata loops back on itself/,
   ],
+  // Issue 8 point 20: fields qemu refuses (or reads otherwise) that vdsnap used to accept.
+  [
+    'VMDK numGTEsPerGT not 512 (one flipped byte at offset 44)',
+    () => patched('good.vmdk', 'gtes.vmdk', (b) => void (b[44] ^= 0x01)),
+    /513 entries per grain table \(numGTEsPerGT\) where the format has 512/,
+  ],
+  [
+    'qcow2 incompatible feature bit 40',
+    () => patched('good.qcow2', 'incompat40.qcow2', (b) => void b.writeUInt32BE(0x100, 72)),
+    /unknown incompatible feature bits 0x10000000000/,
+  ],
+  [
+    'qcow2 refcount table not cluster-aligned',
+    () => patched('good.qcow2', 'reftable.qcow2', (b) => void b.writeUInt32BE(b.readUInt32BE(52) + 512, 52)),
+    /refcount table offset \d+ is not cluster-aligned/,
+  ],
+  [
+    'VMDK compression algorithm without the compressed flag',
+    () => patched('good.vmdk', 'algo.vmdk', (b) => void b.writeUInt16LE(1, 77)),
+    /grain compression algorithm 1 is set but the compressed flag is not/,
+  ],
   [
     'encrypted qcow2',
     () => {

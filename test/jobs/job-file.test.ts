@@ -20,6 +20,13 @@ describe('parseJobFile', () => {
     expect(f.jobs[0]).toMatchObject({name: 'n', copies: [], check: {everyMs: 7 * 86_400_000, parts: 4}, lockWaitMs: 600_000})
   })
 
+  it('reads allow-in-use per disk (true or false only)', () => {
+    const j = parseJobFile(`${ok}        allow-in-use: true\n`, '/j.yaml').jobs[0]!
+    expect(j.disks[0]!.allowInUse).toBe(true)
+    expect(parseJobFile(ok, '/j.yaml').jobs[0]!.disks[0]!.allowInUse).toBeUndefined()
+    expect(() => parseJobFile(`${ok}        allow-in-use: yes please\n`, '/j.yaml')).toThrow(/allow-in-use: must be true or false/)
+  })
+
   it('reads JSON by extension', () => {
     expect(parseJobFile(JSON.stringify({jobs: {n: {repository: '/r', disks: [{path: '/x'}]}}}), '/j.json').jobs).toHaveLength(1)
   })
