@@ -24,11 +24,18 @@ export function sourceChanges(previous: Manifest, now: SourceFacts, host: string
   const was = previous.source
   const diffs: string[] = []
   const chain = (f: SourceFacts) => (f.layers ?? [f]).map((l) => l.path)
-  const related = was.path === now.path || chain(now).includes(was.path) || chain(was).includes(now.path)
+  // A stream (`-` or `command: CMD`) has no path that names the disk: the
+  // same disk arrives through stdin one night and a command the next, and a
+  // command line often names a dated snapshot. Only the host is compared.
+  const related = isStream(was.path) || isStream(now.path) || was.path === now.path || chain(now).includes(was.path) || chain(was).includes(now.path)
   if (!related) diffs.push(`source ${was.path} → ${now.path}`)
   if (previous.hostname !== host) diffs.push(`host ${previous.hostname} → ${host}`)
   if (was.path === now.path && was.identity && now.identity && was.identity !== now.identity) diffs.push(`image identity ${was.identity} → ${now.identity}`)
   return diffs
+}
+
+function isStream(path: string): boolean {
+  return path === '-' || path.startsWith('command: ')
 }
 
 /** The tag a snapshot of a source in use for writing carries. */
