@@ -180,7 +180,10 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
     }
 
     let candidates = allocated
-    const source = parent ? await changeSource(image, before, parent, opts.changedBlocksFile) : null
+    // A skipped (damaged) manifest may be this disk's newest snapshot: then
+    // changes since it are not changes since `parent`, so no change source
+    // is trusted and every allocated block is read (still deduplicated).
+    const source = parent && repo.damaged.size === 0 ? await changeSource(image, before, parent, opts.changedBlocksFile) : null
     if (source) {
       const narrowed = rangesToBlocks(source.ranges, blockSize, virtualSize)
       for (let i = 0; i < narrowed.bits.length; i++) narrowed.bits[i]! &= allocated.bits[i]!

@@ -121,8 +121,24 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** Exits with the "warning" code when there were warnings, after output was written. */
   protected finishWithWarnings(warnings: string[]): void {
-    for (const w of warnings) this.out.warn(w)
-    if (warnings.length > 0) this.exit(EXIT_CODES.warning)
+    const all = [...warnings, ...this.damagedWarnings()]
+    for (const w of all) this.out.warn(w)
+    if (all.length > 0) this.exit(EXIT_CODES.warning)
+  }
+
+  private readonly damagedReported = new Set<string>()
+
+  /** Warnings for damaged manifests the repositories' listings skipped, each once. */
+  private damagedWarnings(): string[] {
+    const out: string[] = []
+    for (const {repo} of this.opened) {
+      for (const w of repo.damagedWarnings()) {
+        if (this.damagedReported.has(w)) continue
+        this.damagedReported.add(w)
+        out.push(w)
+      }
+    }
+    return out
   }
 
   protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
@@ -151,6 +167,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   protected override async finally(err: Error | undefined): Promise<unknown> {
+    // A listing that skipped a damaged manifest is a warning (exit 3) even
+    // when the command itself succeeded; after an error, only the lines.
+    const skipped = this.damagedWarnings()
+    for (const w of skipped) this.out.warn(w)
+    if (skipped.length > 0 && err === undefined) process.exitCode = EXIT_CODES.warning
     for (const {repo, lock} of this.opened.reverse()) {
       await lock?.release().catch(() => {})
       await repo.close().catch(() => {})

@@ -10,6 +10,7 @@ export function forgetDoc(res: RunForgetResult): object {
     keep: res.kept.map((k) => ({id: k.snapshot.id, disk: k.snapshot.disk, time: k.snapshot.time, reasons: k.reasons})),
     remove: res.removed.map((m) => ({id: m.id, disk: m.disk, time: m.time})),
     rebased: res.rebased,
+    damagedRemoved: res.damagedRemoved,
     manifestsRewritten: res.manifestsRewritten,
     indexesRemoved: res.indexesRemoved,
     prune: res.prune,
@@ -21,6 +22,7 @@ export function forgetText(res: RunForgetResult): string {
   for (const k of res.kept) rows.push(['keep', shortId(k.snapshot.id), k.snapshot.time, k.snapshot.disk, k.reasons.join(', ')])
   for (const m of res.removed) rows.push([res.dryRun ? 'would remove' : 'removed', shortId(m.id), m.time, m.disk, ''])
   const lines = rows.length > 1 ? [table(rows)] : []
+  for (const id of res.damagedRemoved) lines.push(`${shortId(id)} (damaged) ${res.dryRun ? 'would be' : 'was'} removed`)
   for (const r of res.rebased) lines.push(`${shortId(r.id)} ${res.dryRun ? 'would rest' : 'now rests'} on ${r.newParent ? shortId(r.newParent) : 'nothing'} (${r.indexKind} index)`)
   lines.push(`${res.removed.length} snapshot${res.removed.length === 1 ? '' : 's'} ${res.dryRun ? 'would be ' : ''}removed, ${res.kept.length || 'the others'} kept`)
   if (res.prune) lines.push(pruneLine(res.prune))

@@ -4,13 +4,15 @@
 //
 // 1. Named snapshots (ids, prefixes, DISK@latest) are resolved; or the
 //    policy is applied to every disk (or the one given) with the clock.
+//    A named id whose manifest is damaged (unreadable) is removed as is.
 // 2. forgetSnapshots removes them (or, with dryRun, only plans).
 // 3. With prune, runPrune follows under the same lock (a dry run counts
 //    what would be freed as if the forget had happened).
 import {UsageError} from '../errors.js'
 import type {Manifest} from '../repo/manifest.js'
 import type {Repository} from '../repo/repository.js'
-import {selectSnapshot} from '../repo/select.js'
+import {NotFoundError} from '../errors.js'
+import {matchDamaged, selectSnapshot} from '../repo/select.js'
 import {forgetSnapshots, type ForgetResult} from './forget.js'
 import {runPrune, type PruneResult} from './prune.js'
 import {applyPolicy, isEmptyPolicy, parseWithin, type Kept, type RetentionPolicy} from './retention.js'
@@ -48,11 +50,19 @@ export async function runForget(repo: Repository, opts: RunForgetOptions): Promi
   if (policy.within) parseWithin(policy.within)
   let remove: Manifest[]
   let kept: Kept[] = []
+  const damaged = new Set<string>()
   if (named.length > 0) {
     const chosen = new Map<string, Manifest>()
     for (const sel of named) {
-      const m = await selectSnapshot(repo, sel)
-      chosen.set(m.id, m)
+      try {
+        const m = await selectSnapshot(repo, sel)
+        chosen.set(m.id, m)
+      } catch (e) {
+        // A snapshot whose manifest is damaged can still be forgotten by id.
+        const id = e instanceof NotFoundError ? matchDamaged(repo, sel) : null
+        if (id === null) throw e
+        damaged.add(id)
+      }
     }
     remove = [...chosen.values()]
   } else {
@@ -64,7 +74,7 @@ export async function runForget(repo: Repository, opts: RunForgetOptions): Promi
   const res = await forgetSnapshots(
     repo,
     remove.map((m) => m.id),
-    {dryRun: opts.dryRun, assertHeld: opts.assertHeld, onLog: opts.onLog},
+    {dryRun: opts.dryRun, assertHeld: opts.assertHeld, onLog: opts.onLog, damaged},
   )
   if (!opts.prune) return {...res, kept, prune: null}
   const planned = opts.dryRun ? {removed: new Set(res.removed.map((m) => m.id)), rebased: new Set(res.rebased.map((r) => r.id))} : undefined
