@@ -3,7 +3,6 @@ import {BaseCommand} from '../src/cli/base-command.js'
 import {forgetDoc, forgetText} from '../src/cli/forget-render.js'
 import {runForget} from '../src/prune/run-forget.js'
 import {parseKeepCount, type RetentionPolicy} from '../src/prune/retention.js'
-import {localRootOf} from '../src/prune/stale-temps.js'
 
 const keep = (what: string) => Flags.string({summary: `Keep the newest snapshot of each of the last N ${what} (a number, or "unlimited").`, helpGroup: 'POLICY'})
 
@@ -47,7 +46,7 @@ export default class Forget extends BaseCommand<typeof Forget> {
     const repo = await this.openRepo({lock: f['dry-run'] ? 'shared' : 'exclusive', command: 'forget'})
     const res = await runForget(repo, {
       snapshots: argv as string[], policy, disk: f.disk, dryRun: f['dry-run'], prune: f.prune,
-      localRoot: localRootOf(repo.location), assertHeld: () => this.assertLockHeld(), onLog: (l) => this.out.log(l),
+      assertHeld: () => this.assertLockHeld(), onLog: (l) => this.out.log(l),
     })
     this.out.result(forgetDoc(res), () => forgetText(res))
   }

@@ -23,7 +23,6 @@ import {runBackup, defaultDiskName} from '../backup/backup.js'
 import {runCheck} from '../check/check.js'
 import {runForget} from '../prune/run-forget.js'
 import {runPrune} from '../prune/prune.js'
-import {localRootOf} from '../prune/stale-temps.js'
 import {RepoLock} from '../repo/lock.js'
 import {Repository, type PasswordSource} from '../repo/repository.js'
 import {openStorage, type StorageOptions} from '../repo/storage.js'
@@ -120,7 +119,7 @@ async function retentionStep(repo: Repository, job: Job, disks: string[], deps: 
         const r = await runForget(repo, {policy: spec.policy, disk, now: deps.now, assertHeld: () => lock.assertHeld()})
         removed += r.removed.length
       }
-      const prune = spec.prune ? await runPrune(repo, {assertHeld: () => lock.assertHeld(), localRoot: localRootOf(repo.location)}) : null
+      const prune = spec.prune ? await runPrune(repo, {assertHeld: () => lock.assertHeld()}) : null
       return {snapshotsRemoved: removed, prune}
     })
     deps.log?.(`${job.name}: retention: ${detail.snapshotsRemoved} snapshots removed${detail.prune ? `, ${detail.prune.chunksRemoved} chunks pruned` : ''}`)

@@ -28,8 +28,6 @@ export interface RunForgetOptions {
   onLog?: (line: string) => void
   /** Prune afterwards (forget --prune). */
   prune?: boolean
-  /** Local repository root, for prune's stale temporary files. */
-  localRoot?: string
 }
 
 export interface RunForgetResult extends ForgetResult {
@@ -78,6 +76,6 @@ export async function runForget(repo: Repository, opts: RunForgetOptions): Promi
   )
   if (!opts.prune) return {...res, kept, prune: null}
   const planned = opts.dryRun ? {removed: new Set(res.removed.map((m) => m.id)), rebased: new Set(res.rebased.map((r) => r.id))} : undefined
-  const prune = await runPrune(repo, {dryRun: opts.dryRun, assertHeld: opts.assertHeld, localRoot: opts.localRoot, plannedForget: planned})
+  const prune = await runPrune(repo, {dryRun: opts.dryRun, assertHeld: opts.assertHeld, plannedForget: planned})
   return {...res, kept, prune}
 }

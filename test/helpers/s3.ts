@@ -13,6 +13,8 @@ export interface TestS3 {
   endpoint: string
   bucket: string
   port: number
+  /** s3rver's data directory (an object's LastModified is its file's mtime there). */
+  dataDir: string
   stop(): Promise<void>
 }
 
@@ -59,6 +61,7 @@ export async function startS3(bucket = 'vdsnap-test'): Promise<TestS3> {
     endpoint: `http://127.0.0.1:${port}`,
     bucket,
     port,
+    dataDir: dir,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once('exit', r))
