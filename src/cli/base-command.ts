@@ -28,7 +28,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     quiet: Flags.boolean({char: 'q', summary: 'Print nothing but errors.', default: false, helpGroup: 'GLOBAL'}),
     verbose: Flags.boolean({char: 'v', summary: 'Print more detail (progress lines without a TTY).', default: false, helpGroup: 'GLOBAL'}),
     'lock-wait': Flags.string({summary: 'How long to wait for a conflicting lock, e.g. 30s, 5m (default 0).', default: '0', helpGroup: 'GLOBAL'}),
-    'ssh-key': Flags.string({summary: 'SFTP: private key file to use (default: ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa).', helpGroup: 'STORAGE'}),
+    'ssh-key': Flags.string({summary: 'SFTP: private key file to use (default: ssh-agent, then IdentityFile from ~/.ssh/config, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa).', helpGroup: 'STORAGE'}),
     'known-hosts': Flags.string({summary: 'SFTP: known_hosts file (default ~/.ssh/known_hosts).', helpGroup: 'STORAGE'}),
     's3-endpoint': Flags.string({summary: 'S3: endpoint URL of an S3-compatible service (default AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).', helpGroup: 'STORAGE'}),
     's3-path-style': Flags.boolean({summary: 'S3: path-style addressing (automatic for IP and localhost endpoints).', helpGroup: 'STORAGE'}),
