@@ -3,6 +3,7 @@ import {BaseCommand} from '../src/cli/base-command.js'
 import {jobPasswordSource} from '../src/cli/job-password.js'
 import {LogFile} from '../src/cli/log-file.js'
 import {formatBytes} from '../src/cli/output.js'
+import {parseDuration} from '../src/cli/durations.js'
 import {UsageError} from '../src/errors.js'
 import {runJobs} from '../src/jobs/run-jobs.js'
 import type {JobSummary} from '../src/jobs/summary.js'
@@ -26,6 +27,7 @@ export default class Run extends BaseCommand<typeof Run> {
     'on-success': Flags.string({summary: 'Shell command to run when everything succeeded; gets the summary on stdin (default: each job\'s "on-success").'}),
     'on-failure': Flags.string({summary: 'Shell command to run when anything failed or warned; gets the summary on stdin (default: each job\'s "on-failure").'}),
     'log-file': Flags.string({summary: 'Append timestamped status lines (no escape codes) to this file (default: each job\'s "log-file").'}),
+    'lock-wait': Flags.string({summary: 'How long to wait for a conflicting lock, e.g. 30s, 5m (default: each job\'s "lock-wait", 10m when unset).', helpGroup: 'GLOBAL'}),
   }
 
   async run(): Promise<void> {
@@ -35,7 +37,7 @@ export default class Run extends BaseCommand<typeof Run> {
       jobFile: f.jobs,
       job: f.all ? undefined : this.args.job,
       flags: {summaryFile: f['summary-file'], onSuccess: f['on-success'], onFailure: f['on-failure'], logFile: f['log-file']},
-      deps: {passwordFor: jobPasswordSource, storage: this.storageOptions()},
+      deps: {passwordFor: jobPasswordSource, storage: this.storageOptions(), lockWaitMs: f['lock-wait'] === undefined ? undefined : parseDuration(f['lock-wait'])},
       say: (line) => this.out.log(line),
       openLog: (path) => {
         const log = new LogFile(path)
