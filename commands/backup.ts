@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../src/cli/base-command.js'
-import {formatBytes, formatDuration} from '../src/cli/output.js'
+import {counted, formatBytes, formatDuration} from '../src/cli/output.js'
 import {withProgress} from '../src/cli/progress.js'
 import {runBackup} from '../src/backup/backup.js'
 import {shortId} from '../src/repo/manifest.js'
@@ -77,7 +77,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
       },
       () =>
         `${res.dryRun ? 'dry run: would store' : `snapshot ${shortId(s.id)} of disk "${s.disk}" saved`} (${s.parent ? `${s.indexKind} on ${shortId(s.parent)}, chain ${s.chainLength}` : 'full'}): ` +
-        `read ${formatBytes(st.bytesRead)}, ${st.blocksChanged} blocks changed (${formatBytes(st.bytesChanged)}), ` +
+        `read ${formatBytes(st.bytesRead)}, ${counted(st.blocksChanged, 'block')} changed (${formatBytes(st.bytesChanged)}), ` +
         `${formatBytes(st.bytesNew)} new → ${formatBytes(st.bytesStored)} stored, in ${formatDuration(st.durationMs)}`,
     )
     this.finishWithWarnings(res.warnings)

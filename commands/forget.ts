@@ -32,6 +32,7 @@ export default class Forget extends BaseCommand<typeof Forget> {
     utc: Flags.boolean({summary: 'Count hours, days, weeks... in UTC instead of the local time zone.', default: false, helpGroup: 'POLICY'}),
     prune: Flags.boolean({summary: 'Then remove the chunks no snapshot references (one step for cron).', default: false}),
     'dry-run': Flags.boolean({summary: 'Only say what would be removed, and why each kept snapshot is kept.', default: false}),
+    'local-time': Flags.boolean({summary: 'Print times in the local time zone instead of UTC.', default: false}),
   }
 
   async run(): Promise<void> {
@@ -48,6 +49,6 @@ export default class Forget extends BaseCommand<typeof Forget> {
       snapshots: argv as string[], policy, disk: f.disk, dryRun: f['dry-run'], prune: f.prune,
       assertHeld: () => this.assertLockHeld(), onLog: (l) => this.out.log(l),
     })
-    this.out.result(forgetDoc(res), () => forgetText(res))
+    this.out.result(forgetDoc(res), () => forgetText(res, f['local-time']))
   }
 }

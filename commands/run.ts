@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../src/cli/base-command.js'
 import {jobPasswordSource} from '../src/cli/job-password.js'
 import {LogFile} from '../src/cli/log-file.js'
-import {formatBytes} from '../src/cli/output.js'
+import {counted, formatBytes} from '../src/cli/output.js'
 import {parseDuration} from '../src/cli/durations.js'
 import {UsageError} from '../src/errors.js'
 import {runJobs} from '../src/jobs/run-jobs.js'
@@ -55,7 +55,7 @@ function describe(j: JobSummary): string {
   if (j.error) return `job ${j.job}: failed: ${j.error.message}`
   const lines = j.disks.map((d) =>
     d.ok
-      ? `  ${d.name}: snapshot ${d.snapshot!.slice(0, 8)}, read ${formatBytes(d.bytesRead)}, ${d.changedBlocks} blocks changed, ${formatBytes(d.bytesStored)} stored, chain ${d.chainLength}${d.warnings.length ? ` (${d.warnings.length} warnings)` : ''}`
+      ? `  ${d.name}: snapshot ${d.snapshot!.slice(0, 8)}, read ${formatBytes(d.bytesRead)}, ${counted(d.changedBlocks, 'block')} changed, ${formatBytes(d.bytesStored)} stored, chain ${d.chainLength}${d.warnings.length ? ` (${counted(d.warnings.length, 'warning')})` : ''}`
       : `  ${d.name}: failed: ${d.error!.message}`,
   )
   for (const c of j.copies) lines.push(`  copy to ${c.repository}: ${c.ok ? `${c.copied} copied` : `failed: ${c.error!.message}`}`)

@@ -2,24 +2,27 @@ import {Flags} from '@oclif/core'
 import {BaseCommand} from '../src/cli/base-command.js'
 import {formatBytes, table} from '../src/cli/output.js'
 import {shortId} from '../src/repo/manifest.js'
+import {snapshotDoc} from '../src/cli/snapshot-doc.js'
+import {formatTime} from '../src/cli/times.js'
 
 export default class Snapshots extends BaseCommand<typeof Snapshots> {
   static override summary = 'List snapshots, oldest first.'
   static override examples = ['<%= config.bin %> snapshots --repo /srv/backup/vdsnap', '<%= config.bin %> snapshots --disk web --json']
   static override flags = {
     disk: Flags.string({summary: 'Only snapshots of this disk.'}),
+    'local-time': Flags.boolean({summary: 'Print times in the local time zone instead of UTC.', default: false}),
   }
 
   async run(): Promise<void> {
     const repo = await this.openRepo({lock: 'none'})
     const snaps = await repo.listSnapshots(this.flags.disk)
-    this.out.result(snaps, () => {
+    this.out.result(snaps.map(snapshotDoc), () => {
       if (snaps.length === 0) return 'no snapshots'
       const rows = [['ID', 'TIME', 'DISK', 'SIZE', 'INDEX', 'CHAIN', 'CHANGED', 'TAGS']]
       for (const s of snaps) {
         rows.push([
           shortId(s.id),
-          s.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
+          formatTime(s.time, this.flags['local-time']),
           s.disk,
           formatBytes(s.virtualSize),
           s.indexKind,

@@ -214,7 +214,7 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
 
     const after = await sourceFacts(image)
     if (!sameFacts(before, after)) {
-      const msg = `source changed during the read (size ${before.size}→${after.size}, mtime ${before.mtimeMs}→${after.mtimeMs}): the snapshot may not be consistent`
+      const msg = `source changed during the read (size ${before.size}→${after.size}, modified ${new Date(before.mtimeMs).toISOString()}→${new Date(after.mtimeMs).toISOString()}): the snapshot may not be consistent`
       if (mayRetry) return null
       if (opts.onSourceChange === 'fail') {
         throw new IoError(msg, {hint: 'stop writes to the source (or snapshot it with --pre-hook) and run again'})

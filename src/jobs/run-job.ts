@@ -46,6 +46,11 @@ export interface RunDeps {
   lockWaitMs?: number
 }
 
+/** "1 block", "2 blocks" in log lines. */
+function counted(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`
+}
+
 function waitMs(job: Job, deps: RunDeps): number {
   return deps.lockWaitMs ?? job.lockWaitMs
 }
@@ -89,7 +94,7 @@ async function backupDisk(repo: Repository, job: Job, d: Job['disks'][number], d
       runBackup(repo, {source: d.path, disk: name, format: d.format, tags: d.tags, preHook: d.preHook, postHook: d.postHook, now: deps.now, beforeCommit: () => lock.assertHeld()}),
     )
     const s = res.snapshot
-    deps.log?.(`${job.name}: disk ${name}: snapshot ${s.id.slice(0, 8)} (${s.stats.blocksChanged} blocks changed)`)
+    deps.log?.(`${job.name}: disk ${name}: snapshot ${s.id.slice(0, 8)} (${counted(s.stats.blocksChanged, 'block')} changed)`)
     return {...base, ok: true, snapshot: s.id, parent: s.parent, indexKind: s.indexKind, bytesRead: s.stats.bytesRead, bytesNew: s.stats.bytesNew, bytesStored: s.stats.bytesStored, changedBlocks: s.stats.blocksChanged, chainLength: s.chainLength, durationMs: Date.now() - started, warnings: res.warnings}
   } catch (e) {
     const error = errorSummary(e)
@@ -110,7 +115,7 @@ async function copyStep(repo: Repository, job: Job, c: Job['copies'][number], di
           return ids.length ? copySnapshots(repo, to, {ids, beforeCommit: () => toLock.assertHeld()}) : {copied: [], skipped: []}
         }),
       )
-      deps.log?.(`${job.name}: copy to ${c.repository}: ${res.copied.length} snapshots copied`)
+      deps.log?.(`${job.name}: copy to ${c.repository}: ${counted(res.copied.length, 'snapshot')} copied`)
       const retention = c.retention ? await retentionStep(to, job, c.retention, disks, deps, `copy to ${c.repository}: retention`) : null
       return {repository: c.repository, ok: retention?.ok ?? true, copied: res.copied.length, skipped: res.skipped.length, error: retention?.error ?? null, retention}
     } finally {
@@ -147,7 +152,7 @@ async function retentionStep(repo: Repository, job: Job, spec: RetentionSpec, di
       const prune = spec.prune ? await runPrune(repo, {assertHeld: () => lock.assertHeld()}) : null
       return {snapshotsRemoved: removed, prune}
     })
-    deps.log?.(`${job.name}: ${what}: ${detail.snapshotsRemoved} snapshots removed${detail.prune ? `, ${detail.prune.chunksRemoved} chunks pruned` : ''}`)
+    deps.log?.(`${job.name}: ${what}: ${counted(detail.snapshotsRemoved, 'snapshot')} removed${detail.prune ? `, ${counted(detail.prune.chunksRemoved, 'chunk')} pruned` : ''}`)
     return {ok: true, detail, error: null}
   } catch (e) {
     const error = errorSummary(e)
