@@ -5,6 +5,9 @@ import {withProgress} from '../src/cli/progress.js'
 import {runBackup} from '../src/backup/backup.js'
 import {shortId} from '../src/repo/manifest.js'
 
+/** What the progress line calls each phase of a backup. */
+const PHASES = {verify: 'verifying the change source', scan: 'reading', index: 'committing'} as const
+
 export default class Backup extends BaseCommand<typeof Backup> {
   static override summary = 'Back up a disk image or block device as a new snapshot.'
   static override description =
@@ -34,6 +37,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
   async run(): Promise<void> {
     const f = this.flags
     const repo = await this.openRepo({lock: 'shared', command: 'backup'})
+    let phase = ''
     const res = await withProgress(this.out, `backup ${this.args.source}`, (p) =>
       runBackup(repo, {
         source: this.args.source,
@@ -49,7 +53,11 @@ export default class Backup extends BaseCommand<typeof Backup> {
         preHook: f['pre-hook'],
         postHook: f['post-hook'],
         beforeCommit: () => this.assertLockHeld(),
-        onProgress: (ev) => (ev.phase === 'scan' ? p.update(ev.bytesDone, ev.bytesTotal) : p.phase(ev.phase)),
+        onProgress: (ev) => {
+          const name = PHASES[ev.phase]
+          if (name !== phase) p.phase((phase = name))
+          if (ev.phase === 'scan') p.update(ev.bytesDone, ev.bytesTotal)
+        },
       }),
     )
     for (const n of res.notices) this.out.log(n)

@@ -26,7 +26,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     'password-file': Flags.string({summary: 'Read the repository password from this file.', env: 'VDSNAP_PASSWORD_FILE', helpGroup: 'GLOBAL'}),
     json: Flags.boolean({summary: 'Print one JSON document on stdout and nothing else there.', default: false, helpGroup: 'GLOBAL'}),
     quiet: Flags.boolean({char: 'q', summary: 'Print nothing but errors.', default: false, helpGroup: 'GLOBAL'}),
-    verbose: Flags.boolean({char: 'v', summary: 'Print more detail (progress lines without a TTY).', default: false, helpGroup: 'GLOBAL'}),
+    verbose: Flags.boolean({char: 'v', summary: 'Print more detail (stack traces of errors).', default: false, helpGroup: 'GLOBAL'}),
+    'json-progress': Flags.boolean({summary: 'Write progress as JSON lines on stderr (type "status", like restic\'s), one a second.', default: false, helpGroup: 'GLOBAL'}),
     'lock-wait': Flags.string({summary: 'How long to wait for a conflicting lock, e.g. 30s, 5m (default 0).', default: '0', helpGroup: 'GLOBAL'}),
     'ssh-key': Flags.string({summary: 'SFTP: private key file to use (default: ssh-agent, then IdentityFile from ~/.ssh/config, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa).', helpGroup: 'STORAGE'}),
     'known-hosts': Flags.string({summary: 'SFTP: known_hosts file (default ~/.ssh/known_hosts).', helpGroup: 'STORAGE'}),
@@ -54,7 +55,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     })
     this.flags = flags as BaseFlags<T>
     this.args = args as Interfaces.InferredArgs<T['args']>
-    this.out = new Output({json: this.flags.json, quiet: this.flags.quiet, verbose: this.flags.verbose})
+    this.out = new Output({json: this.flags.json, quiet: this.flags.quiet, verbose: this.flags.verbose, jsonProgress: this.flags['json-progress']})
   }
 
   /** Storage options from the common flags (SFTP, S3, WAN limits). */

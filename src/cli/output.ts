@@ -6,6 +6,8 @@ export interface OutputMode {
   json: boolean
   quiet: boolean
   verbose: boolean
+  /** Progress as JSON status lines on stderr (--json-progress). */
+  jsonProgress?: boolean
 }
 
 export class Output {
