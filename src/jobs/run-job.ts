@@ -95,7 +95,9 @@ async function backupDisk(repo: Repository, job: Job, d: Job['disks'][number], d
     )
     const s = res.snapshot
     deps.log?.(`${job.name}: disk ${name}: snapshot ${s.id.slice(0, 8)} (${counted(s.stats.blocksChanged, 'block')} changed)`)
-    return {...base, ok: true, snapshot: s.id, parent: s.parent, indexKind: s.indexKind, bytesRead: s.stats.bytesRead, bytesNew: s.stats.bytesNew, bytesStored: s.stats.bytesStored, changedBlocks: s.stats.blocksChanged, chainLength: s.chainLength, durationMs: Date.now() - started, warnings: res.warnings}
+    // a damaged manifest the backup's listing skipped is a warning of this disk (exit 3)
+    const warnings = [...res.warnings, ...repo.damagedWarnings()]
+    return {...base, ok: true, snapshot: s.id, parent: s.parent, indexKind: s.indexKind, bytesRead: s.stats.bytesRead, bytesNew: s.stats.bytesNew, bytesStored: s.stats.bytesStored, changedBlocks: s.stats.blocksChanged, chainLength: s.chainLength, durationMs: Date.now() - started, warnings}
   } catch (e) {
     const error = errorSummary(e)
     deps.log?.(`${job.name}: disk ${name}: failed: ${error.message}`)

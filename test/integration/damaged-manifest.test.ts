@@ -88,6 +88,17 @@ describe('a damaged manifest', () => {
     expect(a.code, a.stderr).toBe(3)
   })
 
+  it('a job run backs up and copies the intact disk, with the skipped manifest as a warning (exit 3)', async () => {
+    const jobs = join(dir.path, 'jobs.yaml')
+    writeFileSync(jobs, `jobs:\n  n:\n    repository: ${repo}\n    password: {env: VDSNAP_PASSWORD}\n    disks: [{path: ${imgB}, name: b}]\n    copies: [{repository: ${other}, password: {env: VDSNAP_TO_PASSWORD}}]\n    check: {every: never}\n`)
+    const r = await vdsnap(['run', 'n', '--jobs', jobs, '--json'], {...env, VDSNAP_REPOSITORY: undefined})
+    expect(r.code, r.stderr).toBe(3)
+    const job = JSON.parse(r.stdout).jobs[0]
+    expect(job.disks[0]).toMatchObject({ok: true})
+    expect(job.disks[0].warnings.join('\n')).toContain(`skipped snapshot ${a2.slice(0, 8)}`)
+    expect(job.copies[0]).toMatchObject({ok: true, copied: 1})
+  })
+
   it('check names the lost snapshot and the intact ones; prune refuses and changes nothing', async () => {
     const r = await vdsnap(['check', '--json'], env)
     expect(r.code).toBe(6)
@@ -112,7 +123,7 @@ describe('a damaged manifest', () => {
     const r = await vdsnap(['repair', 'snapshots'], env)
     expect(r.code, r.stderr).toBe(0)
     expect(r.stderr).toContain(`removing damaged snapshot ${a2.slice(0, 8)}`)
-    expect(r.stdout).toMatch(/1 damaged snapshot removed, 3 readable snapshots untouched/)
+    expect(r.stdout).toMatch(/1 damaged snapshot removed, 4 readable snapshots untouched/)
     const after = state(repo)
     const gone = Object.keys(before).filter((k) => !(k in after))
     expect(gone).toEqual([`snapshots/${a2}`])
@@ -122,7 +133,7 @@ describe('a damaged manifest', () => {
     expect(warnings(s.stderr)).toEqual([])
   })
 
-  it('forget ID removes a damaged snapshot (and nothing else); check then names the delta that rested on it', async () => {
+  it('forget ID removes a damaged snapshot (and nothing else); check then names the deltas that rested on it', async () => {
     flipByte(join(repo, 'snapshots', b1))
     const before = state(repo)
     const r = await vdsnap(['forget', b1.slice(0, 8)], env)
@@ -131,11 +142,12 @@ describe('a damaged manifest', () => {
     const after = state(repo)
     expect(Object.keys(before).filter((k) => !(k in after))).toEqual([`snapshots/${b1}`])
     const s = await vdsnapJson<{id: string; disk: string}[]>(['snapshots'], env)
-    const b2 = s.find((m) => m.disk === 'b')!.id
-    expect(s.map((m) => m.id).sort()).toEqual([a1, b2].sort())
-    // b2 was a delta on b1: it was lost with b1's manifest, and check says so
+    const later = s.filter((m) => m.disk === 'b').map((m) => m.id) // the backups of "b" made since, deltas on b1
+    expect(later).toHaveLength(2)
+    expect(s.map((m) => m.id).sort()).toEqual([a1, ...later].sort())
+    // they rested on b1 and were lost with its manifest: check says so, and a1 is intact
     const c = await vdsnap(['check', '--json'], env)
     expect(c.code).toBe(6)
-    expect(JSON.parse(c.stdout)).toMatchObject({lost: [b2], intact: [a1]})
+    expect(JSON.parse(c.stdout)).toMatchObject({lost: [...later].sort(), intact: [a1]})
   })
 })
