@@ -1,11 +1,14 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../src/cli/base-command.js'
-import {formatBytes, formatDuration} from '../src/cli/output.js'
+import {counted, formatBytes, formatDuration} from '../src/cli/output.js'
 import {withProgress} from '../src/cli/progress.js'
 import {runBackup} from '../src/backup/backup.js'
 import {parseDuration} from '../src/cli/durations.js'
 import {parseSize} from '../src/repo/config.js'
 import {shortId} from '../src/repo/manifest.js'
+
+/** What the progress line calls each phase of a backup. */
+const PHASES = {verify: 'verifying the change source', scan: 'reading', index: 'committing'} as const
 
 export default class Backup extends BaseCommand<typeof Backup> {
   static override summary = 'Back up a disk image, block device or raw stream as a new snapshot.'
@@ -49,6 +52,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
   async run(): Promise<void> {
     const f = this.flags
     const repo = await this.openRepo({lock: 'shared', command: 'backup'})
+    let phase = ''
     const res = await withProgress(this.out, `backup ${f['source-command'] === undefined ? this.args.source : `command: ${f['source-command']}`}`, (p) =>
       runBackup(repo, {
         source: this.args.source,
@@ -69,7 +73,11 @@ export default class Backup extends BaseCommand<typeof Backup> {
         allowSourceChange: f['allow-source-change'],
         allowInUse: f['allow-in-use'],
         beforeCommit: () => this.assertLockHeld(),
-        onProgress: (ev) => (ev.phase === 'scan' ? p.update(ev.bytesDone, ev.bytesTotal) : p.phase(ev.phase)),
+        onProgress: (ev) => {
+          const name = PHASES[ev.phase]
+          if (name !== phase) p.phase((phase = name))
+          if (ev.phase === 'scan') p.update(ev.bytesDone, ev.bytesTotal)
+        },
       }),
     )
     for (const n of res.notices) this.out.log(n)
@@ -97,7 +105,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
       },
       () =>
         `${res.dryRun ? 'dry run: would store' : `snapshot ${shortId(s.id)} of disk "${s.disk}" saved`} (${s.parent ? `${s.indexKind} on ${shortId(s.parent)}, chain ${s.chainLength}` : 'full'}): ` +
-        `read ${formatBytes(st.bytesRead)}, ${st.blocksChanged} blocks changed (${formatBytes(st.bytesChanged)}), ` +
+        `read ${formatBytes(st.bytesRead)}, ${counted(st.blocksChanged, 'block')} changed (${formatBytes(st.bytesChanged)}), ` +
         `${formatBytes(st.bytesNew)} new → ${formatBytes(st.bytesStored)} stored, in ${formatDuration(st.durationMs)}`,
     )
     this.finishWithWarnings(res.warnings)

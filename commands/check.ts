@@ -8,7 +8,7 @@ import {counted} from '../src/cli/output.js'
 export default class Check extends BaseCommand<typeof Check> {
   static override summary = 'Verify the repository: structure, and optionally the data.'
   static override description =
-    'Checks that every snapshot\'s manifest and index chain is present and well-formed and that every chunk it references exists. --read-data re-reads, decrypts and re-hashes every referenced chunk; --read-data-subset does it for a part (10% at random, or part n of m, so m runs cover everything). Findings are listed, never repaired; exit code 6 when there are any.'
+    'Checks that every snapshot\'s manifest and index chain is present and well-formed and that every chunk it references exists. --read-data re-reads, decrypts and re-hashes every referenced chunk; --read-data-subset does it for a part (10% at random, or part n of m, so m runs cover everything). Findings are listed, never repaired, with the snapshots that are lost and those intact; exit code 6 when there are any. "vdsnap repair snapshots" removes unreadable manifests.'
   static override examples = ['<%= config.bin %> check', '<%= config.bin %> check --read-data', '<%= config.bin %> check --read-data-subset 3/7 --json']
   static override flags = {
     ...readOnlyFlags,
@@ -23,6 +23,10 @@ export default class Check extends BaseCommand<typeof Check> {
     )
     this.out.result(res, () => {
       const lines = res.findings.map((f) => `error: ${f.message}`)
+      if (res.lost.length > 0) {
+        lines.push(`lost (cannot be restored): ${res.lost.map((id) => id.slice(0, 8)).join(', ')}`)
+        lines.push(`intact: ${res.intact.length === 0 ? 'none' : res.intact.map((id) => id.slice(0, 8)).join(', ')}`)
+      }
       lines.push(
         `${counted(res.snapshots, 'snapshot')}, ${counted(res.chunksReferenced, 'chunk')} referenced, ${res.chunksRead} read and verified, ${res.unreferencedChunks} unreferenced (prune frees them), ${counted(res.staleLocks, 'stale lock')}: ${res.findings.length === 0 ? 'no errors' : counted(res.findings.length, 'error')}`,
       )

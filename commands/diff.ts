@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand, readOnlyFlags} from '../src/cli/base-command.js'
-import {formatBytes} from '../src/cli/output.js'
+import {counted, formatBytes} from '../src/cli/output.js'
 import {diffSnapshots} from '../src/cbt/diff.js'
 import {shortId} from '../src/repo/manifest.js'
 import {selectSnapshot} from '../src/repo/select.js'
@@ -26,7 +26,7 @@ export default class Diff extends BaseCommand<typeof Diff> {
     const d = await diffSnapshots(repo, a, b)
     this.out.result(d, () => {
       const resized = d.fromSize === d.toSize ? '' : ` (disk ${d.toSize > d.fromSize ? 'grew' : 'shrank'} from ${formatBytes(d.fromSize)} to ${formatBytes(d.toSize)})`
-      const head = `${shortId(a.id)} → ${shortId(b.id)}: ${d.changedBlocks} of ${d.blockCount} blocks changed (${formatBytes(d.changedBytes)}) in ${d.ranges.length} range${d.ranges.length === 1 ? '' : 's'}${resized}`
+      const head = `${shortId(a.id)} → ${shortId(b.id)}: ${d.changedBlocks} of ${counted(d.blockCount, 'block')} changed (${formatBytes(d.changedBytes)}) in ${d.ranges.length} range${d.ranges.length === 1 ? '' : 's'}${resized}`
       if (!this.flags.ranges) return head
       return [head, ...d.ranges.map((r) => `  ${r.offset}+${r.length}`)].join('\n')
     })

@@ -4,7 +4,6 @@ import {forgetDoc, forgetText} from '../src/cli/forget-render.js'
 import {runForget} from '../src/prune/run-forget.js'
 import {parseGroupBy, parseKeepCount, type RetentionPolicy} from '../src/prune/retention.js'
 import {filterFlags, filterOf} from '../src/cli/filter-flags.js'
-import {localRootOf} from '../src/prune/stale-temps.js'
 
 const keep = (what: string) => Flags.string({summary: `Keep the newest snapshot of each of the last N ${what} (a number, or "unlimited").`, helpGroup: 'POLICY'})
 
@@ -38,6 +37,7 @@ export default class Forget extends BaseCommand<typeof Forget> {
     'dry-run': Flags.boolean({summary: 'Only say what would be removed, and why each kept snapshot is kept.', default: false}),
     'group-by': Flags.string({summary: 'Apply the policy to each group of snapshots with the same values of these: disk, host, source (default: disk).', helpGroup: 'POLICY'}),
     ...filterFlags,
+    'local-time': Flags.boolean({summary: 'Print times in the local time zone instead of UTC.', default: false}),
   }
 
   async run(): Promise<void> {
@@ -53,8 +53,8 @@ export default class Forget extends BaseCommand<typeof Forget> {
     const repo = await this.openRepo({lock: f['dry-run'] ? 'shared' : 'exclusive', command: 'forget'})
     const res = await runForget(repo, {
       snapshots: argv as string[], policy, disk: f.disk, dryRun: f['dry-run'], prune: f.prune, filter: filterOf(f), groupBy,
-      localRoot: localRootOf(repo.location), assertHeld: () => this.assertLockHeld(), onLog: (l) => this.out.log(l),
+      assertHeld: () => this.assertLockHeld(), onLog: (l) => this.out.log(l),
     })
-    this.out.result(forgetDoc(res), () => forgetText(res))
+    this.out.result(forgetDoc(res), () => forgetText(res, f['local-time']))
   }
 }

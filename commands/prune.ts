@@ -3,7 +3,6 @@ import {BaseCommand, fullDiskFlags} from '../src/cli/base-command.js'
 import {pruneLine} from '../src/cli/forget-render.js'
 import {withProgress} from '../src/cli/progress.js'
 import {runPrune} from '../src/prune/prune.js'
-import {localRootOf} from '../src/prune/stale-temps.js'
 
 export default class Prune extends BaseCommand<typeof Prune> {
   static override summary = 'Remove the chunks and indexes no snapshot references.'
@@ -19,7 +18,7 @@ export default class Prune extends BaseCommand<typeof Prune> {
     const dryRun = this.flags['dry-run']
     const repo = await this.openRepo({lock: dryRun ? 'shared' : 'exclusive', command: 'prune'})
     const res = await withProgress(this.out, `prune ${repo.location}`, () =>
-      runPrune(repo, {dryRun, localRoot: localRootOf(repo.location), assertHeld: () => this.assertLockHeld()}),
+      runPrune(repo, {dryRun, assertHeld: () => this.assertLockHeld()}),
     )
     this.out.result(res, () => pruneLine(res))
   }

@@ -2,7 +2,8 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../src/cli/base-command.js'
 import {jobPasswordSource} from '../src/cli/job-password.js'
 import {LogFile} from '../src/cli/log-file.js'
-import {formatBytes} from '../src/cli/output.js'
+import {counted, formatBytes} from '../src/cli/output.js'
+import {parseDuration} from '../src/cli/durations.js'
 import {EXIT_CODES, UsageError} from '../src/errors.js'
 import {runJobs} from '../src/jobs/run-jobs.js'
 import type {JobSummary} from '../src/jobs/summary.js'
@@ -26,13 +27,15 @@ export default class Run extends BaseCommand<typeof Run> {
     'on-success': Flags.string({summary: 'Shell command to run when everything succeeded; gets the summary on stdin (default: each job\'s "on-success").'}),
     'on-failure': Flags.string({summary: 'Shell command to run when anything failed or warned; gets the summary on stdin (default: each job\'s "on-failure").'}),
     'log-file': Flags.string({summary: 'Append timestamped status lines (no escape codes) to this file (default: each job\'s "log-file").'}),
+    'lock-wait': Flags.string({summary: 'How long to wait for a conflicting lock, e.g. 30s, 5m (default: each job\'s "lock-wait", 10m when unset).', helpGroup: 'GLOBAL'}),
   }
 
   async run(): Promise<void> {
     const f = this.flags
     if (f.all === (this.args.job !== undefined)) throw new UsageError('name one job, or give --all')
-    // Every job names its repository, password and lock-wait in the job file:
-    // these flags would be silently ignored, so they are refused.
+    // Every job names its repository and password in the job file: these
+    // flags would be silently ignored, so they are refused (--lock-wait is
+    // not: it overrides every job's lock-wait).
     for (const [flag, key] of IGNORED) {
       if (this.given(flag)) throw new UsageError(`--${flag} does nothing with "run": each job sets its own ${key} in the job file`, {hint: `set "${key}:" in ${f.jobs}, or drop --${flag}`})
     }
@@ -40,7 +43,7 @@ export default class Run extends BaseCommand<typeof Run> {
       jobFile: f.jobs,
       job: f.all ? undefined : this.args.job,
       flags: {summaryFile: f['summary-file'], onSuccess: f['on-success'], onFailure: f['on-failure'], logFile: f['log-file']},
-      deps: {passwordFor: jobPasswordSource, storage: this.storageOptions()},
+      deps: {passwordFor: jobPasswordSource, storage: this.storageOptions(), lockWaitMs: f['lock-wait'] === undefined ? undefined : parseDuration(f['lock-wait'])},
       say: (line) => this.out.log(line),
       openLog: (path) => {
         const log = new LogFile(path)
@@ -60,7 +63,6 @@ const IGNORED = [
   ['repo', 'repository'],
   ['password-file', 'password'],
   ['password-command', 'password'],
-  ['lock-wait', 'lock-wait'],
 ] as const
 
 /** "job nightly: disk web: failed: ...; 1 more problem": the first problem of each job that did not succeed. */
@@ -86,7 +88,7 @@ function describe(j: JobSummary): string {
   if (j.error) return `job ${j.job}: failed: ${j.error.message}`
   const lines = j.disks.map((d) =>
     d.ok
-      ? `  ${d.name}: snapshot ${d.snapshot!.slice(0, 8)}, read ${formatBytes(d.bytesRead)}, ${d.changedBlocks} blocks changed, ${formatBytes(d.bytesStored)} stored, chain ${d.chainLength}${d.warnings.length ? ` (${d.warnings.length} warnings)` : ''}`
+      ? `  ${d.name}: snapshot ${d.snapshot!.slice(0, 8)}, read ${formatBytes(d.bytesRead)}, ${counted(d.changedBlocks, 'block')} changed, ${formatBytes(d.bytesStored)} stored, chain ${d.chainLength}${d.warnings.length ? ` (${counted(d.warnings.length, 'warning')})` : ''}`
       : `  ${d.name}: failed: ${d.error!.message}`,
   )
   for (const c of j.copies) lines.push(`  copy to ${c.repository}: ${c.ok ? `${c.copied} copied` : `failed: ${c.error!.message}`}`)

@@ -4,6 +4,8 @@ import {formatBytes, table} from '../src/cli/output.js'
 import {filterFlags, filterOf} from '../src/cli/filter-flags.js'
 import {shortId} from '../src/repo/manifest.js'
 import {matchesFilter} from '../src/repo/snapshot-filter.js'
+import {snapshotDoc} from '../src/cli/snapshot-doc.js'
+import {formatTime} from '../src/cli/times.js'
 
 export default class Snapshots extends BaseCommand<typeof Snapshots> {
   static override summary = 'List snapshots, oldest first.'
@@ -16,19 +18,20 @@ export default class Snapshots extends BaseCommand<typeof Snapshots> {
     ...readOnlyFlags,
     disk: Flags.string({summary: 'Only snapshots of this disk.'}),
     ...filterFlags,
+    'local-time': Flags.boolean({summary: 'Print times in the local time zone instead of UTC.', default: false}),
   }
 
   async run(): Promise<void> {
     const repo = await this.openRepo({lock: 'none'})
     const filter = filterOf(this.flags)
     const snaps = (await repo.listSnapshots(this.flags.disk)).filter((m) => matchesFilter(m, filter))
-    this.out.result(snaps, () => {
+    this.out.result(snaps.map(snapshotDoc), () => {
       if (snaps.length === 0) return 'no snapshots'
       const rows = [['ID', 'TIME', 'DISK', 'HOST', 'SOURCE', 'SIZE', 'INDEX', 'CHAIN', 'CHANGED', 'TAGS']]
       for (const s of snaps) {
         rows.push([
           shortId(s.id),
-          s.time.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
+          formatTime(s.time, this.flags['local-time']),
           s.disk,
           s.hostname,
           s.source.path,

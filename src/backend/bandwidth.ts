@@ -12,7 +12,7 @@
 //    after it arrives, which delays the next download instead.
 // Metadata calls (stat, list, remove) are not counted.
 import {setTimeout as delay} from 'node:timers/promises'
-import type {ByteRange, ObjectInfo, StorageBackend} from './types.js'
+import type {ByteRange, ObjectInfo, StorageBackend, TempObject} from './types.js'
 
 export interface Clock {
   now(): number
@@ -78,6 +78,11 @@ export class BandwidthBackend implements StorageBackend {
 
   async flush(): Promise<void> {
     await this.inner.flush?.()
+  }
+
+  get listTemps(): (() => AsyncIterable<TempObject>) | undefined {
+    const inner = this.inner
+    return inner.listTemps ? () => inner.listTemps!() : undefined
   }
 
   /** Waits for upload tokens, then saves; errors and retry safety as the wrapped save. */

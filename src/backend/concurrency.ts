@@ -5,7 +5,7 @@
 // A listing holds a slot only while it fetches its next entry, not while the
 // caller handles it, so a caller may load objects while iterating a listing
 // even with a limit of 1 without deadlocking.
-import type {ByteRange, ObjectInfo, StorageBackend} from './types.js'
+import type {ByteRange, ObjectInfo, StorageBackend, TempObject} from './types.js'
 
 /** FIFO counting semaphore. */
 export class Semaphore {
@@ -62,6 +62,11 @@ export class ConcurrencyBackend implements StorageBackend {
 
   async flush(): Promise<void> {
     await this.inner.flush?.()
+  }
+
+  get listTemps(): (() => AsyncIterable<TempObject>) | undefined {
+    const inner = this.inner
+    return inner.listTemps ? () => inner.listTemps!() : undefined
   }
 
   /** Errors and retry safety as the wrapped backend's save. */

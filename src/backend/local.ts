@@ -8,7 +8,7 @@ import {mkdir, open, readdir, rename, rm, stat, unlink} from 'node:fs/promises'
 import {dirname, join, sep} from 'node:path'
 import {NotFoundError, UsageError, toVdsnapError} from '../errors.js'
 import {trackTempFile} from '../flow/interrupt.js'
-import {compareNames, type ByteRange, type ObjectInfo, type StorageBackend} from './types.js'
+import {compareNames, type ByteRange, type ObjectInfo, type StorageBackend, type TempObject} from './types.js'
 
 export class LocalBackend implements StorageBackend {
   readonly isLocal = true
@@ -113,6 +113,29 @@ export class LocalBackend implements StorageBackend {
   }
 
   async close(): Promise<void> {}
+
+  /** Temporary files of saves that died, in the root and two directory levels below it. */
+  async *listTemps(): AsyncIterable<TempObject> {
+    yield* walkTemps(this.location, '', 0)
+  }
+}
+
+async function* walkTemps(dir: string, namePrefix: string, depth: number): AsyncIterable<TempObject> {
+  let entries
+  try {
+    entries = await readdir(dir, {withFileTypes: true})
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw toVdsnapError(e, `listing ${dir}`)
+  }
+  for (const ent of entries) {
+    const full = dir + sep + ent.name
+    if (ent.isDirectory() && depth < 2) yield* walkTemps(full, `${namePrefix}${ent.name}/`, depth + 1)
+    else if (ent.isFile() && ent.name.startsWith('.tmp-')) {
+      const st = await stat(full).catch(() => null)
+      if (st) yield {name: namePrefix + ent.name, size: st.size, mtimeMs: st.mtimeMs}
+    }
+  }
 }
 
 async function* walk(dir: string, namePrefix: string): AsyncIterable<ObjectInfo> {

@@ -18,7 +18,7 @@
 // silent gap on resume.
 import {setTimeout as delay} from 'node:timers/promises'
 import {VdsnapError} from '../errors.js'
-import {compareNames, type ByteRange, type ObjectInfo, type StorageBackend} from './types.js'
+import {compareNames, type ByteRange, type ObjectInfo, type StorageBackend, type TempObject} from './types.js'
 
 export interface RetryOptions {
   /** Total attempts including the first; default 8. */
@@ -71,6 +71,11 @@ export class RetryBackend implements StorageBackend {
 
   async flush(): Promise<void> {
     await this.inner.flush?.()
+  }
+
+  get listTemps(): (() => AsyncIterable<TempObject>) | undefined {
+    const inner = this.inner
+    return inner.listTemps ? () => inner.listTemps!() : undefined
   }
 
   /** Throws the last error when it is permanent or the attempt/time budget is spent. */

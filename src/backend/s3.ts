@@ -26,7 +26,7 @@ import {
 } from '@aws-sdk/client-s3'
 import {IoError, NotFoundError, UsageError, VdsnapError} from '../errors.js'
 import {isTransientHttpStatus, isTransientNetworkError} from './transient.js'
-import type {ByteRange, ObjectInfo, StorageBackend} from './types.js'
+import {isTempName, type ByteRange, type ObjectInfo, type StorageBackend, type TempObject} from './types.js'
 
 export interface S3Location {
   bucket: string
@@ -218,8 +218,27 @@ export class S3Backend implements StorageBackend {
         this.client.send(new ListObjectsV2Command({Bucket: this.where.bucket, Prefix: this.keyPrefix + dir, ContinuationToken: token})),
       )
       for (const obj of out.Contents ?? []) {
-        if (obj.Key === undefined || obj.Key.endsWith('/')) continue
+        if (obj.Key === undefined || obj.Key.endsWith('/') || isTempName(obj.Key)) continue // temporary objects: listTemps
         yield {name: obj.Key.slice(this.keyPrefix.length), size: obj.Size ?? 0}
+      }
+      token = out.IsTruncated ? out.NextContinuationToken : undefined
+    } while (token)
+  }
+
+  /**
+   * Objects whose last name part starts with ".tmp-": a single PUT never
+   * leaves one, but a repository moved here from a directory or an SFTP
+   * server (with a sync tool) brings the leftovers of its dead saves.
+   */
+  async *listTemps(): AsyncIterable<TempObject> {
+    let token: string | undefined
+    do {
+      const out = await this.send('listing temporary objects', () =>
+        this.client.send(new ListObjectsV2Command({Bucket: this.where.bucket, Prefix: this.keyPrefix, ContinuationToken: token})),
+      )
+      for (const obj of out.Contents ?? []) {
+        if (obj.Key === undefined || !isTempName(obj.Key)) continue
+        yield {name: obj.Key.slice(this.keyPrefix.length), size: obj.Size ?? 0, mtimeMs: obj.LastModified?.getTime() ?? 0}
       }
       token = out.IsTruncated ? out.NextContinuationToken : undefined
     } while (token)

@@ -1,7 +1,8 @@
 // Opens one SSH connection with an SFTP channel, authenticating and checking
 // the host key the way OpenSSH's client does:
 //  - keys: the explicit key file if given (used alone, like `ssh -i` with
-//    IdentitiesOnly), else the agent at SSH_AUTH_SOCK, then ~/.ssh/id_ed25519,
+//    IdentitiesOnly), else the agent at SSH_AUTH_SOCK, then the IdentityFile
+//    entries of ~/.ssh/config, or when there are none ~/.ssh/id_ed25519,
 //    id_ecdsa, id_rsa (encrypted files are skipped: load them into the agent);
 //  - host key: must be listed in known_hosts (see known-hosts.ts); unknown,
 //    changed or revoked keys are refused with a one-line error saying how to
@@ -36,6 +37,11 @@ export interface SftpTarget {
 export interface SftpAuthOptions {
   /** Private key file; when set, the only identity offered. */
   sshKey?: string
+  /**
+   * Identity files from ~/.ssh/config (IdentityFile), tried after the agent
+   * instead of the default ~/.ssh/id_* files, as OpenSSH does.
+   */
+  identityFiles?: string[]
   /** known_hosts file; default ~/.ssh/known_hosts. */
   knownHostsFile?: string
   /** Agent socket; default $SSH_AUTH_SOCK. */
@@ -87,8 +93,8 @@ async function authMethods(t: SftpTarget, opts: SftpAuthOptions): Promise<{metho
     methods.push({type: 'agent', username: t.user, agent})
     tried.push('ssh-agent')
   }
-  for (const name of DEFAULT_KEYS) {
-    const path = join(homedir(), '.ssh', name)
+  const configured = opts.identityFiles ?? []
+  for (const path of configured.length > 0 ? configured : DEFAULT_KEYS.map((name) => join(homedir(), '.ssh', name))) {
     const text = await readFile(path).catch(() => undefined)
     if (!text) continue
     const parsed = ssh2.utils.parseKey(text)
@@ -97,7 +103,8 @@ async function authMethods(t: SftpTarget, opts: SftpAuthOptions): Promise<{metho
     tried.push(`key ${path}`)
   }
   if (methods.length === 0) {
-    throw new IoError(`no SSH identity to log in to ${describe(t)}: no agent and no ~/.ssh/id_ed25519, id_ecdsa or id_rsa`, {
+    const files = configured.length > 0 ? `${configured.join(', ')} (IdentityFile in ~/.ssh/config)` : '~/.ssh/id_ed25519, id_ecdsa or id_rsa'
+    throw new IoError(`no SSH identity to log in to ${describe(t)}: no agent and no usable ${files}`, {
       hint: 'pass --ssh-key FILE or start ssh-agent and add a key',
     })
   }

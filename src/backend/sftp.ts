@@ -42,7 +42,7 @@ import {
 import {SftpSessionPool} from './sftp-pool.js'
 import {openSftpSession, type SftpAuthOptions, type SftpSession, type SftpTarget} from './sftp-session.js'
 import {isTransientNetworkError} from './transient.js'
-import {compareNames, type ByteRange, type ObjectInfo, type StorageBackend} from './types.js'
+import {compareNames, type ByteRange, type ObjectInfo, type StorageBackend, type TempObject} from './types.js'
 
 export interface SftpLocation extends SftpTarget {
   /** Directory on the server ("/srv/repo", or "rel/dir" below the login directory). */
@@ -225,6 +225,21 @@ export class SftpBackend implements StorageBackend {
       await this.op(`removing ${name}`, (sftp) => call((cb) => sftp.unlink(this.path(name), cb)))
     } catch (e) {
       if (!(e instanceof NotFoundError)) throw e
+    }
+  }
+
+  /**
+   * Temporary files of saves that died (a connection cut between write and
+   * rename), in the root and two directory levels below it, as list() walks.
+   */
+  async *listTemps(): AsyncIterable<TempObject> {
+    yield* this.walkTemps('', 0)
+  }
+
+  private async *walkTemps(dirName: string, depth: number): AsyncIterable<TempObject> {
+    for (const e of await this.readDir(dirName)) {
+      if (e.attrs.isDirectory() && depth < 2 && e.filename !== '.' && e.filename !== '..') yield* this.walkTemps(`${dirName}${e.filename}/`, depth + 1)
+      else if (e.attrs.isFile() && e.filename.startsWith('.tmp-')) yield {name: dirName + e.filename, size: e.attrs.size, mtimeMs: e.attrs.mtime * 1000}
     }
   }
 

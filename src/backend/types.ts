@@ -52,6 +52,23 @@ export interface BackendExtras {
    * earlier ones (an index refers to chunks).
    */
   flush?(): Promise<void>
+  /**
+   * The temporary objects (".tmp-*", the last name part) that saves which
+   * died left behind, with their modification times; list() never shows
+   * them. remove(name) deletes one. Used by prune (under the exclusive
+   * lock) and key commands, by the age rule in repo/stale-temps.ts.
+   */
+  listTemps?(): AsyncIterable<TempObject>
+}
+
+export interface TempObject extends ObjectInfo {
+  /** Last modification, milliseconds since the epoch (the server's clock). */
+  mtimeMs: number
+}
+
+/** True for the name of a temporary object (its last part starts with ".tmp-"). */
+export function isTempName(name: string): boolean {
+  return name.slice(name.lastIndexOf('/') + 1).startsWith('.tmp-')
 }
 
 export type StorageBackend = Backend & BackendExtras

@@ -183,7 +183,10 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
     }
 
     let candidates = allocated
-    const source = parent ? await changeSource(image, before, parent, opts.changedBlocksFile) : null
+    // A skipped (damaged) manifest may be this disk's newest snapshot: then
+    // changes since it are not changes since `parent`, so no change source
+    // is trusted and every allocated block is read (still deduplicated).
+    const source = parent && repo.damaged.size === 0 ? await changeSource(image, before, parent, opts.changedBlocksFile) : null
     if (source) {
       const narrowed = rangesToBlocks(source.ranges, blockSize, virtualSize)
       for (let i = 0; i < narrowed.bits.length; i++) narrowed.bits[i]! &= allocated.bits[i]!
@@ -216,7 +219,7 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
 
     const after = await sourceFacts(image)
     if (!sameFacts(before, after)) {
-      const msg = `source changed during the read (size ${before.size}→${after.size}, mtime ${before.mtimeMs}→${after.mtimeMs}): the snapshot may not be consistent`
+      const msg = `source changed during the read (size ${before.size}→${after.size}, modified ${new Date(before.mtimeMs).toISOString()}→${new Date(after.mtimeMs).toISOString()}): the snapshot may not be consistent`
       if (mayRetry) return null
       if (opts.onSourceChange === 'fail') {
         throw new IoError(msg, {hint: 'stop writes to the source (or snapshot it with --pre-hook) and run again'})

@@ -8,7 +8,9 @@
 //    padded object is found without reading it).
 // 4. With --read-data (or a subset), referenced chunks are read, decrypted,
 //    decompressed and re-hashed in workers.
-// Findings are listed, never repaired; the snapshots they damage are named.
+// Findings are listed, never repaired; the snapshots they damage are named,
+// and every snapshot is reported as lost or intact (repair.ts removes
+// unreadable manifests, on request).
 import {ChunkPool} from '../chunk/pool.js'
 import {chunkObjectSizeBounds} from '../chunk/object-codec.js'
 import {DIGEST_SIZE, ZERO_ID} from '../chunk/digest.js'
@@ -41,6 +43,9 @@ export interface CheckResult {
   unreferencedChunks: number
   staleLocks: number
   findings: Finding[]
+  /** Snapshots that cannot be restored (named by a finding), and the others. */
+  lost: string[]
+  intact: string[]
 }
 
 export type SubsetFilter = (idHex: string) => boolean
@@ -155,5 +160,9 @@ export async function runCheck(repo: Repository, opts: CheckOptions = {}): Promi
     }
   }
   const staleLocks = (await listLocks(repo.backend)).filter((l) => l.stale).length
-  return {snapshots: manifests.length, chunksReferenced: referenced.size, chunksRead, unreferencedChunks: unreferenced, staleLocks, findings}
+  const allIds = await repo.listSnapshotIds()
+  const lostSet = new Set(findings.flatMap((f) => f.snapshots))
+  const lost = allIds.filter((id) => lostSet.has(id)).sort()
+  const intact = allIds.filter((id) => !lostSet.has(id)).sort()
+  return {lost, intact, snapshots: manifests.length, chunksReferenced: referenced.size, chunksRead, unreferencedChunks: unreferenced, staleLocks, findings}
 }

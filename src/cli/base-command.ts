@@ -53,9 +53,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     'password-command': Flags.string({summary: 'Run this shell command and use what it prints as the password (beats every VDSNAP_PASSWORD* variable).', helpGroup: 'GLOBAL'}),
     json: Flags.boolean({summary: 'Print one JSON document on stdout and nothing else there.', default: false, helpGroup: 'GLOBAL'}),
     quiet: Flags.boolean({char: 'q', summary: 'Print nothing but errors.', default: false, helpGroup: 'GLOBAL'}),
-    verbose: Flags.boolean({char: 'v', summary: 'Print more detail (progress lines without a TTY).', default: false, helpGroup: 'GLOBAL'}),
+    verbose: Flags.boolean({char: 'v', summary: 'Print more detail (stack traces of errors).', default: false, helpGroup: 'GLOBAL'}),
+    'json-progress': Flags.boolean({summary: 'Write progress as JSON lines on stderr (type "status", like restic\'s), one a second.', default: false, helpGroup: 'GLOBAL'}),
     'lock-wait': Flags.string({summary: 'How long to wait for a conflicting lock, e.g. 30s, 5m (default 0; two commands whose locks collide retry for 5 s anyway).', default: '0', helpGroup: 'GLOBAL'}),
-    'ssh-key': Flags.string({summary: 'SFTP: private key file to use (default: ssh-agent, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa).', helpGroup: 'STORAGE'}),
+    'ssh-key': Flags.string({summary: 'SFTP: private key file to use (default: ssh-agent, then IdentityFile from ~/.ssh/config, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa).', helpGroup: 'STORAGE'}),
     'known-hosts': Flags.string({summary: 'SFTP: known_hosts file (default ~/.ssh/known_hosts).', helpGroup: 'STORAGE'}),
     's3-endpoint': Flags.string({summary: 'S3: endpoint URL of an S3-compatible service (default AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL).', helpGroup: 'STORAGE'}),
     's3-path-style': Flags.boolean({summary: 'S3: path-style addressing (automatic for IP and localhost endpoints).', helpGroup: 'STORAGE'}),
@@ -85,7 +86,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.flags = flags as BaseFlags<T>
     this.args = args as Interfaces.InferredArgs<T['args']>
     for (const t of raw) if (t.type === 'flag') this.givenFlags.add(t.flag)
-    this.out = new Output({json: this.flags.json, quiet: this.flags.quiet, verbose: this.flags.verbose})
+    this.out = new Output({json: this.flags.json, quiet: this.flags.quiet, verbose: this.flags.verbose, jsonProgress: this.flags['json-progress']})
     try {
       this.lockWaitMs = parseDuration(this.flags['lock-wait'])
     } catch {
@@ -190,8 +191,24 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** Exits with the "warning" code when there were warnings, after output was written. */
   protected finishWithWarnings(warnings: string[]): void {
-    for (const w of warnings) this.out.warn(w)
-    if (warnings.length > 0) this.exit(EXIT_CODES.warning)
+    const all = [...warnings, ...this.damagedWarnings()]
+    for (const w of all) this.out.warn(w)
+    if (all.length > 0) this.exit(EXIT_CODES.warning)
+  }
+
+  private readonly damagedReported = new Set<string>()
+
+  /** Warnings for damaged manifests the repositories' listings skipped, each once. */
+  private damagedWarnings(): string[] {
+    const out: string[] = []
+    for (const {repo} of this.opened) {
+      for (const w of repo.damagedWarnings()) {
+        if (this.damagedReported.has(w)) continue
+        this.damagedReported.add(w)
+        out.push(w)
+      }
+    }
+    return out
   }
 
   protected override async catch(err: Error & {exitCode?: number; oclif?: {exit?: number}}): Promise<unknown> {
@@ -220,6 +237,11 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   }
 
   protected override async finally(err: Error | undefined): Promise<unknown> {
+    // A listing that skipped a damaged manifest is a warning (exit 3) even
+    // when the command itself succeeded; after an error, only the lines.
+    const skipped = this.damagedWarnings()
+    for (const w of skipped) this.out.warn(w)
+    if (skipped.length > 0 && err === undefined) process.exitCode = EXIT_CODES.warning
     for (const {repo, lock} of this.opened.reverse()) {
       await lock?.release().catch(() => {})
       await repo.close().catch(() => {})

@@ -6,6 +6,8 @@ export interface OutputMode {
   json: boolean
   quiet: boolean
   verbose: boolean
+  /** Progress as JSON status lines on stderr (--json-progress). */
+  jsonProgress?: boolean
 }
 
 export class Output {
@@ -35,9 +37,9 @@ export class Output {
   }
 }
 
-/** "1 snapshot", "3 snapshots": a count and a noun that takes a plain -s plural. */
-export function counted(n: number, noun: string): string {
-  return `${n} ${noun}${n === 1 ? '' : 's'}`
+/** "1 snapshot", "3 snapshots": a count and its noun (a plain -s plural unless `plural` is given). */
+export function counted(n: number, noun: string, plural = `${noun}s`): string {
+  return `${n} ${n === 1 ? noun : plural}`
 }
 
 export function formatBytes(n: number): string {

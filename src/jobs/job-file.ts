@@ -38,6 +38,8 @@ export interface CopySpec {
   repository: string
   password?: PasswordSpec
   storage: StorageSpec
+  /** The copy repository's own retention (applied there after the copy), so it does not only grow. */
+  retention?: RetentionSpec
 }
 
 /** Where `run` sends this job's outcome when the matching flag is not given. */
@@ -214,8 +216,11 @@ function job(name: string, v: unknown, key: string, dir: string): Job {
   if (disks.length === 0) fail(`${key}.disks`, 'required: at least one disk')
   const copies = list(o, 'copies', key).map((c, i) => {
     const ck = `${key}.copies[${i}]`
-    const co = obj(c, ck, ['repository', 'password', 'storage'])
-    return {repository: str(co, 'repository', ck, true), password: password(co.password, `${ck}.password`), storage: storage(co.storage, `${ck}.storage`, dir)}
+    const co = obj(c, ck, ['repository', 'password', 'storage', 'retention'])
+    return {
+      repository: str(co, 'repository', ck, true), password: password(co.password, `${ck}.password`), storage: storage(co.storage, `${ck}.storage`, dir),
+      retention: retention(co.retention, `${ck}.retention`),
+    }
   })
   const schedule = str(o, 'schedule', key)
   if (schedule !== undefined && !/^(@(hourly|daily|weekly|monthly|yearly|annually|midnight)|(\S+\s+){4}\S+)$/.test(schedule.trim())) {

@@ -9,6 +9,9 @@
 //    prune.ts). A failing disk is recorded and the next one still runs.
 // 3. Copy the job's disks' snapshots to each copy repository (shared locks
 //    on both sides; copySnapshots skips what the destination has).
+//    A copy with its own retention sends only what that policy keeps (over
+//    both repositories' snapshots), then applies it in the copy repository
+//    (forget per disk + prune, exclusive lock there), as step 4 does here.
 // 4. Retention: forget by the policy for each of the job's disks, then
 //    prune, under the exclusive lock (waiting up to lock-wait).
 // 5. When due (check.every), check --read-data-subset n/m with the next
@@ -23,12 +26,13 @@ import {runBackup, defaultDiskName} from '../backup/backup.js'
 import {runCheck} from '../check/check.js'
 import {runForget} from '../prune/run-forget.js'
 import {runPrune} from '../prune/prune.js'
-import {localRootOf} from '../prune/stale-temps.js'
+import {applyPolicy} from '../prune/retention.js'
+import type {Manifest} from '../repo/manifest.js'
 import {RepoLock} from '../repo/lock.js'
 import {Repository, type PasswordSource} from '../repo/repository.js'
 import {openStorage, type StorageOptions} from '../repo/storage.js'
 import {afterCheck, dueCheck, readState, writeState} from './check-state.js'
-import type {Job, JobFile, PasswordSpec, StorageSpec} from './job-file.js'
+import type {Job, JobFile, PasswordSpec, RetentionSpec, StorageSpec} from './job-file.js'
 import type {CopySummary, DiskSummary, ErrorSummary, JobSummary, StepSummary} from './summary.js'
 
 export interface RunDeps {
@@ -38,6 +42,17 @@ export interface RunDeps {
   storage?: StorageOptions
   now?: () => Date
   log?: (line: string) => void
+  /** `run --lock-wait`: wins over every job's lock-wait. */
+  lockWaitMs?: number
+}
+
+/** "1 block", "2 blocks" in log lines. */
+function counted(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`
+}
+
+function waitMs(job: Job, deps: RunDeps): number {
+  return deps.lockWaitMs ?? job.lockWaitMs
 }
 
 /** The job file's settings for one repository with the command line's on top. */
@@ -75,12 +90,14 @@ async function backupDisk(repo: Repository, job: Job, d: Job['disks'][number], d
   const name = d.name ?? defaultDiskName(d.path)
   const base: DiskSummary = {name, path: d.path, ok: false, snapshot: null, parent: null, indexKind: null, bytesRead: 0, bytesNew: 0, bytesStored: 0, changedBlocks: 0, chainLength: 0, durationMs: 0, warnings: [], error: null}
   try {
-    const res = await withLock(repo, false, 'run backup', job.lockWaitMs, (lock) =>
+    const res = await withLock(repo, false, 'run backup', waitMs(job, deps), (lock) =>
       runBackup(repo, {source: d.path, disk: name, format: d.format, tags: d.tags, preHook: d.preHook, postHook: d.postHook, allowInUse: d.allowInUse, now: deps.now, beforeCommit: () => lock.assertHeld()}),
     )
     const s = res.snapshot
-    deps.log?.(`${job.name}: disk ${name}: snapshot ${s.id.slice(0, 8)} (${s.stats.blocksChanged} blocks changed)`)
-    return {...base, ok: true, snapshot: s.id, parent: s.parent, indexKind: s.indexKind, bytesRead: s.stats.bytesRead, bytesNew: s.stats.bytesNew, bytesStored: s.stats.bytesStored, changedBlocks: s.stats.blocksChanged, chainLength: s.chainLength, durationMs: Date.now() - started, warnings: res.warnings}
+    deps.log?.(`${job.name}: disk ${name}: snapshot ${s.id.slice(0, 8)} (${counted(s.stats.blocksChanged, 'block')} changed)`)
+    // a damaged manifest the backup's listing skipped is a warning of this disk (exit 3)
+    const warnings = [...res.warnings, ...repo.damagedWarnings()]
+    return {...base, ok: true, snapshot: s.id, parent: s.parent, indexKind: s.indexKind, bytesRead: s.stats.bytesRead, bytesNew: s.stats.bytesNew, bytesStored: s.stats.bytesStored, changedBlocks: s.stats.blocksChanged, chainLength: s.chainLength, durationMs: Date.now() - started, warnings}
   } catch (e) {
     const error = errorSummary(e)
     deps.log?.(`${job.name}: disk ${name}: failed: ${error.message}`)
@@ -93,41 +110,55 @@ async function copyStep(repo: Repository, job: Job, c: Job['copies'][number], di
     const {copySnapshots} = await import('../copy/copy.js')
     const to = await openRepo(c.repository, c.password, c.storage, deps)
     try {
-      const res = await withLock(repo, false, 'run copy', job.lockWaitMs, () =>
-        withLock(to, false, 'run copy', job.lockWaitMs, async (toLock) => {
-          const ids = (await repo.listSnapshots()).filter((m) => disks.includes(m.disk)).map((m) => m.id)
+      const res = await withLock(repo, false, 'run copy', waitMs(job, deps), () =>
+        withLock(to, false, 'run copy', waitMs(job, deps), async (toLock) => {
+          const mine = (await repo.listSnapshots()).filter((m) => disks.includes(m.disk))
+          const ids = c.retention ? await keptThere(mine, to, c.retention, disks, deps) : mine.map((m) => m.id)
           return ids.length ? copySnapshots(repo, to, {ids, beforeCommit: () => toLock.assertHeld()}) : {copied: [], skipped: []}
         }),
       )
-      deps.log?.(`${job.name}: copy to ${c.repository}: ${res.copied.length} snapshots copied`)
-      return {repository: c.repository, ok: true, copied: res.copied.length, skipped: res.skipped.length, error: null}
+      deps.log?.(`${job.name}: copy to ${c.repository}: ${counted(res.copied.length, 'snapshot')} copied`)
+      const retention = c.retention ? await retentionStep(to, job, c.retention, disks, deps, `copy to ${c.repository}: retention`) : null
+      return {repository: c.repository, ok: retention?.ok ?? true, copied: res.copied.length, skipped: res.skipped.length, error: retention?.error ?? null, retention}
     } finally {
       await to.close().catch(() => {})
     }
   } catch (e) {
     const error = errorSummary(e)
     deps.log?.(`${job.name}: copy to ${c.repository}: failed: ${error.message}`)
-    return {repository: c.repository, ok: false, copied: 0, skipped: 0, error}
+    return {repository: c.repository, ok: false, copied: 0, skipped: 0, error, retention: null}
   }
 }
 
-async function retentionStep(repo: Repository, job: Job, disks: string[], deps: RunDeps): Promise<StepSummary> {
-  const spec = job.retention!
+/**
+ * With a copy retention, only the snapshots that policy keeps (applied to
+ * this repository's and the copy's snapshots together) are sent: a
+ * snapshot the copy repository forgot is not sent again on the next run
+ * just to be forgotten once more.
+ */
+async function keptThere(mine: Manifest[], to: Repository, spec: RetentionSpec, disks: string[], deps: RunDeps): Promise<string[]> {
+  const theirs = (await to.listSnapshots()).filter((m) => disks.includes(m.disk))
+  const union = new Map([...theirs, ...mine].map((m) => [m.id, m]))
+  const kept = new Set(applyPolicy([...union.values()], spec.policy, (deps.now ?? (() => new Date()))()).keep.map((k) => k.snapshot.id))
+  return mine.filter((m) => kept.has(m.id)).map((m) => m.id)
+}
+
+async function retentionStep(repo: Repository, job: Job, spec: RetentionSpec, disks: string[], deps: RunDeps, what = 'retention'): Promise<StepSummary> {
   try {
-    const detail = await withLock(repo, true, 'run forget', job.lockWaitMs, async (lock) => {
+    const detail = await withLock(repo, true, 'run forget', waitMs(job, deps), async (lock) => {
       let removed = 0
       for (const disk of disks) {
         const r = await runForget(repo, {policy: spec.policy, disk, now: deps.now, assertHeld: () => lock.assertHeld()})
         removed += r.removed.length
       }
-      const prune = spec.prune ? await runPrune(repo, {assertHeld: () => lock.assertHeld(), localRoot: localRootOf(repo.location)}) : null
+      const prune = spec.prune ? await runPrune(repo, {assertHeld: () => lock.assertHeld()}) : null
       return {snapshotsRemoved: removed, prune}
     })
-    deps.log?.(`${job.name}: retention: ${detail.snapshotsRemoved} snapshots removed${detail.prune ? `, ${detail.prune.chunksRemoved} chunks pruned` : ''}`)
+    deps.log?.(`${job.name}: ${what}: ${counted(detail.snapshotsRemoved, 'snapshot')} removed${detail.prune ? `, ${counted(detail.prune.chunksRemoved, 'chunk')} pruned` : ''}`)
     return {ok: true, detail, error: null}
   } catch (e) {
     const error = errorSummary(e)
-    deps.log?.(`${job.name}: retention: failed: ${error.message}`)
+    deps.log?.(`${job.name}: ${what}: failed: ${error.message}`)
     return {ok: false, detail: null, error}
   }
 }
@@ -138,7 +169,7 @@ async function checkStep(repo: Repository, job: Job, file: JobFile, now: Date, d
   if (!due) return null
   const subset = `${due.part}/${due.parts}`
   try {
-    const res = await withLock(repo, false, 'run check', job.lockWaitMs, () => runCheck(repo, {readDataSubset: subset}))
+    const res = await withLock(repo, false, 'run check', waitMs(job, deps), () => runCheck(repo, {readDataSubset: subset}))
     state.jobs[job.name] = afterCheck(due.part, due.parts, now)
     await writeState(file.stateFile, state)
     deps.log?.(`${job.name}: check ${subset}: ${res.chunksRead} chunks read, ${res.findings.length} findings`)
@@ -177,7 +208,7 @@ export async function runJob(file: JobFile, job: Job, deps: RunDeps): Promise<Jo
     for (const d of job.disks) summary.disks.push(await backupDisk(repo, job, d, deps))
     const names = summary.disks.map((d) => d.name)
     for (const c of job.copies) summary.copies.push(await copyStep(repo, job, c, names, deps))
-    if (job.retention) summary.retention = await retentionStep(repo, job, names, deps)
+    if (job.retention) summary.retention = await retentionStep(repo, job, job.retention, names, deps)
     summary.check = await checkStep(repo, job, file, now(), deps)
   } catch (e) {
     summary.error = errorSummary(e)

@@ -35,6 +35,8 @@ export interface CopySummary {
   copied: number
   skipped: number
   error: ErrorSummary | null
+  /** The copy repository's own retention (copies[].retention), when set and the copy succeeded. */
+  retention: StepSummary | null
 }
 
 export interface StepSummary {

@@ -39,6 +39,12 @@ export interface ForgetOptions {
   /** Called before the first write and before deletions (lock check). */
   assertHeld?: () => Promise<void>
   onLog?: (line: string) => void
+  /**
+   * Ids of damaged (unreadable) manifests to delete as well. Their indexes
+   * are unknown and left to prune; snapshots resting on them were already
+   * broken and stay as they are.
+   */
+  damaged?: Iterable<string>
 }
 
 export interface RebasedSnapshot {
@@ -56,6 +62,8 @@ export interface ForgetResult {
   rebased: RebasedSnapshot[]
   manifestsRewritten: number
   indexesRemoved: number
+  /** Damaged manifests deleted (ids). */
+  damagedRemoved: string[]
 }
 
 interface RebasePlan {
@@ -74,9 +82,15 @@ export async function forgetSnapshots(repo: Repository, ids: Iterable<string>, o
   for (const id of remove) if (!byId.has(id)) throw new NotFoundError(`snapshot ${id.slice(0, 8)} does not exist in ${repo.location}`)
   const plans = planRebases(all, byId, remove)
   const removed = all.filter((m) => remove.has(m.id))
-  const result: ForgetResult = {dryRun: opts.dryRun ?? false, removed, rebased: plans.map(describePlan), manifestsRewritten: 0, indexesRemoved: 0}
+  const damaged = [...new Set(opts.damaged ?? [])].filter((id) => !byId.has(id))
+  const result: ForgetResult = {dryRun: opts.dryRun ?? false, removed, rebased: plans.map(describePlan), manifestsRewritten: 0, indexesRemoved: 0, damagedRemoved: damaged}
   if (opts.dryRun) return result
-  if (remove.size > 0) await opts.assertHeld?.()
+  if (remove.size > 0 || damaged.length > 0) await opts.assertHeld?.()
+  for (const id of damaged) {
+    await repo.removeManifest(id)
+    repo.damaged.delete(id)
+    opts.onLog?.(`removed damaged snapshot ${id.slice(0, 8)}`)
+  }
   const replaced: string[] = []
   for (const plan of plans) {
     replaced.push(plan.kept.index)

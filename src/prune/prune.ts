@@ -26,8 +26,8 @@
 //    ids is the only thing that grows with the repository.
 // 3. Stream the listing of chunks/, then indexes/; delete what is not
 //    referenced with bounded parallelism, counting bytes.
-// 4. With a local repository, remove `.tmp-*` files (writes that died)
-//    older than an hour.
+// 4. On every backend, remove `.tmp-*` objects (writes that died) older
+//    than the lock staleness limit (stale-temps.ts).
 // 5. dryRun: count and add up, delete nothing.
 // Resumable: deletion is idempotent; a prune killed half-way has removed
 // only garbage, and the next run removes the rest.
@@ -36,7 +36,7 @@ import {TaskGroup} from '../flow/semaphore.js'
 import {DataError, VdsnapError} from '../errors.js'
 import {resolveSnapshot} from '../repo/chain.js'
 import type {Repository} from '../repo/repository.js'
-import {removeStaleTemps} from './stale-temps.js'
+import {removeStaleTemps, TEMP_STALE_MS} from '../repo/stale-temps.js'
 
 export interface PruneOptions {
   dryRun?: boolean
@@ -44,8 +44,6 @@ export interface PruneOptions {
   assertHeld?: () => Promise<void>
   /** Deletions in flight (default 16). */
   concurrency?: number
-  /** Local repository root: also remove stale `.tmp-*` files there. */
-  localRoot?: string
   now?: () => number
   onProgress?: (objectsSeen: number, objectsRemoved: number) => void
   /**
@@ -85,11 +83,9 @@ export async function runPrune(repo: Repository, opts: PruneOptions = {}): Promi
     if (HEX64.test(id) && !indexes.has(id)) await sweep.remove(obj.name, obj.size, () => res.indexesRemoved++)
   }
   await sweep.wait()
-  if (opts.localRoot) {
-    const t = await removeStaleTemps(opts.localRoot, (opts.now ?? Date.now)() - 3_600_000, opts.dryRun ?? false)
-    res.tempFilesRemoved = t.files
-    res.bytesFreed += t.bytes
-  }
+  const t = await removeStaleTemps(repo.backend, (opts.now ?? Date.now)() - TEMP_STALE_MS, opts.dryRun ?? false)
+  res.tempFilesRemoved = t.files
+  res.bytesFreed += t.bytes
   return res
 }
 

@@ -5,13 +5,15 @@
 // 1. Named snapshots (ids, prefixes, DISK@latest) are resolved; or the
 //    policy is applied to every disk (or the one given) with the clock,
 //    to the snapshots passing the filter, per group (--group-by).
+//    A named id whose manifest is damaged (unreadable) is removed as is.
 // 2. forgetSnapshots removes them (or, with dryRun, only plans).
 // 3. With prune, runPrune follows under the same lock (a dry run counts
 //    what would be freed as if the forget had happened).
 import {UsageError} from '../errors.js'
 import type {Manifest} from '../repo/manifest.js'
 import type {Repository} from '../repo/repository.js'
-import {selectSnapshot} from '../repo/select.js'
+import {NotFoundError} from '../errors.js'
+import {matchDamaged, selectSnapshot} from '../repo/select.js'
 import {forgetSnapshots, type ForgetResult} from './forget.js'
 import {runPrune, type PruneResult} from './prune.js'
 import {matchesFilter, type SnapshotFilter} from '../repo/snapshot-filter.js'
@@ -28,8 +30,6 @@ export interface RunForgetOptions {
   onLog?: (line: string) => void
   /** Prune afterwards (forget --prune). */
   prune?: boolean
-  /** Local repository root, for prune's stale temporary files. */
-  localRoot?: string
   /** Only snapshots passing --host / --source / --tag are selected or subject to the policy. */
   filter?: SnapshotFilter
   /** What the policy counts separately (default: each disk). */
@@ -54,11 +54,19 @@ export async function runForget(repo: Repository, opts: RunForgetOptions): Promi
   if (policy.within) parseWithin(policy.within)
   let remove: Manifest[]
   let kept: Kept[] = []
+  const damaged = new Set<string>()
   if (named.length > 0) {
     const chosen = new Map<string, Manifest>()
     for (const sel of named) {
-      const m = await selectSnapshot(repo, sel, opts.filter)
-      chosen.set(m.id, m)
+      try {
+        const m = await selectSnapshot(repo, sel, opts.filter)
+        chosen.set(m.id, m)
+      } catch (e) {
+        // A snapshot whose manifest is damaged can still be forgotten by id.
+        const id = e instanceof NotFoundError ? matchDamaged(repo, sel) : null
+        if (id === null) throw e
+        damaged.add(id)
+      }
     }
     remove = [...chosen.values()]
   } else {
@@ -71,10 +79,10 @@ export async function runForget(repo: Repository, opts: RunForgetOptions): Promi
   const res = await forgetSnapshots(
     repo,
     remove.map((m) => m.id),
-    {dryRun: opts.dryRun, assertHeld: opts.assertHeld, onLog: opts.onLog},
+    {dryRun: opts.dryRun, assertHeld: opts.assertHeld, onLog: opts.onLog, damaged},
   )
   if (!opts.prune) return {...res, kept, prune: null}
   const planned = opts.dryRun ? {removed: new Set(res.removed.map((m) => m.id)), rebased: new Set(res.rebased.map((r) => r.id))} : undefined
-  const prune = await runPrune(repo, {dryRun: opts.dryRun, assertHeld: opts.assertHeld, localRoot: opts.localRoot, plannedForget: planned})
+  const prune = await runPrune(repo, {dryRun: opts.dryRun, assertHeld: opts.assertHeld, plannedForget: planned})
   return {...res, kept, prune}
 }

@@ -2,6 +2,7 @@
 // one, list.
 // The master key never changes, so no data is re-encrypted.
 import {NotFoundError, UsageError} from '../errors.js'
+import {removeStaleTemps, TEMP_STALE_MS} from './stale-temps.js'
 import {listKeySlots, makeKeySlot, saveKeySlot} from './keys.js'
 import type {Repository} from './repository.js'
 
@@ -20,7 +21,18 @@ function requireEncrypted(repo: Repository) {
 }
 
 export async function addKey(repo: Repository, password: string): Promise<string> {
-  return saveKeySlot(repo.backend, await makeKeySlot(password, requireEncrypted(repo)))
+  const id = await saveKeySlot(repo.backend, await makeKeySlot(password, requireEncrypted(repo)))
+  await sweepKeyTemps(repo)
+  return id
+}
+
+/**
+ * A key command killed between writing its slot and renaming it leaves a
+ * whole key slot under a temporary name: the next key command removes it
+ * once it is older than the lock rule's limit (no live save takes that long).
+ */
+async function sweepKeyTemps(repo: Repository): Promise<void> {
+  await removeStaleTemps(repo.backend, Date.now() - TEMP_STALE_MS, false, 'keys/')
 }
 
 /** Replaces the slot that opened the repository with one for `password`. */
@@ -29,6 +41,7 @@ export async function changePassword(repo: Repository, password: string): Promis
   const added = await saveKeySlot(repo.backend, await makeKeySlot(password, master))
   const removed = repo.slotId!
   await repo.backend.remove(`keys/${removed}`)
+  await sweepKeyTemps(repo)
   return {added, removed}
 }
 

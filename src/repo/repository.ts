@@ -33,6 +33,12 @@ export class Repository {
   /** Ids of chunks known to be stored (filled as chunks are seen or saved). */
   private readonly knownChunks = new Set<string>()
   private readonly manifestCache = new Map<string, Manifest>()
+  /**
+   * Manifests that a listing skipped because they failed to decode or
+   * authenticate: id → why. One damaged object must not take every disk
+   * down; commands report these as warnings (exit 3).
+   */
+  readonly damaged = new Map<string, string>()
 
   private constructor(
     readonly backend: StorageBackend,
@@ -239,17 +245,36 @@ export class Repository {
     return ids
   }
 
-  /** All manifests, oldest first. */
+  /**
+   * All readable manifests, oldest first. A manifest that is damaged (a
+   * DataError: fails authentication, malformed) is skipped and recorded in
+   * `damaged`; any other error (I/O, network) still fails the listing, so a
+   * flaky link never passes for damage.
+   */
   async listSnapshots(disk?: string): Promise<Manifest[]> {
     const ids = await this.listSnapshotIds()
     const out: Manifest[] = []
     const queue = [...ids]
     await Promise.all(
       Array.from({length: Math.min(16, queue.length)}, async () => {
-        for (let id = queue.pop(); id; id = queue.pop()) out.push(await this.loadManifest(id))
+        for (let id = queue.pop(); id; id = queue.pop()) {
+          try {
+            out.push(await this.loadManifest(id))
+          } catch (e) {
+            if (!(e instanceof VdsnapError) || e.kind !== 'data') throw e
+            this.damaged.set(id, e.message)
+          }
+        }
       }),
     )
     return out.filter((m) => disk === undefined || m.disk === disk).sort((a, b) => a.time.localeCompare(b.time) || a.id.localeCompare(b.id))
+  }
+
+  /** One warning line per damaged manifest seen so far. */
+  damagedWarnings(): string[] {
+    return [...this.damaged].map(
+      ([id, why]) => `skipped snapshot ${id.slice(0, 8)} in ${this.location}: ${why}; "vdsnap forget ${id.slice(0, 8)}" or "vdsnap repair snapshots" removes it`,
+    )
   }
 
   async close(): Promise<void> {

@@ -34,3 +34,15 @@ function assertOneDisk(repo: Repository, all: Manifest[]): void {
     hint: `say which with DISK@latest, e.g. ${disks[0]}@latest`,
   })
 }
+
+/**
+ * The damaged manifest (one the listing skipped) a selector names by id or
+ * prefix, or null. Only after a listing, so forget can remove a snapshot
+ * that can no longer be read.
+ */
+export function matchDamaged(repo: Repository, selector: string): string | null {
+  if (!/^[0-9a-f]{1,64}$/.test(selector)) return null
+  const hits = [...repo.damaged.keys()].filter((id) => id.startsWith(selector))
+  if (hits.length > 1) throw new UsageError(`"${selector}" matches ${hits.length} damaged snapshots`, {hint: 'give more digits of the id'})
+  return hits[0] ?? null
+}

@@ -17,6 +17,7 @@ import {RetryBackend, type RetryOptions} from '../backend/retry.js'
 import type {S3Location} from '../backend/s3.js'
 import type {SftpLocation} from '../backend/sftp.js'
 import type {StorageBackend} from '../backend/types.js'
+import {expandIdentityPath, readSshConfig} from '../backend/ssh-config.js'
 
 export interface StorageOptions {
   /** Bytes per second, 0 or undefined for no limit. */
@@ -28,6 +29,8 @@ export interface StorageOptions {
   sshKey?: string
   /** SFTP: known_hosts file; default ~/.ssh/known_hosts. */
   knownHostsFile?: string
+  /** SFTP: OpenSSH client configuration; default ~/.ssh/config. */
+  sshConfigFile?: string
   /** S3: endpoint URL; default AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL / AWS. */
   s3Endpoint?: string
   /** S3: force path-style addressing; default on for IP and localhost endpoints. */
@@ -39,7 +42,8 @@ export interface StorageOptions {
 
 export type ParsedLocation =
   | {kind: 'local'; path: string}
-  | {kind: 'sftp'; sftp: SftpLocation}
+  /** `given`: which parts the location spelled out (they win over ~/.ssh/config). */
+  | {kind: 'sftp'; sftp: SftpLocation; given: {user: boolean; port: boolean}}
   | {kind: 's3'; s3: S3Location}
 
 /** Parses a repository location; throws UsageError for anything unsupported. */
@@ -56,7 +60,7 @@ export function parseLocation(location: string): ParsedLocation {
     throw new UsageError(`cannot parse repository location ${location}`)
   }
   if (scheme === 'file') return {kind: 'local', path: fileURLToPath(url)}
-  if (scheme === 'sftp') return {kind: 'sftp', sftp: parseSftp(url, location)}
+  if (scheme === 'sftp') return {kind: 'sftp', sftp: parseSftp(url, location), given: {user: url.username !== '', port: url.port !== ''}}
   if (scheme === 's3') return {kind: 's3', s3: parseS3(url, location)}
   throw new UsageError(`unsupported repository location ${location}`, {hint: 'use a path, file://, sftp:// or s3://'})
 }
@@ -88,7 +92,8 @@ async function openRaw(parsed: ParsedLocation, options: StorageOptions): Promise
       return new LocalBackend(parsed.path)
     case 'sftp': {
       const {SftpBackend} = await import('../backend/sftp.js')
-      return new SftpBackend(parsed.sftp, {sshKey: options.sshKey, knownHostsFile: options.knownHostsFile})
+      const {where, identityFiles} = await applySshConfig(parsed.sftp, parsed.given, options.sshConfigFile)
+      return new SftpBackend(where, {sshKey: options.sshKey, knownHostsFile: options.knownHostsFile, identityFiles})
     }
     case 's3': {
       const {S3Backend} = await import('../backend/s3.js')
@@ -127,4 +132,24 @@ export async function openStorage(location: string, options: StorageOptions = {}
     backend = new BandwidthBackend(backend, {upload: options.limitUpload, download: options.limitDownload})
   }
   return new RetryBackend(backend, options.retry)
+}
+
+/**
+ * OpenSSH's client configuration for an sftp:// host (ssh-config.ts): the
+ * name in the location is looked up as a Host alias; HostName, Port, User
+ * and IdentityFile apply where the location did not spell them out.
+ */
+async function applySshConfig(
+  loc: SftpLocation,
+  given: {user: boolean; port: boolean},
+  file?: string,
+): Promise<{where: SftpLocation; identityFiles: string[]}> {
+  const cfg = await readSshConfig(loc.host, file)
+  const where: SftpLocation = {
+    ...loc,
+    host: cfg.hostName?.replace(/%h/g, loc.host) ?? loc.host,
+    user: given.user ? loc.user : (cfg.user ?? loc.user),
+    port: given.port ? loc.port : (cfg.port ?? loc.port),
+  }
+  return {where, identityFiles: cfg.identityFiles.map((f) => expandIdentityPath(f, {host: where.host, user: where.user}))}
 }

@@ -19,7 +19,7 @@ function fakeServer() {
   let failAll = false
   const open = async (wasConnected: boolean): Promise<SftpSession> => {
     calls.push(wasConnected)
-    await new Promise((r) => setTimeout(r, 1))
+    await Promise.resolve() // asynchronous, but only through microtasks: settle() below runs after all of them
     if (failAll || failNext > 0) {
       failNext--
       throw new IoError('connection refused', {retryable: wasConnected})
@@ -38,7 +38,12 @@ function fakeServer() {
   }
 }
 
-const settle = () => new Promise((r) => setTimeout(r, 20))
+// The pool and the fake server use no timers and no I/O, only promise
+// continuations (microtasks), which all run before the next macrotask: so
+// one setImmediate sees every background connection attempt finished, on a
+// loaded machine too (a 20 ms timer raced 1 ms timers that the event loop
+// may fire late and in one batch).
+const settle = () => new Promise((r) => setImmediate(r))
 
 describe('sftp session pool', () => {
   it('makes the first connection alone: a failure is one attempt, thrown as is', async () => {

@@ -10,6 +10,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {IoError, type VdsnapError} from '../../src/errors.js'
 import {SftpBackend} from '../../src/backend/sftp.js'
 import {openStorage, type StorageOptions} from '../../src/repo/storage.js'
+import {startGateProxy} from '../helpers/gate-proxy.js'
 import {haveSshd, startSshd, type TestSshd} from '../helpers/sshd.js'
 import {backendConformance} from './conformance.js'
 
@@ -99,34 +100,45 @@ describe.skipIf(!haveSshd)('sftp backend (OpenSSH sshd on 127.0.0.1; skipped: /u
   })
 
   it('turns a server killed mid-transfer into a retryable error, and the retry wrapper rides out the restart', async () => {
-    const raw = new SftpBackend(
-      {user: sshd.user, host: '127.0.0.1', port: sshd.port, path: `${sshd.rootDir}/killed`},
-      {sshKey: sshd.userKeyPath, knownHostsFile: sshd.knownHostsPath},
-    )
-    await raw.save('warm', Buffer.from('up'))
-    const big = randomBytes(96 << 20)
-    const pending = raw.save('big', big).then(
-      () => undefined,
-      (e: unknown) => e as VdsnapError,
-    )
-    await new Promise((r) => setTimeout(r, 40))
-    await sshd.kill()
-    const err = await pending
-    expect(err, 'the save finished before the server was killed').toBeInstanceOf(IoError)
-    expect(err!.retryable).toBe(true)
-    // While the server is down, a fresh call fails retryably too (refused connection).
-    const down = (await raw.stat('warm').catch((e: unknown) => e)) as VdsnapError
-    expect(down.retryable).toBe(true)
-    await raw.close()
+    // The client talks to sshd through a gate that stalls the upload after
+    // 8 MiB: the server is killed while the save is provably unfinished.
+    const gate = await startGateProxy(sshd.port)
+    const knownHosts = join(sshd.rootDir, '..', 'known_hosts_gate')
+    await writeFile(knownHosts, (await readFile(sshd.knownHostsPath, 'utf8')).replaceAll(`]:${sshd.port} `, `]:${gate.port} `))
+    const raw = new SftpBackend({user: sshd.user, host: '127.0.0.1', port: gate.port, path: `${sshd.rootDir}/killed`}, {sshKey: sshd.userKeyPath, knownHostsFile: knownHosts})
+    try {
+      await raw.save('warm', Buffer.from('up'))
+      const stalled = gate.stallAfter(8 << 20)
+      const pending = raw.save('big', randomBytes(96 << 20)).then(
+        () => undefined,
+        (e: unknown) => e as VdsnapError,
+      )
+      await stalled
+      await sshd.kill()
+      const err = await pending
+      expect(err, 'the save finished before the server was killed').toBeInstanceOf(IoError)
+      expect(err!.retryable).toBe(true)
+      // While the server is down, a fresh call fails retryably too (refused connection).
+      const down = (await raw.stat('warm').catch((e: unknown) => e)) as VdsnapError
+      expect(down.retryable).toBe(true)
+    } finally {
+      await raw.close()
+      await gate.close()
+    }
     await sshd.start()
 
-    const b = await openStorage(url('killed'), opts({retry: {baseDelayMs: 100, maxDelayMs: 400, maxAttempts: 30}}))
+    // Restarted from the retry wrapper's first retry: the save has provably
+    // failed once, and the retries then wait for the server however long it
+    // takes to come up.
+    let restarting: Promise<void> | undefined
+    const retry = {baseDelayMs: 100, maxDelayMs: 400, maxAttempts: 1000, onRetry: () => void (restarting ??= sshd.start())}
+    const b = await openStorage(url('killed'), opts({retry}))
     await b.stat('warm') // connected once, so a refused connection now counts as transient
     await sshd.kill()
-    const restart = new Promise((r) => setTimeout(r, 700)).then(() => sshd.start())
     const data = randomBytes(4 << 20)
     await b.save('after-restart', data)
-    await restart
+    expect(restarting, 'the save never failed while the server was down').toBeDefined()
+    await restarting
     expect((await b.load('after-restart')).equals(data)).toBe(true)
     await b.close()
   })

@@ -15,6 +15,8 @@ export interface TestS3 {
   port: number
   /** The s3rver process (SIGSTOP it to make every request hang). */
   pid: number
+  /** s3rver's data directory (an object's LastModified is its file's mtime there). */
+  dataDir: string
   stop(): Promise<void>
 }
 
@@ -62,6 +64,7 @@ export async function startS3(bucket = 'vdsnap-test'): Promise<TestS3> {
     bucket,
     port,
     pid: child.pid!,
+    dataDir: dir,
     async stop() {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((r) => child.once('exit', r))

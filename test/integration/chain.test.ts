@@ -128,7 +128,7 @@ describe.each(CASES)('snapshot chain: $name', (c) => {
       expect(versions[step]!.size).toBeGreaterThan(versions[step - 1]!.size)
       expect(snaps[step]).toMatchObject({indexKind: 'full', chainLength: 0, parent: null})
     }
-    expect(snaps[UNCHANGED_AT].stats.blocksChanged).toBe(0)
+    expect(snaps[UNCHANGED_AT].stats.changedBlocks).toBe(0)
     if (c.syntheticEvery) {
       expect(snaps.filter((s, i) => s.indexKind === 'full' && !GROW_AT.has(i) && i > 0).length).toBeGreaterThan(0)
       for (const s of snaps) expect(s.chainLength).toBeLessThan(c.syntheticEvery)

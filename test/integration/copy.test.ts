@@ -29,10 +29,13 @@ describe('copy between repositories', () => {
 
   it('a copy killed mid-way resumes without re-sending what arrived; a second copy sends nothing', async () => {
     const total = countFiles(join(a, 'chunks'))
-    const child = spawn(process.execPath, [BIN, 'copy', '--to', b], {env: {...process.env, ...env}, stdio: 'ignore'})
+    // Throttled to 1 MiB/s, the copy (about 26 MiB) cannot finish within
+    // ~18 s of a quarter arriving: the kill lands mid-way however the
+    // machine is loaded, not by winning a race against a fast copy.
+    const child = spawn(process.execPath, [BIN, 'copy', '--to', b, '--limit-upload', '1MiB'], {env: {...process.env, ...env}, stdio: 'ignore'})
     const closed = new Promise((r) => child.on('close', r))
     const t0 = Date.now()
-    while (countFiles(join(b, 'chunks')) < total / 4 && Date.now() - t0 < 60_000) await new Promise((r) => setTimeout(r, 20))
+    while (countFiles(join(b, 'chunks')) < total / 4 && Date.now() - t0 < 120_000) await new Promise((r) => setTimeout(r, 20))
     child.kill('SIGKILL')
     await closed
     const arrived = countFiles(join(b, 'chunks'))

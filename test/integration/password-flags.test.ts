@@ -58,11 +58,11 @@ describe('flags that would do nothing are refused', () => {
     }
   })
 
-  it('run --repo (and --password-file, --lock-wait): the job names its own; VDSNAP_REPOSITORY in the environment is fine', async () => {
+  it('run --repo (and --password-file): the job names its own; VDSNAP_REPOSITORY in the environment is fine', async () => {
     const jobs = join(dir.path, 'jobs.yaml')
     writeFileSync(jobs, `jobs:\n  j:\n    repository: ${repo}\n    password: {file: ${rightFile}}\n    disks:\n      - {path: ${img}, name: p}\n`)
     const before = repoState(repo)
-    for (const [flag, value, key] of [['--repo', '/elsewhere', 'repository'], ['--password-file', rightFile, 'password'], ['--lock-wait', '5m', 'lock-wait']]) {
+    for (const [flag, value, key] of [['--repo', '/elsewhere', 'repository'], ['--password-file', rightFile, 'password']]) {
       const r = await vdsnap(['run', 'j', '--jobs', jobs, flag!, value!], env(undefined))
       expect(r.code).toBe(2)
       expect(oneLine(r.stderr)).toBe(`vdsnap: error: ${flag} does nothing with "run": each job sets its own ${key} in the job file; set "${key}:" in ${jobs}, or drop ${flag}`)

@@ -6,7 +6,7 @@ import {spawn} from 'node:child_process'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {BIN, vdsnap, vdsnapJson} from '../helpers/cli.js'
-import {makeExt4Image, randomAt, sha256File, tempDir} from '../helpers/images.js'
+import {countFiles, makeExt4Image, randomAt, sha256File, tempDir} from '../helpers/images.js'
 import {S3RVER_ENV, startS3, type TestS3} from '../helpers/s3.js'
 import {haveSshd, startSshd, type TestSshd} from '../helpers/sshd.js'
 
@@ -93,14 +93,24 @@ describe.skipIf(!haveSshd)('remote repositories end to end', () => {
     await vdsnap(['init', '--block-size', '64KiB', ...sshFlags()], env)
     const first = await vdsnapJson(['backup', img, '--disk', 'k', ...sshFlags()], env)
     randomAt(img, 0, 10 * MiB)
-    const child = spawn(process.execPath, [BIN, 'backup', img, '--disk', 'k', ...sshFlags()], {env: {...process.env, ...env} as NodeJS.ProcessEnv, stdio: ['ignore', 'ignore', 'pipe']})
+    // 10 MiB of new random data at 1 MiB/s: once the first new chunk is on
+    // the server, the backup is seconds away from its end whatever the
+    // machine's load, so the kill lands mid-upload (was: a 1.2 s timer, which
+    // a fast backup could outrun and then test nothing).
+    const chunksOnServer = () => countFiles(join(sshd.rootDir, 'repo-kill', 'chunks'))
+    const before = chunksOnServer()
+    const child = spawn(process.execPath, [BIN, 'backup', img, '--disk', 'k', '--limit-upload', '1MiB', ...sshFlags()], {env: {...process.env, ...env} as NodeJS.ProcessEnv, stdio: ['ignore', 'ignore', 'pipe']})
     let stderr = ''
     child.stderr!.on('data', (d) => (stderr += d))
     // Listen before anything is awaited: the backup may fail (connection
     // refused) while the server is down, long before it is back.
-    const closed = new Promise<number>((r) => child.on('close', (c) => r(c ?? -1)))
-    await new Promise((r) => setTimeout(r, 1200))
+    let exited = false
+    const closed = new Promise<number>((r) => child.on('close', (c) => ((exited = true), r(c ?? -1))))
+    for (const t0 = Date.now(); !exited && chunksOnServer() === before && Date.now() - t0 < 120_000; ) await new Promise((r) => setTimeout(r, 20))
+    expect(exited, `the backup ended before it stored a chunk: ${stderr}`).toBe(false)
+    const arrived = chunksOnServer()
     await sshd.kill()
+    expect(arrived - before).toBeLessThan(160) // 10 MiB = 160 new 64 KiB chunks: really cut in the middle
     await new Promise((r) => setTimeout(r, 1000))
     await sshd.start()
     // it must end by itself (retries are bounded to 2 minutes), never hang
