@@ -8,20 +8,22 @@ import {shortId} from '../src/repo/manifest.js'
 export default class Backup extends BaseCommand<typeof Backup> {
   static override summary = 'Back up a disk image or block device as a new snapshot.'
   static override description =
-    'Reads the source (raw file, block device, qcow2, VMDK, VHD, VHDX), compares every allocated block with the newest snapshot of the same disk and stores only the blocks that changed, deduplicated, compressed and encrypted. Exit code 3 means the snapshot was stored with warnings (e.g. the source changed during the read).'
+    'Reads the source (raw file, block device, qcow2, VMDK, VHD, VHDX, or an NBD export such as a running VM\'s disk), compares every allocated block with the newest snapshot of the same disk and stores only the blocks that changed, deduplicated, compressed and encrypted. Exit code 3 means the snapshot was stored with warnings (e.g. the source changed during the read).'
   static override examples = [
     '<%= config.bin %> backup /var/lib/libvirt/images/web.img --repo /srv/backup/vdsnap',
     '<%= config.bin %> backup /dev/vg0/db-snap --disk db --tag nightly --pre-hook "lvcreate -s -n db-snap -L 5G vg0/db" --post-hook "lvremove -y vg0/db-snap"',
     '<%= config.bin %> backup web.img --changed-blocks changes.json --json',
+    '<%= config.bin %> backup nbd://127.0.0.1:10809/vda --disk web --bitmap backup-vda',
   ]
   static override args = {
-    source: Args.string({description: 'Disk image file or block device.', required: true}),
+    source: Args.string({description: 'Disk image file, block device, or NBD export (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH).', required: true}),
   }
   static override flags = {
     disk: Flags.string({summary: 'Name of the disk lineage (default: the file name without extension).'}),
     format: Flags.string({summary: 'Force the source format instead of detecting it (raw, qcow2, vmdk, vhd, vhdx).'}),
     'image-snapshot': Flags.string({summary: 'Back up this internal snapshot of a qcow2 image (name or id, see "vdsnap info").'}),
     'changed-blocks': Flags.string({summary: 'JSON file of changed ranges ([{"offset","length"}] or qemu-img map --output=json): only those blocks are read.'}),
+    bitmap: Flags.string({summary: 'NBD sources: read only the blocks this QEMU dirty bitmap marks (qemu:dirty-bitmap:NAME); it must have been rotated when the previous snapshot was taken.'}),
     full: Flags.boolean({summary: 'Ignore the previous snapshot: compare nothing, read everything.', default: false}),
     tag: Flags.string({summary: 'Tag the snapshot (repeatable).', multiple: true, default: []}),
     'dry-run': Flags.boolean({summary: 'Read and hash the source and report what would be stored, storing nothing.', default: false}),
@@ -44,6 +46,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
         tags: f.tag,
         dryRun: f['dry-run'],
         changedBlocksFile: f['changed-blocks'],
+        bitmap: f.bitmap,
         syntheticFullEvery: f['synthetic-full-every'],
         onSourceChange: f['on-source-change'] as 'warn' | 'retry' | 'fail',
         preHook: f['pre-hook'],

@@ -6,8 +6,9 @@
 //    virtual size (or block size) starts a new full.
 // 3. Blocks outside the allocated ranges are zero: recorded without a read.
 // 4. Candidates: the allocated blocks, narrowed by a change source when a
-//    parent exists: a --changed-blocks file, or an overlay's own ranges when
-//    the layers below it are exactly what the parent snapshot captured.
+//    parent exists: a --changed-blocks file, an overlay's own ranges when
+//    the layers below it are exactly what the parent snapshot captured, or
+//    an NBD server's dirty bitmap (--bitmap, when the parent recorded it).
 // 5. Trust but verify: when narrowed, re-hash a random sample of the blocks
 //    the change source calls unchanged; on a mismatch, warn and treat every
 //    allocated block as a candidate.
@@ -28,12 +29,15 @@ import {readChangedRanges, rangesToBlocks} from '../cbt/change-source.js'
 import {ChangedBlockMap} from '../cbt/changed-block-map.js'
 import {DIGEST_SIZE, ZERO_ID} from '../chunk/digest.js'
 import {ChunkPool} from '../chunk/pool.js'
+import {NbdImage} from '../disk/nbd-image.js'
 import {openImage} from '../disk/open.js'
 import type {DiskImage, Range} from '../disk/types.js'
 import {IoError, UsageError, toVdsnapError} from '../errors.js'
+import {isNbdUrl, parseNbdUrl} from '../nbd/url.js'
 import {resolveSnapshot} from '../repo/chain.js'
 import type {LayerFacts, Manifest, SourceFacts} from '../repo/manifest.js'
 import {Repository} from '../repo/repository.js'
+import {bitmapChanges} from './bitmap-source.js'
 import {runHook} from './hooks.js'
 import {verifySample} from './verify-sample.js'
 import {writeBlocks, type BlockScanStats} from './scan.js'
@@ -54,6 +58,8 @@ export interface BackupOptions {
   tags?: string[]
   dryRun?: boolean
   changedBlocksFile?: string
+  /** NBD sources: read only the blocks this QEMU dirty bitmap marks (bitmap-source.ts). */
+  bitmap?: string
   syntheticFullEvery?: number
   onSourceChange?: 'warn' | 'retry' | 'fail'
   preHook?: string
@@ -77,6 +83,7 @@ export interface BackupResult {
 }
 
 export function defaultDiskName(source: string): string {
+  if (isNbdUrl(source)) return parseNbdUrl(source).exportName.replace(/[^A-Za-z0-9._:+-]/g, '_') || 'nbd'
   const base = basename(source)
   const ext = extname(base)
   return (ext && ext.length <= 6 ? base.slice(0, -ext.length) : base) || 'disk'
@@ -88,6 +95,11 @@ async function layerFacts(path: string, virtualSize: number): Promise<LayerFacts
 }
 
 async function sourceFacts(image: DiskImage): Promise<SourceFacts> {
+  // An NBD export has no file to stat: its URL and size are what can be known.
+  if (image instanceof NbdImage) {
+    const layer = {path: image.path, size: image.virtualSize, mtimeMs: 0}
+    return {...layer, format: image.format, layers: [layer]}
+  }
   const layers: LayerFacts[] = []
   for (let img: DiskImage | undefined = image; img; img = img.parent) layers.push(await layerFacts(img.path, img.virtualSize))
   return {...layers[0]!, format: image.format, layers}
@@ -119,7 +131,11 @@ export async function runBackup(repo: Repository, opts: BackupOptions): Promise<
   if (!/^[A-Za-z0-9._:+-][A-Za-z0-9._:+@ -]*$/.test(disk) || disk.includes('@')) {
     throw new UsageError(`disk name "${disk}" may hold only letters, digits and . _ : + - (no @)`, {hint: 'choose one with --disk NAME'})
   }
-  const hookEnv = {VDSNAP_SOURCE: resolve(opts.source), VDSNAP_DISK: disk}
+  if (opts.bitmap !== undefined && !isNbdUrl(opts.source)) {
+    throw new UsageError(`--bitmap needs an NBD source (nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH), not ${opts.source}`)
+  }
+  if (opts.bitmap !== undefined && opts.changedBlocksFile) throw new UsageError('--bitmap and --changed-blocks are two change sources: give one')
+  const hookEnv = {VDSNAP_SOURCE: isNbdUrl(opts.source) ? opts.source : resolve(opts.source), VDSNAP_DISK: disk}
   let failed = false
   try {
     if (opts.preHook) await runHook('pre', opts.preHook, hookEnv)
@@ -145,7 +161,7 @@ export async function runBackup(repo: Repository, opts: BackupOptions): Promise<
 async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, mayRetry: boolean): Promise<BackupResult | null> {
   const started = Date.now()
   const now = opts.now ?? (() => new Date())
-  const image = await openImage(opts.source, {format: opts.format, imageSnapshot: opts.imageSnapshot})
+  const image = await openImage(opts.source, {format: opts.format, imageSnapshot: opts.imageSnapshot, bitmap: opts.bitmap})
   const pool = new ChunkPool({idKey: repo.idKey, encKey: repo.encKey}, repo.level)
   const warnings: string[] = []
   const notices: string[] = []
@@ -180,17 +196,23 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
     }
 
     let candidates = allocated
-    const source = parent ? await changeSource(image, before, parent, opts.changedBlocksFile) : null
+    let source = null
+    if (image instanceof NbdImage && image.bitmap !== undefined) {
+      const b = await bitmapChanges(image, before, parent)
+      if (b.warning) warnings.push(b.warning)
+      if (b.notice) notices.push(b.notice)
+      if (b.ranges) source = {kind: 'bitmap' as const, ranges: b.ranges}
+    } else if (parent) source = await changeSource(image, before, parent, opts.changedBlocksFile)
     if (source) {
       const narrowed = rangesToBlocks(source.ranges, blockSize, virtualSize)
       for (let i = 0; i < narrowed.bits.length; i++) narrowed.bits[i]! &= allocated.bits[i]!
       opts.onProgress?.({phase: 'verify', bytesDone: 0, bytesTotal: 0})
       const mismatch = await verifySample(image, repo, entries, allocated, narrowed, opts.verifySamples ?? 64, opts.random ?? Math.random)
+      const what = {overlay: 'the overlay\'s allocation map', 'changed-blocks': 'changed-blocks file', bitmap: `dirty bitmap "${opts.bitmap}"`}[source.kind]
       if (mismatch === null) {
         candidates = narrowed
         before.changeSource = source.kind
       } else {
-        const what = source.kind === 'overlay' ? 'the overlay\'s allocation map' : 'changed-blocks file'
         warnings.push(`${what} missed a change (block ${mismatch} differs from the parent): hashed every allocated block instead`)
       }
     } else if (opts.changedBlocksFile && !parent) {
