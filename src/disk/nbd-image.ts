@@ -57,6 +57,11 @@ export class NbdImage implements DiskImage {
     return this.walk(id, (flags) => !(flags & STATE_ZERO))
   }
 
+  /** Whether the server exports the dirty bitmap asked for. */
+  get hasBitmap(): boolean {
+    return this.bitmap !== undefined && this.client.contexts.has(DIRTY_BITMAP_PREFIX + this.bitmap)
+  }
+
   /** The ranges the dirty bitmap marks; null when the server does not export that bitmap. */
   async dirtyRanges(): Promise<Range[] | null> {
     const id = this.bitmap === undefined ? undefined : this.client.contexts.get(DIRTY_BITMAP_PREFIX + this.bitmap)
