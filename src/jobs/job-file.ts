@@ -27,6 +27,8 @@ export interface DiskSpec {
   tags: string[]
   preHook?: string
   postHook?: string
+  /** NBD sources: the QEMU dirty bitmap to read changes from (backup --bitmap). */
+  bitmap?: string
 }
 
 /** What `storage:` may set for one repository: the `run` storage flags, by the same names. */
@@ -158,8 +160,8 @@ function storage(v: unknown, key: string, dir: string): StorageSpec {
 }
 
 function disk(v: unknown, key: string): DiskSpec {
-  const o = obj(v, key, ['path', 'name', 'format', 'tags', 'pre-hook', 'post-hook'])
-  return {path: str(o, 'path', key, true), name: str(o, 'name', key), format: str(o, 'format', key), tags: strings(o, 'tags', key), preHook: str(o, 'pre-hook', key), postHook: str(o, 'post-hook', key)}
+  const o = obj(v, key, ['path', 'name', 'format', 'tags', 'pre-hook', 'post-hook', 'bitmap'])
+  return {path: str(o, 'path', key, true), name: str(o, 'name', key), format: str(o, 'format', key), tags: strings(o, 'tags', key), preHook: str(o, 'pre-hook', key), postHook: str(o, 'post-hook', key), bitmap: str(o, 'bitmap', key)}
 }
 
 const KEEPS = ['last', 'hourly', 'daily', 'weekly', 'monthly', 'yearly'] as const

@@ -20,6 +20,11 @@ describe('parseJobFile', () => {
     expect(f.jobs[0]).toMatchObject({name: 'n', copies: [], check: {everyMs: 7 * 86_400_000, parts: 4}, lockWaitMs: 600_000})
   })
 
+  it('reads an NBD disk with its dirty bitmap', () => {
+    const f = parseJobFile('jobs:\n  n:\n    repository: /r\n    disks:\n      - path: nbd+unix:///vda?socket=/run/s.sock\n        bitmap: backup-vda\n', '/j.yaml')
+    expect(f.jobs[0]!.disks[0]).toMatchObject({path: 'nbd+unix:///vda?socket=/run/s.sock', bitmap: 'backup-vda'})
+  })
+
   it('reads JSON by extension', () => {
     expect(parseJobFile(JSON.stringify({jobs: {n: {repository: '/r', disks: [{path: '/x'}]}}}), '/j.json').jobs).toHaveLength(1)
   })
