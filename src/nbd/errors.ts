@@ -30,7 +30,7 @@ const RETRY_HINT = 'check that the NBD server is running and reachable, then run
 
 export function nbdError(e: unknown, url: string, doing: string): VdsnapError {
   if (e instanceof VdsnapError) return e
-  if (e instanceof NbdConnectionError) return new IoError(`${url}: ${e.message} ${doing}`, {cause: e, hint: RETRY_HINT})
+  if (e instanceof NbdConnectionError) return new IoError(`${url}: lost the connection to the NBD server ${doing} (${e.message})`, {cause: e, hint: RETRY_HINT})
   if (e instanceof NbdProtocolError) {
     return new DataError(`${url}: the server broke the NBD protocol ${doing}: ${e.message}`, {cause: e, hint: 'check the server (qemu-nbd, qemu, nbdkit) and its version'})
   }

@@ -161,7 +161,7 @@ describe('backup from NBD servers', () => {
     await cutting.close()
     expect(cutting.cuts).toBe(1)
     expect(r.code).toBe(7)
-    expect(oneLine(r.stderr)).toContain(cutting.url('disk'))
+    expect(oneLine(r.stderr)).toContain(`${cutting.url('disk')}: lost the connection to the NBD server during a read`)
     expect((await vdsnapJson(['snapshots'], env)).length).toBe(before)
     await stop()
   })
