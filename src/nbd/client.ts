@@ -68,6 +68,7 @@ export class NbdClient {
     this.slots = new Semaphore(opts.maxRequests ?? 16)
     this.maxBytes = Math.max(opts.maxBytes ?? 64 * 1024 * 1024, blockSizes.max)
     this.budget = new Semaphore(this.maxBytes)
+    socket.removeAllListeners('timeout')
     socket.setTimeout(opts.idleTimeoutMs ?? 120_000)
     socket.on('timeout', () => {
       if (this.pending.size > 0) this.fail(new P.NbdConnectionError(`no reply for ${Math.round((opts.idleTimeoutMs ?? 120_000) / 1000)} s`))
@@ -82,6 +83,9 @@ export class NbdClient {
       throw nbdError(e, address.url, 'while connecting')
     }
     const wire = new WireReader(socket, P.STRUCTURED_REPLY_HEADER_SIZE + MAX_STATUS_PAYLOAD)
+    // A peer that accepts and then says nothing must not hold the backup forever.
+    const handshakeMs = opts.connectTimeoutMs ?? 30_000
+    socket.setTimeout(handshakeMs, () => socket.destroy(new Error(`no answer for ${handshakeMs / 1000} s`)))
     try {
       const n = await negotiate(socket, wire, address.exportName, opts.metaContexts ?? [])
       const client = new NbdClient(address, socket, wire, n.size, n.flags, n.blockSizes, n.structured, n.contexts, opts)

@@ -5,6 +5,7 @@
 // filter (a server errno on reads).
 import {execFileSync} from 'node:child_process'
 import {readFileSync} from 'node:fs'
+import {createServer} from 'node:net'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {NbdImage} from '../../src/disk/nbd-image.js'
@@ -130,6 +131,19 @@ describe('NBD client', () => {
     } finally {
       await img.close()
       await kit.stop()
+    }
+  })
+
+  it('a peer that accepts and never answers ends the handshake with an I/O error after the time-out', async () => {
+    const mute = createServer(() => {}) // accepts, never writes
+    await new Promise<void>((resolve) => mute.listen(0, '127.0.0.1', resolve))
+    const url = `nbd://127.0.0.1:${(mute.address() as {port: number}).port}/disk`
+    try {
+      const err = await NbdClient.connect(parseNbdUrl(url), {connectTimeoutMs: 300}).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(IoError)
+      expect((err as Error).message).toMatch(new RegExp(`^${url}: lost the connection to the NBD server during the handshake \\(connection error: no answer for 0.3 s`))
+    } finally {
+      mute.close()
     }
   })
 
