@@ -5,6 +5,9 @@
 // forwards nothing more and destroys both connections. The cut happens at a
 // point of the client's own request stream, so its outcome does not depend
 // on timing: that read, and any still unanswered, can never complete.
+// With `holdUntilReads` K, the server's replies are held back from the
+// moment the first read is forwarded until K reads have been: a client that
+// waits for each reply before it sends the next read never gets one.
 import {connect, createServer, type Server, type Socket} from 'node:net'
 import * as P from '../../src/nbd/protocol.js'
 
@@ -16,7 +19,7 @@ export interface NbdProxy {
   close(): Promise<void>
 }
 
-export async function startNbdProxy(targetSocket: string, cutAtRead = Infinity): Promise<NbdProxy> {
+export async function startNbdProxy(targetSocket: string, cutAtRead = Infinity, holdUntilReads = 0): Promise<NbdProxy> {
   let readsForwarded = 0
   let cuts = 0
   const open = new Set<Socket>()
@@ -31,7 +34,13 @@ export async function startNbdProxy(targetSocket: string, cutAtRead = Infinity):
     upstream.on('close', () => open.delete(upstream) && client.end())
     client.on('error', drop)
     upstream.on('error', drop)
-    upstream.on('data', (d) => client.write(d))
+    let held: Buffer[] = []
+    const release = (): void => {
+      for (const d of held) client.write(d)
+      held = []
+    }
+    const holding = (): boolean => readsForwarded >= 1 && readsForwarded < holdUntilReads
+    upstream.on('data', (d: Buffer) => (holding() ? held.push(d) : client.write(d)))
     let pending = Buffer.alloc(0)
     let stage: 'flags' | 'options' | 'requests' = 'flags'
     client.on('data', (d: Buffer) => {
@@ -55,6 +64,7 @@ export async function startNbdProxy(targetSocket: string, cutAtRead = Infinity):
               return drop()
             }
             readsForwarded++
+            if (!holding()) release()
           }
         } else break
         upstream.write(pending.subarray(0, n))

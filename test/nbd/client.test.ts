@@ -14,6 +14,7 @@ import {NbdClient} from '../../src/nbd/client.js'
 import {parseNbdUrl} from '../../src/nbd/url.js'
 import {tempDir} from '../helpers/images.js'
 import {startNbdkit, startQemuNbd, type NbdServer} from '../helpers/nbd.js'
+import {startNbdProxy} from '../helpers/nbd-proxy.js'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -96,6 +97,20 @@ describe('NBD client', () => {
       expect(whole.equals(want)).toBe(true)
     } finally {
       await img.close()
+    }
+  })
+
+  it('keeps reads in flight: a proxy that answers nothing until 6 reads have arrived does not stall a 24 MiB read', async () => {
+    const proxy = await startNbdProxy(qemu.socket, Infinity, 6)
+    const img = await NbdImage.open(proxy.url('vm disk'))
+    try {
+      const buf = Buffer.alloc(24 * MiB)
+      await img.read(buf, 0)
+      expect(proxy.readsForwarded).toBe(6) // 4 MiB requests, all sent before any reply
+      expect(buf.equals(readFileSync(raw))).toBe(true)
+    } finally {
+      await img.close()
+      await proxy.close()
     }
   })
 
