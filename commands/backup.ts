@@ -16,7 +16,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
     '<%= config.bin %> backup nbd://127.0.0.1:10809/vda --disk web --bitmap backup-vda',
   ]
   static override args = {
-    source: Args.string({description: 'Disk image file, block device, or NBD export (nbd://HOST[:PORT]/EXPORT, nbd+unix:///EXPORT?socket=PATH).', required: true}),
+    source: Args.string({description: 'Disk image file, block device or NBD URL', required: true}),
   }
   static override flags = {
     disk: Flags.string({summary: 'Name of the disk lineage (default: the file name without extension).'}),
