@@ -14,7 +14,7 @@
 import {connect, type Socket} from 'node:net'
 import type {VdsnapError} from '../errors.js'
 import {Semaphore} from '../flow/semaphore.js'
-import {negotiate, type BlockSizes} from './handshake.js'
+import {DEFAULT_MAX_REQUEST, negotiate, type BlockSizes} from './handshake.js'
 import {NbdServerError, errnoName, nbdError} from './errors.js'
 import * as P from './protocol.js'
 import {DEFAULT_PORT, type NbdAddress} from './url.js'
@@ -82,7 +82,8 @@ export class NbdClient {
     } catch (e) {
       throw nbdError(e, address.url, 'while connecting')
     }
-    const wire = new WireReader(socket, P.STRUCTURED_REPLY_HEADER_SIZE + MAX_STATUS_PAYLOAD)
+    // The largest message: a data chunk of a maximum-size read (payload + its 8-byte offset).
+    const wire = new WireReader(socket, Math.max(DEFAULT_MAX_REQUEST, MAX_STATUS_PAYLOAD) + 64 * 1024)
     // A peer that accepts and then says nothing must not hold the backup forever.
     const handshakeMs = opts.connectTimeoutMs ?? 30_000
     socket.setTimeout(handshakeMs, () => socket.destroy(new Error(`no answer for ${handshakeMs / 1000} s`)))

@@ -162,6 +162,19 @@ describe('NBD client', () => {
     }
   })
 
+  it('a server that prefers 32 MiB requests gets them, and a 32 MiB reply chunk is accepted', async () => {
+    const kit = startNbdkit(dir.path, ['--filter=blocksize-policy', 'pattern', '64M', 'blocksize-preferred=33554432', 'blocksize-maximum=33554432'], 'big')
+    const img = await NbdImage.open(kit.url)
+    try {
+      const buf = Buffer.alloc(32 * MiB)
+      await img.read(buf, 32 * MiB)
+      for (const at of [0, 16 * MiB, 32 * MiB - 8]) expect(Number(buf.readBigUInt64BE(at))).toBe(32 * MiB + at)
+    } finally {
+      await img.close()
+      await kit.stop()
+    }
+  })
+
   it('a read the server fails (EIO) is an I/O error naming the URL, offset and errno', async () => {
     const kit = startNbdkit(dir.path, ['--filter=error', 'pattern', '8M', 'error-pread=EIO', 'error-pread-rate=100%'], 'error')
     const img = await NbdImage.open(kit.url)
