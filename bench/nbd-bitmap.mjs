@@ -14,7 +14,7 @@
 // the full backup is taken (it records the bitmap), then each changed range is
 // copied from CHANGED into the qcow2 by qemu-io (write -s piece-file).
 import {execFileSync, spawnSync} from 'node:child_process'
-import {closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeFileSync} from 'node:fs'
+import {closeSync, mkdirSync, openSync, readFileSync, readSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
@@ -154,7 +154,7 @@ function main() {
     throw new Error(`the backup by bitmap disagrees with --changed-blocks: ${JSON.stringify(out)}`)
   }
   console.log(JSON.stringify(out, null, 2))
-  if (!existsSync(join(work, 'keep'))) rmSync(work, {recursive: true, force: true})
+  if (!process.env.VDSNAP_BENCH_KEEP) rmSync(work, {recursive: true, force: true})
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) main()
