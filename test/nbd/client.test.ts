@@ -9,7 +9,7 @@ import {createServer} from 'node:net'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {NbdImage} from '../../src/disk/nbd-image.js'
-import {IoError, UsageError} from '../../src/errors.js'
+import {DataError, IoError, UsageError} from '../../src/errors.js'
 import {NbdClient} from '../../src/nbd/client.js'
 import {parseNbdUrl} from '../../src/nbd/url.js'
 import {tempDir} from '../helpers/images.js'
@@ -171,6 +171,32 @@ describe('NBD client', () => {
       for (const at of [0, 16 * MiB, 32 * MiB - 8]) expect(Number(buf.readBigUInt64BE(at))).toBe(32 * MiB + at)
     } finally {
       await img.close()
+      await kit.stop()
+    }
+  })
+
+  it('a server without structured replies (nbdkit --no-sr): simple replies, and the whole disk is a candidate', async () => {
+    const kit = startNbdkit(dir.path, ['--no-sr', 'pattern', '4M'], 'nosr')
+    const img = await NbdImage.open(kit.url, {bitmap: 'b0'})
+    try {
+      expect(img.hasBitmap).toBe(false)
+      expect(await img.allocatedRanges()).toEqual([{offset: 0, length: 4 * MiB}])
+      const buf = Buffer.alloc(3 * MiB)
+      await img.read(buf, 1 * MiB)
+      for (const at of [0, 8, 3 * MiB - 8]) expect(Number(buf.readBigUInt64BE(at))).toBe(1 * MiB + at)
+    } finally {
+      await img.close()
+      await kit.stop()
+    }
+  })
+
+  it('an oldstyle server (nbdkit -o) is refused with a data error saying so', async () => {
+    const kit = startNbdkit(dir.path, ['-o', 'pattern', '1M'], 'old')
+    try {
+      const err = await NbdImage.open(kit.url).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(DataError)
+      expect((err as Error).message).toMatch(/^nbd\+unix:.*oldstyle negotiation/)
+    } finally {
       await kit.stop()
     }
   })
