@@ -7,6 +7,7 @@
 //   --repeat N     run the main sequence N times (fresh repositories) and keep each
 //                  step's fastest pass (default 1; the machine is shared and noisy)
 //   --no-others    vdsnap only (no restic/borg; ratios left empty) — for quick checks
+//   --no-nbd       skip the backups through qemu-nbd (full, and 1% by dirty bitmap)
 //   --render-only  rewrite BENCHMARKS.md from bench/results/latest.json (no measuring)
 // Environment: VDSNAP_BENCH_DIR (default /var/tmp/vdsnap-bench), VDSNAP_BENCH_BIN
 // (the vdsnap launcher to run; bench/run.sh passes a frozen copy of the build).
@@ -20,11 +21,13 @@ import {closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, r
 import {cpus, totalmem} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
+import {BITMAP, applyRanges, makeQcow2WithBitmap, startQemuNbd} from './nbd-bitmap.mjs'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const args = process.argv.slice(2)
 const withBlockSizes = args.includes('--block-sizes')
 const withOthers = !args.includes('--no-others')
+const withNbd = !args.includes('--no-nbd')
 const repeatIdx = args.indexOf('--repeat')
 const repeat = repeatIdx >= 0 ? Math.max(1, Math.min(10, Number(args[repeatIdx + 1]) || 1)) : 1
 const outIdx = args.indexOf('--out')
@@ -259,7 +262,7 @@ function imageFacts() {
 
 function runAll() {
 
-  const results = {machine: machineFacts(), command: commandLine, options: {withBlockSizes, withOthers, repeat}}
+  const results = {machine: machineFacts(), command: commandLine, options: {withBlockSizes, withOthers, withNbd, repeat}}
   results.images = imageFacts()
   const img = (n) => join(imgDir, `${n}.img`)
   const ranges = (n) => join(imgDir, `${n}.ranges.json`)
@@ -326,6 +329,8 @@ function runAll() {
       }
     }
 
+    if (withNbd) Object.assign(steps.vdsnap, nbdSteps(passDir))
+
     log(`step clone: clone.img → ${cloneSrc} (a new disk)`)
     copySparse(img('clone'), cloneSrc)
     warm(cloneSrc)
@@ -364,6 +369,42 @@ function runAll() {
     rmSync(passDir, {recursive: true, force: true})
     return {steps, sizes}
   }
+  /**
+   * The NBD lineage: base.img as a qcow2 with an empty persistent bitmap,
+   * backed up in full through qemu-nbd (recording the bitmap), then p1's
+   * ranges written through qemu-io (the bitmap marks them) and the 1%
+   * incremental by bitmap, both timed. Set-up and qemu-nbd start/stop are
+   * untimed.
+   */
+  const nbdSteps = (passDir) => {
+    const dir = join(passDir, 'nbd')
+    mkdirSync(dir, {recursive: true})
+    const qcow2 = join(dir, 'disk.qcow2')
+    const repoNbd = join(passDir, 'repo-vdsnap-nbd')
+    log('step nbd: base.img → qcow2 with a dirty bitmap, served by qemu-nbd')
+    makeQcow2WithBitmap(img('base'), qcow2)
+    vdsnap.init(repoNbd)
+    const out = {}
+    const serve = (label, key) => {
+      syncDisks()
+      warm(qcow2)
+      const srv = startQemuNbd(qcow2, dir)
+      try {
+        out[key] = vdsnap.backup(label, repoNbd, srv.url, 'bench', ['--bitmap', BITMAP])
+      } finally {
+        srv.stop()
+      }
+    }
+    serve('vdsnap full via qemu-nbd', 'fullNbd')
+    applyRanges(img('p1'), ranges('p1'), qcow2, join(dir, 'pieces'))
+    serve('vdsnap incr1 --bitmap via qemu-nbd', 'incr1bitmap')
+    const rep = out.incr1bitmap.report
+    if (rep.changeSource !== 'bitmap' || rep.warnings.length > 0) throw new Error(`the backup by bitmap did not use the bitmap: ${JSON.stringify(rep)}`)
+    rmSync(dir, {recursive: true, force: true})
+    rmSync(repoNbd, {recursive: true, force: true})
+    return out
+  }
+
   const passes = []
   for (let pass = 0; pass < repeat; pass++) passes.push(mainPass(pass))
   const steps = passes[0].steps
@@ -440,6 +481,7 @@ const TARGETS = [
   {key: 'full', what: 'full backup wall time', limit: 0.5, v: (tl) => steps[tl]?.full?.wall, cpu: (tl) => steps[tl]?.full?.cpu},
   {key: 'incr1', what: '1% incremental wall time, no change source', limit: 0.3, v: (tl) => steps[tl]?.incr1?.wall, cpu: (tl) => steps[tl]?.incr1?.cpu},
   {key: 'incr1cbt', what: '1% incremental wall time, --changed-blocks (vs restic 1% incremental)', limit: 0.1, v: (tl) => (tl === 'vdsnap' ? steps.vdsnap.incr1cbt.wall : steps[tl]?.incr1?.wall), cpu: (tl) => (tl === 'vdsnap' ? steps.vdsnap.incr1cbt.cpu : steps[tl]?.incr1?.cpu)},
+  {key: 'incr1bitmap', what: '1% incremental wall time, --bitmap through qemu-nbd (vs restic 1% incremental)', limit: 0.1, v: (tl) => (tl === 'vdsnap' ? steps.vdsnap.incr1bitmap?.wall : steps[tl]?.incr1?.wall), cpu: (tl) => (tl === 'vdsnap' ? steps.vdsnap.incr1bitmap?.cpu : steps[tl]?.incr1?.cpu)},
   {key: 'restore', what: 'restore of the 1% snapshot wall time', limit: 0.3, v: (tl) => steps[tl]?.restore?.wall, cpu: (tl) => steps[tl]?.restore?.cpu},
   {key: 'repo', what: 'repository size after all steps', limit: 0.9, v: (tl) => sizes[tl]?.repoAfterAll},
   {key: 'added1', what: 'bytes added by the 1% incremental', limit: 0.5, v: (tl) => steps[tl]?.incr1?.added},
@@ -500,12 +542,14 @@ function renderMarkdown(R) {
     ['full', 'full backup of base.img'],
     ['incr1', '1% incremental (no change source)'],
     ['incr1cbt', '1% incremental with `--changed-blocks`¹'],
+    ['incr1bitmap', '1% incremental with `--bitmap` through qemu-nbd¹ ⁴'],
+    ['fullNbd', 'full backup of base.img (as qcow2) through qemu-nbd⁴'],
     ['incr5', '5% incremental'],
     ['clone', 'clone (new disk, ~90% shared)'],
     ['restore', 'restore of the 1% snapshot'],
     ['restoreDurable', 'restore of the 1% snapshot, then `sync` (until on disk)³'],
   ]
-  const other = (name, key) => (key === 'incr1cbt' ? S[name]?.incr1 : S[name]?.[key])
+  const other = (name, key) => (key === 'incr1cbt' || key === 'incr1bitmap' ? S[name]?.incr1 : key === 'fullNbd' ? S[name]?.full : S[name]?.[key])
   const o = []
   o.push('# Benchmarks', '')
   o.push(
@@ -567,6 +611,11 @@ function renderMarkdown(R) {
   o.push(
     '',
     '¹ restic and borg have no change-source input: their column repeats their 1% incremental.',
+    '',
+    '⁴ base.img converted to qcow2 with an empty persistent dirty bitmap, served read-only by `qemu-nbd -B`; the full backup records the bitmap, ' +
+      'then p1.img\'s changed ranges are written through `qemu-io` (the bitmap marks them) and `backup nbd+unix://… --bitmap` reads only the dirty blocks. ' +
+      'restic and borg read the files: their columns repeat their full and 1% incremental. ' +
+      (S.vdsnap.incr1bitmap && S.vdsnap.incr1cbt ? `By bitmap / by \`--changed-blocks\`: ${fmtR(ratio(S.vdsnap.incr1bitmap.wall, S.vdsnap.incr1cbt.wall))}× wall.` : ''),
     '',
     '³ vdsnap fsyncs the restored file before it exits; restic and borg leave it in the page cache, so their `restore` row ends before the data is on disk. This row adds the `sync` that follows each restore.',
     '',

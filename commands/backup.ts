@@ -13,22 +13,24 @@ const PHASES = {verify: 'verifying the change source', scan: 'reading', index: '
 export default class Backup extends BaseCommand<typeof Backup> {
   static override summary = 'Back up a disk image, block device or raw stream as a new snapshot.'
   static override description =
-    'Reads the source (raw file, block device, qcow2, VMDK, VHD, VHDX, VDI), compares every allocated block with the newest snapshot of the same disk and stores only the blocks that changed, deduplicated, compressed and encrypted. Exit code 3 means the snapshot was stored with warnings (e.g. the source changed during the read). The source "-" reads a raw disk from standard input (or, with --source-command, from a command\'s standard output): its size is --size, or the previous snapshot\'s; a stream that ends early or runs long stores nothing (exit 6), a failing or stalled command too (exit 7).'
+    'Reads the source (raw file, block device, qcow2, VMDK, VHD, VHDX, VDI, or an NBD export such as a running VM\'s disk), compares every allocated block with the newest snapshot of the same disk and stores only the blocks that changed, deduplicated, compressed and encrypted. Exit code 3 means the snapshot was stored with warnings (e.g. the source changed during the read). The source "-" reads a raw disk from standard input (or, with --source-command, from a command\'s standard output): its size is --size, or the previous snapshot\'s; a stream that ends early or runs long stores nothing (exit 6), a failing or stalled command too (exit 7).'
   static override examples = [
     '<%= config.bin %> backup /var/lib/libvirt/images/web.img --repo /srv/backup/vdsnap',
     '<%= config.bin %> backup /dev/vg0/db-snap --disk db --tag nightly --pre-hook "lvcreate -s -n db-snap -L 5G vg0/db" --post-hook "lvremove -y vg0/db-snap"',
     '<%= config.bin %> backup web.img --changed-blocks changes.json --json',
     'rbd export rbd/vm-101-disk-0 - | <%= config.bin %> backup - --disk vm-101 --size 34359738368',
     '<%= config.bin %> backup - --disk db --source-command "ssh db-host dd if=/dev/vg0/db-snap bs=4M" --source-timeout 10m',
+    '<%= config.bin %> backup nbd://127.0.0.1:10809/vda --disk web --bitmap backup-vda',
   ]
   static override args = {
-    source: Args.string({description: 'Disk image file or block device.', required: true}),
+    source: Args.string({description: 'Disk image file, block device or NBD URL', required: true}),
   }
   static override flags = {
     disk: Flags.string({summary: 'Name of the disk lineage (default: the file name without extension).'}),
     format: Flags.string({summary: 'Force the source format instead of detecting it (raw, qcow2, vmdk, vhd, vhdx, vdi).'}),
     'image-snapshot': Flags.string({summary: 'Back up this internal snapshot of a qcow2 image (name or id, see "vdsnap info").'}),
     'changed-blocks': Flags.string({summary: 'JSON file of changed ranges ([{"offset","length"}] or qemu-img map --output=json): only those blocks are read.'}),
+    bitmap: Flags.string({summary: 'NBD sources: read only the blocks this QEMU dirty bitmap marks (qemu:dirty-bitmap:NAME); it must have been rotated when the previous snapshot was taken.'}),
     full: Flags.boolean({summary: 'Ignore the previous snapshot: compare nothing, read everything.', default: false}),
     tag: Flags.string({summary: 'Tag the snapshot (repeatable).', multiple: true, default: []}),
     'dry-run': Flags.boolean({summary: 'Read and hash the source and report what would be stored, storing nothing.', default: false}),
@@ -66,6 +68,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
         size: f.size === undefined ? undefined : parseSize(f.size),
         sourceCommand: f['source-command'],
         sourceTimeoutMs: f['source-timeout'] === undefined ? undefined : parseDuration(f['source-timeout']),
+        bitmap: f.bitmap,
         syntheticFullEvery: f['synthetic-full-every'],
         onSourceChange: f['on-source-change'] as 'warn' | 'retry' | 'fail',
         preHook: f['pre-hook'],

@@ -6,8 +6,9 @@
 //    virtual size (or block size) starts a new full.
 // 3. Blocks outside the allocated ranges are zero: recorded without a read.
 // 4. Candidates: the allocated blocks, narrowed by a change source when a
-//    parent exists: a --changed-blocks file, or an overlay's own ranges when
-//    the layers below it are exactly what the parent snapshot captured.
+//    parent exists: a --changed-blocks file, an overlay's own ranges when
+//    the layers below it are exactly what the parent snapshot captured, or
+//    an NBD server's dirty bitmap (--bitmap, when the parent recorded it).
 // 5. Trust but verify: when narrowed, re-hash a random sample of the blocks
 //    the change source calls unchanged; on a mismatch, warn and treat every
 //    allocated block as a candidate.
@@ -27,11 +28,14 @@ import {readChangedRanges, rangesToBlocks} from '../cbt/change-source.js'
 import {ChangedBlockMap} from '../cbt/changed-block-map.js'
 import {DIGEST_SIZE, ZERO_ID} from '../chunk/digest.js'
 import {ChunkPool} from '../chunk/pool.js'
+import {NbdImage} from '../disk/nbd-image.js'
 import type {DiskImage, Range} from '../disk/types.js'
 import {IoError, UsageError} from '../errors.js'
+import {isNbdUrl, parseNbdUrl} from '../nbd/url.js'
 import {resolveSnapshot} from '../repo/chain.js'
 import type {LayerFacts, Manifest, SourceFacts} from '../repo/manifest.js'
 import {Repository} from '../repo/repository.js'
+import {bitmapChanges} from './bitmap-source.js'
 import {runHook} from './hooks.js'
 import {checkSourceOptions, openSource, sourceFacts, sourceLabel, type SourceOptions} from './source.js'
 import {checkNotInUse, sourceChanges} from './source-checks.js'
@@ -78,6 +82,7 @@ export interface BackupResult {
 }
 
 export function defaultDiskName(source: string): string {
+  if (isNbdUrl(source)) return parseNbdUrl(source).exportName.replace(/[^A-Za-z0-9._:+-]/g, '_') || 'nbd'
   const base = basename(source)
   const ext = extname(base)
   return (ext && ext.length <= 6 ? base.slice(0, -ext.length) : base) || 'disk'
@@ -186,17 +191,23 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
     // A skipped (damaged) manifest may be this disk's newest snapshot: then
     // changes since it are not changes since `parent`, so no change source
     // is trusted and every allocated block is read (still deduplicated).
-    const source = parent && repo.damaged.size === 0 ? await changeSource(image, before, parent, opts.changedBlocksFile) : null
+    let source = null
+    if (image instanceof NbdImage && image.bitmap !== undefined) {
+      const b = await bitmapChanges(image, before, parent && repo.damaged.size === 0 ? parent : null)
+      if (b.warning) warnings.push(b.warning)
+      if (b.notice) notices.push(b.notice)
+      if (b.ranges) source = {kind: 'bitmap' as const, ranges: b.ranges}
+    } else if (parent && repo.damaged.size === 0) source = await changeSource(image, before, parent, opts.changedBlocksFile)
     if (source) {
       const narrowed = rangesToBlocks(source.ranges, blockSize, virtualSize)
       for (let i = 0; i < narrowed.bits.length; i++) narrowed.bits[i]! &= allocated.bits[i]!
       opts.onProgress?.({phase: 'verify', bytesDone: 0, bytesTotal: 0})
       const mismatch = await verifySample(image, repo, entries, allocated, narrowed, opts.verifySamples ?? 64, opts.random ?? Math.random)
+      const what = {overlay: 'the overlay\'s allocation map', 'changed-blocks': 'changed-blocks file', bitmap: `dirty bitmap "${opts.bitmap}"`}[source.kind]
       if (mismatch === null) {
         candidates = narrowed
         before.changeSource = source.kind
       } else {
-        const what = source.kind === 'overlay' ? 'the overlay\'s allocation map' : 'changed-blocks file'
         warnings.push(`${what} missed a change (block ${mismatch} differs from the parent): hashed every allocated block instead`)
       }
     } else if (opts.changedBlocksFile && !parent) {
@@ -215,7 +226,7 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
     })
     bytesChanged += scan.bytesChanged
     // 6b. A stream must end exactly here, its producer having succeeded: else no snapshot.
-    await image.endOfRead?.()
+    await (image as DiskImage).endOfRead?.()
 
     const after = await sourceFacts(image)
     if (!sameFacts(before, after)) {

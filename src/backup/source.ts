@@ -12,11 +12,13 @@
 import {stat} from 'node:fs/promises'
 import {resolve} from 'node:path'
 import type {Readable} from 'node:stream'
+import {NbdImage} from '../disk/nbd-image.js'
 import {openImage} from '../disk/open.js'
 import {StreamImage} from '../disk/stream-image.js'
 import {commandSource, stdinSource} from '../disk/stream-source.js'
 import type {DiskImage} from '../disk/types.js'
 import {UsageError, toVdsnapError} from '../errors.js'
+import {isNbdUrl} from '../nbd/url.js'
 import type {LayerFacts, SourceFacts} from '../repo/manifest.js'
 
 export interface SourceOptions {
@@ -25,6 +27,8 @@ export interface SourceOptions {
   /** Read this internal snapshot of the image (qcow2) instead of its active layer. */
   imageSnapshot?: string
   changedBlocksFile?: string
+  /** NBD sources: read only the blocks this QEMU dirty bitmap marks (bitmap-source.ts). */
+  bitmap?: string
   /** Stream sources: the disk's size in bytes. */
   size?: number
   /** Read the disk from this shell command's stdout. */
@@ -42,11 +46,16 @@ export function isStream(opts: SourceOptions): boolean {
 /** The source's name in hooks, messages and the manifest. */
 export function sourceLabel(opts: SourceOptions): string {
   if (opts.sourceCommand !== undefined) return `command: ${opts.sourceCommand}`
+  if (isNbdUrl(opts.source)) return opts.source
   return opts.source === '-' ? '-' : resolve(opts.source)
 }
 
 /** Refuses flag combinations a stream (or a file) cannot honour, before anything runs. */
 export function checkSourceOptions(opts: SourceOptions & {disk?: string}): void {
+  if (opts.bitmap !== undefined && !isNbdUrl(opts.source)) {
+    throw new UsageError(`--bitmap needs an NBD source (nbd://HOST[:PORT]/EXPORT or nbd+unix:///EXPORT?socket=PATH), not ${opts.source}`)
+  }
+  if (opts.bitmap !== undefined && opts.changedBlocksFile) throw new UsageError('--bitmap and --changed-blocks are two change sources: give one')
   if (!isStream(opts)) {
     for (const [flag, v] of [['--size', opts.size], ['--source-timeout', opts.sourceTimeoutMs]] as const) {
       if (v !== undefined) throw new UsageError(`${flag} applies to stream sources only (backup - or --source-command)`)
@@ -66,7 +75,7 @@ export function checkSourceOptions(opts: SourceOptions & {disk?: string}): void 
 
 /** Opens the source; `previousSize` is the disk's newest snapshot's size (streams without --size). */
 export async function openSource(opts: SourceOptions, disk: string, previousSize: () => Promise<number | undefined>): Promise<DiskImage> {
-  if (!isStream(opts)) return openImage(opts.source, {format: opts.format, imageSnapshot: opts.imageSnapshot})
+  if (!isStream(opts)) return openImage(opts.source, {format: opts.format, imageSnapshot: opts.imageSnapshot, bitmap: opts.bitmap})
   const size = opts.size ?? (await previousSize())
   if (size === undefined) {
     throw new UsageError(`disk "${disk}" has no snapshot yet, so a stream needs --size BYTES`, {
@@ -84,9 +93,10 @@ async function layerFacts(path: string, virtualSize: number): Promise<LayerFacts
 
 /** Path, size and mtime of every layer of the source (a stream: its label and size). */
 export async function sourceFacts(image: DiskImage): Promise<SourceFacts> {
-  if (image instanceof StreamImage) {
+  // A stream or an NBD export has no file to stat: its label (or URL) and size are what can be known.
+  if (image instanceof StreamImage || image instanceof NbdImage) {
     const layer = {path: image.path, size: image.virtualSize, mtimeMs: 0}
-    return {...layer, format: 'raw', layers: [layer]}
+    return {...layer, format: image instanceof StreamImage ? 'raw' : image.format, layers: [layer]}
   }
   const layers: LayerFacts[] = []
   for (let img: DiskImage | undefined = image; img; img = img.parent) layers.push(await layerFacts(img.path, img.virtualSize))

@@ -1,17 +1,28 @@
 // Opens a disk image by content, not by file name: each format registers a
 // probe on the first bytes of the file; raw is what nothing else claims.
 // An internal snapshot (--image-snapshot) is refused for formats without them.
+// nbd:// and nbd+unix:// URLs open an NBD client instead (nbd-image.ts).
 import {open as fsOpen, readdir, type FileHandle} from 'node:fs/promises'
 import {join} from 'node:path'
 import {ImageFormatError, NotFoundError, UsageError, toVdsnapError} from '../errors.js'
 import {detectForeignFormat, FOREIGN_TAIL_BYTES} from './foreign-formats.js'
 import {FORMATS} from './formats.js'
+import {NbdImage} from './nbd-image.js'
+import {isNbdUrl} from '../nbd/url.js'
 import {RawImage} from './raw.js'
 import type {DiskImage, OpenOptions} from './types.js'
 
 export const PROBE_BYTES = 4096
 
 export async function openImage(path: string, options: OpenOptions = {}): Promise<DiskImage> {
+  // An NBD URL names a server, not a file: the server presents the virtual disk.
+  if (isNbdUrl(path)) {
+    if (options.format !== undefined && options.format.toLowerCase() !== 'raw') {
+      throw new UsageError(`${path}: an NBD server presents the virtual disk, whatever its format (--format ${options.format})`, {hint: 'leave out --format'})
+    }
+    if (options.imageSnapshot !== undefined) throw noSnapshots(path, 'nbd', options.imageSnapshot)
+    return NbdImage.open(path, {bitmap: options.bitmap})
+  }
   let fh
   try {
     fh = await fsOpen(path, 'r')

@@ -88,6 +88,8 @@ export interface OpenOptions {
   format?: string
   /** Read an internal snapshot (qcow2) instead of the active layer. */
   imageSnapshot?: string
+  /** NBD sources: also ask the server for this QEMU dirty bitmap (qemu:dirty-bitmap:NAME). */
+  bitmap?: string
 }
 
 /** Merges and sorts ranges; adjacent ranges are joined. */

@@ -29,6 +29,8 @@ export interface DiskSpec {
   postHook?: string
   /** backup --allow-in-use: a source open for writing is backed up, tagged crash-consistent (the job warns). */
   allowInUse?: boolean
+  /** NBD sources: the QEMU dirty bitmap to read changes from (backup --bitmap). */
+  bitmap?: string
 }
 
 /** What `storage:` may set for one repository: the `run` storage flags, by the same names. */
@@ -162,11 +164,12 @@ function storage(v: unknown, key: string, dir: string): StorageSpec {
 }
 
 function disk(v: unknown, key: string): DiskSpec {
-  const o = obj(v, key, ['path', 'name', 'format', 'tags', 'pre-hook', 'post-hook', 'allow-in-use'])
+  const o = obj(v, key, ['path', 'name', 'format', 'tags', 'pre-hook', 'post-hook', 'allow-in-use', 'bitmap'])
   if (o['allow-in-use'] !== undefined && typeof o['allow-in-use'] !== 'boolean') fail(`${key}.allow-in-use`, 'must be true or false')
   return {
     path: str(o, 'path', key, true), name: str(o, 'name', key), format: str(o, 'format', key), tags: strings(o, 'tags', key),
     preHook: str(o, 'pre-hook', key), postHook: str(o, 'post-hook', key), allowInUse: o['allow-in-use'] as boolean | undefined,
+    bitmap: str(o, 'bitmap', key),
   }
 }
 

@@ -91,7 +91,7 @@ async function backupDisk(repo: Repository, job: Job, d: Job['disks'][number], d
   const base: DiskSummary = {name, path: d.path, ok: false, snapshot: null, parent: null, indexKind: null, bytesRead: 0, bytesNew: 0, bytesStored: 0, changedBlocks: 0, chainLength: 0, durationMs: 0, warnings: [], error: null}
   try {
     const res = await withLock(repo, false, 'run backup', waitMs(job, deps), (lock) =>
-      runBackup(repo, {source: d.path, disk: name, format: d.format, tags: d.tags, preHook: d.preHook, postHook: d.postHook, allowInUse: d.allowInUse, now: deps.now, beforeCommit: () => lock.assertHeld()}),
+      runBackup(repo, {source: d.path, disk: name, format: d.format, tags: d.tags, preHook: d.preHook, postHook: d.postHook, allowInUse: d.allowInUse, bitmap: d.bitmap, now: deps.now, beforeCommit: () => lock.assertHeld()}),
     )
     const s = res.snapshot
     deps.log?.(`${job.name}: disk ${name}: snapshot ${s.id.slice(0, 8)} (${counted(s.stats.blocksChanged, 'block')} changed)`)

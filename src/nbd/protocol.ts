@@ -116,6 +116,18 @@ export class NbdProtocolError extends Error {
   }
 }
 
+/**
+ * The connection ended or failed (peer closed, reset, socket error): an I/O
+ * failure, not garbage on the wire. A subclass, so code that only cares
+ * that the connection is unusable can still catch NbdProtocolError.
+ */
+export class NbdConnectionError extends NbdProtocolError {
+  constructor(message: string) {
+    super(message)
+    this.name = 'NbdConnectionError'
+  }
+}
+
 function need(buf: Buffer, at: number, n: number, what: string): void {
   if (at + n > buf.length) throw new NbdProtocolError(`${what}: ${buf.length - at} bytes where ${n} are needed`)
 }

@@ -5,7 +5,7 @@
 // NbdProtocolError; `maxRead` bounds what one read may ask for, so a peer
 // cannot make us allocate what it names.
 import type {Duplex} from 'node:stream'
-import {NbdProtocolError} from './protocol.js'
+import {NbdConnectionError, NbdProtocolError} from './protocol.js'
 
 export class WireReader {
   private readonly chunks: Buffer[] = []
@@ -23,9 +23,9 @@ export class WireReader {
       if (this.buffered > this.maxRead + 1024 * 1024) socket.pause()
       this.wake()
     })
-    socket.on('end', () => this.close(new NbdProtocolError('the peer closed the connection')))
-    socket.on('close', () => this.close(new NbdProtocolError('the connection closed')))
-    socket.on('error', (e: Error) => this.close(new NbdProtocolError(`connection error: ${e.message}`)))
+    socket.on('end', () => this.close(new NbdConnectionError('the peer closed the connection')))
+    socket.on('close', () => this.close(new NbdConnectionError('the connection closed')))
+    socket.on('error', (e: Error) => this.close(new NbdConnectionError(`connection error: ${e.message}`)))
   }
 
   /** Bytes received and not yet read. */
@@ -53,7 +53,7 @@ export class WireReader {
       if (this.buffered <= this.maxRead) this.socket.resume()
     } else if (this.ended) {
       this.waiter = undefined
-      w.reject(new NbdProtocolError(`${this.ended.message} after ${this.buffered} of ${w.n} bytes`))
+      w.reject(new NbdConnectionError(`${this.ended.message} after ${this.buffered} of ${w.n} bytes`))
     }
   }
 

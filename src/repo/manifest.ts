@@ -16,8 +16,14 @@ export interface SourceFacts {
   mtimeMs: number
   /** The image's layers, top first (itself, then its backing files / parents). */
   layers?: LayerFacts[]
-  /** What narrowed the blocks read: a --changed-blocks file or the overlay's own ranges. */
-  changeSource?: 'changed-blocks' | 'overlay'
+  /** What narrowed the blocks read: a --changed-blocks file, the overlay's own ranges or an NBD server's dirty bitmap. */
+  changeSource?: 'changed-blocks' | 'overlay' | 'bitmap'
+  /**
+   * NBD sources read with --bitmap: the QEMU dirty bitmap the server exported
+   * when this snapshot was taken. The next --bitmap run trusts the bitmap
+   * only when its parent recorded the same export and bitmap name.
+   */
+  bitmap?: {export: string; name: string}
   /**
    * The image's stable identity where its format has one ("vhd:<unique id>",
    * "vhdx:<VirtualDiskId>"); absent for other formats and in manifests

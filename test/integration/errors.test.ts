@@ -330,7 +330,7 @@ describe('bad flags and arguments: exit 2 and one line saying what is wrong', ()
     [['backup', 'e.img', '--synthetic-full-every=-3'], '--synthetic-full-every must be a whole number ≥ 1 (got "-3"); see "vdsnap backup --help"'],
     [['backup', 'e.img', '--synthetic-full-every', 'often'], '--synthetic-full-every must be a whole number (got "often"); see "vdsnap backup --help"'],
     [['snapshots', '--connections', '1000'], '--connections must be a whole number ≤ 256 (got "1000"); see "vdsnap snapshots --help"'],
-    [['backup'], 'missing argument SOURCE (Disk image file or block device); see "vdsnap backup --help"'],
+    [['backup'], 'missing argument SOURCE (Disk image file, block device or NBD URL); see "vdsnap backup --help"'],
     [['backup', 'e.img', '--on-source-change', 'maybe'], 'Expected --on-source-change=maybe to be one of: warn, retry, fail; see "vdsnap backup --help"'],
     [['check', '--read-data', '--read-data-subset', '3/7'], '--read-data-subset=3/7 cannot also be provided when using --read-data; see "vdsnap check --help"'],
     [['key', 'add', '--bogus'], 'Nonexistent flag: --bogus; see "vdsnap key add --help"'],

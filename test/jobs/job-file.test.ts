@@ -27,6 +27,11 @@ describe('parseJobFile', () => {
     expect(() => parseJobFile(`${ok}        allow-in-use: yes please\n`, '/j.yaml')).toThrow(/allow-in-use: must be true or false/)
   })
 
+  it('reads an NBD disk with its dirty bitmap', () => {
+    const f = parseJobFile('jobs:\n  n:\n    repository: /r\n    disks:\n      - path: nbd+unix:///vda?socket=/run/s.sock\n        bitmap: backup-vda\n', '/j.yaml')
+    expect(f.jobs[0]!.disks[0]).toMatchObject({path: 'nbd+unix:///vda?socket=/run/s.sock', bitmap: 'backup-vda'})
+  })
+
   it('reads JSON by extension', () => {
     expect(parseJobFile(JSON.stringify({jobs: {n: {repository: '/r', disks: [{path: '/x'}]}}}), '/j.json').jobs).toHaveLength(1)
   })
