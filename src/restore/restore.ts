@@ -13,7 +13,9 @@ import {DataError} from '../errors.js'
 import type {Manifest} from '../repo/manifest.js'
 import {entryAt, resolveSnapshot} from '../repo/chain.js'
 import type {Repository} from '../repo/repository.js'
+import {OverlayFile} from '../overlay/overlay-file.js'
 import {BlockSource} from './block-source.js'
+import {overlayBlocks, wantedWithOverlay} from './overlay-blocks.js'
 import {openTarget, type RestoreTarget, type TargetOptions} from './targets.js'
 
 export interface RestoreOptions extends TargetOptions {
@@ -21,6 +23,8 @@ export interface RestoreOptions extends TargetOptions {
   deltaFrom?: Manifest
   /** Re-hash every chunk (default); false trusts the GCM tag of encrypted chunks. */
   rehash?: boolean
+  /** A "vdsnap serve --overlay" file: its writes replace the snapshot's bytes. */
+  overlay?: string
   onProgress?: (bytesDone: number, bytesTotal: number) => void
 }
 
@@ -41,11 +45,14 @@ export async function runRestore(repo: Repository, opts: RestoreOptions): Promis
   const started = Date.now()
   const snap = opts.snapshot
   const source = await BlockSource.open(repo, snap, {rehash: opts.rehash ?? true})
+  let overlay: OverlayFile | undefined
   try {
-    const wanted = await planBlocks(repo, source, opts.deltaFrom)
+    if (opts.overlay) overlay = await OverlayFile.open(opts.overlay, {snapshotId: snap.id, virtualSize: snap.virtualSize, create: false, readOnly: true})
+    const planned = await planBlocks(repo, source, opts.deltaFrom)
+    const wanted = overlay ? wantedWithOverlay(planned, source, overlay) : planned
     const target: RestoreTarget = await openTarget({...opts, virtualSize: source.virtualSize, delta: opts.deltaFrom !== undefined})
     try {
-      const result = await copyBlocks(source, target, wanted, opts.onProgress)
+      const result = await copyBlocks(source, target, wanted, opts.onProgress, overlay)
       await target.finish()
       result.durationMs = Date.now() - started
       return result
@@ -54,6 +61,7 @@ export async function runRestore(repo: Repository, opts: RestoreOptions): Promis
       throw e
     }
   } finally {
+    await overlay?.close()
     await source.close()
   }
 }
@@ -75,6 +83,7 @@ async function copyBlocks(
   target: RestoreTarget,
   wanted: (b: number) => boolean,
   onProgress?: (done: number, total: number) => void,
+  overlay?: OverlayFile,
 ): Promise<RestoreResult> {
   const result: RestoreResult = {
     snapshot: source.snapshot.id,
@@ -92,7 +101,8 @@ async function copyBlocks(
   for (let b = 0; b < source.blockCount; b++) if (wanted(b)) total += source.blockLength(b)
   let done = 0
   let lastReport = 0
-  for await (const block of source.blocks(wanted)) {
+  const blocks = overlay ? overlayBlocks(source.blocks(wanted), overlay) : source.blocks(wanted)
+  for await (const block of blocks) {
     if (block.data === null) {
       await target.writeZeros(block.offset, block.length)
       result.zeroBlocks++
