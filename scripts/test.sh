@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: Debian packages the tests use
-# (e2fsprogs, qemu-utils, openssh-server, unzip, cron, s3cmd), npm
+# (e2fsprogs, qemu-utils, openssh-server, unzip, cron, s3cmd, libnbd-bin, nbdkit), npm
 # dependencies, build, then vitest. Ends with one line "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh mkfs.ext4:e2fsprogs qemu-img:qemu-utils sshd:openssh-server ssh-keygen:openssh-client unzip:unzip crontab:cron s3cmd:s3cmd
+bash scripts/setup.sh mkfs.ext4:e2fsprogs qemu-img:qemu-utils sshd:openssh-server ssh-keygen:openssh-client unzip:unzip crontab:cron s3cmd:s3cmd qemu-nbd:qemu-utils nbdinfo:libnbd-bin nbdkit:nbdkit
 report=$(mktemp)
 set +e
 npx --no-install vitest run --reporter=default --reporter=json --outputFile.json="$report" "$@"
