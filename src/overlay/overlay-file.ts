@@ -20,6 +20,7 @@ import {constants} from 'node:fs'
 import {open, rename, rm, stat, type FileHandle} from 'node:fs/promises'
 import {dirname} from 'node:path'
 import {DataError, NotFoundError, UsageError, toVdsnapError} from '../errors.js'
+import {assertOverlayFree, lockOverlay} from './overlay-lock.js'
 import {decodeHeader, encodeHeader, HEADER_SIZE, newHeader, SECTOR, type OverlayHeader} from './overlay-header.js'
 
 export const BASE = 0
@@ -41,6 +42,7 @@ export class OverlayFile {
   private readonly dirty = new Set<number>()
   private tail: Promise<unknown> = Promise.resolve()
   private closed = false
+  private unlock: () => Promise<void> = async () => {}
 
   private constructor(
     readonly path: string,
@@ -50,7 +52,24 @@ export class OverlayFile {
     readonly readOnly: boolean,
   ) {}
 
+  /** Opens (or creates) the overlay; a writer locks it (FILE.lock) until close(), a reader refuses a locked one. */
   static async open(path: string, opts: OverlayOpenOptions): Promise<OverlayFile> {
+    if (opts.readOnly) {
+      await assertOverlayFree(path)
+      return OverlayFile.openUnlocked(path, opts)
+    }
+    const unlock = await lockOverlay(path)
+    try {
+      const overlay = await OverlayFile.openUnlocked(path, opts)
+      overlay.unlock = unlock
+      return overlay
+    } catch (e) {
+      await unlock()
+      throw e
+    }
+  }
+
+  private static async openUnlocked(path: string, opts: OverlayOpenOptions): Promise<OverlayFile> {
     const exists = await stat(path).then(
       () => true,
       (e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? false : Promise.reject(toVdsnapError(e, `overlay ${path}`))),
@@ -166,6 +185,7 @@ export class OverlayFile {
       if (!this.readOnly) await this.flush()
     } finally {
       await this.fh.close()
+      await this.unlock()
     }
   }
 

@@ -2,9 +2,10 @@
 // snapshot), copy-on-write semantics (partial sectors merged with the base,
 // whole-sector zeroes stored as map entries), and the crash contract: what a
 // second reader finds on disk before and after flush().
-import {readFileSync, writeFileSync} from 'node:fs'
+import {existsSync, readFileSync, writeFileSync} from 'node:fs'
+import {hostname} from 'node:os'
 import {afterAll, describe, expect, it} from 'vitest'
-import {DataError, NotFoundError, UsageError} from '../../src/errors.js'
+import {DataError, LockedError, NotFoundError, UsageError} from '../../src/errors.js'
 import {BASE, DATA, OverlayFile, ZERO} from '../../src/overlay/overlay-file.js'
 import {decodeHeader, encodeHeader, HEADER_SIZE, newHeader, SECTOR} from '../../src/overlay/overlay-header.js'
 import {tempDir} from '../helpers/images.js'
@@ -98,5 +99,23 @@ describe('copy on write', () => {
     bytes[HEADER_SIZE] = 0b11
     writeFileSync(path, bytes)
     await expect(open(path)).rejects.toThrow(/map entry for sector 0 is invalid/)
+  })
+})
+
+describe('one writer at a time', () => {
+  it('refuses an overlay a live process holds (writers and readers), takes over a dead one\'s lock, releases on close', async () => {
+    const path = `${tmp.path}/locked`
+    await (await open(path)).close()
+    expect(existsSync(`${path}.lock`)).toBe(false)
+    writeFileSync(`${path}.lock`, JSON.stringify({host: hostname(), pid: 1}))
+    const w = await open(path).catch((e) => e)
+    expect(w).toBeInstanceOf(LockedError)
+    expect(w.message).toBe(`overlay ${path} is in use by process 1 on ${hostname()}`)
+    await expect(open(path, true)).rejects.toThrow(LockedError)
+    writeFileSync(`${path}.lock`, JSON.stringify({host: hostname(), pid: 2 ** 22 + 1})) // above pid_max: no such process
+    const ov = await open(path)
+    expect(JSON.parse(readFileSync(`${path}.lock`, 'utf8')).pid).toBe(process.pid)
+    await ov.close()
+    expect(existsSync(`${path}.lock`)).toBe(false)
   })
 })
