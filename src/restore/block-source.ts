@@ -49,6 +49,8 @@ export const MAX_STREAMS = 8
 export class BlockSource {
   chunksRead = 0
   bytesFetched = 0
+  /** Blocks read() started loading before they were asked for. */
+  blocksReadAhead = 0
   private readonly pool: ChunkPool
   private readonly cache: LruCache<string, Buffer>
   private readonly inflight = new Map<string, Promise<Buffer>>()
@@ -153,6 +155,7 @@ export class BlockSource {
       if (this.isZero(k)) continue
       const hex = this.entry(k).toString('hex')
       if (this.inflight.has(hex) || this.cache.has(hex)) continue
+      this.blocksReadAhead++
       this.fetch(hex).then(
         (buf) => {
           try {
