@@ -5,7 +5,7 @@
 //
 // close(): stop accepting, end every connection, wait until their requests in
 // flight have finished — after that the export can be flushed and closed.
-import {createServer, type Server, type Socket} from 'node:net'
+import {connect, createServer, type Server, type Socket} from 'node:net'
 import {lstat, rm} from 'node:fs/promises'
 import type {NbdExport} from './export.js'
 import {NbdProtocolError} from './protocol.js'
@@ -118,8 +118,17 @@ export class NbdServer {
   }
 }
 
-/** A unix socket left by a server that died is removed; any other file is not touched. */
+/** A unix socket left by a server that died is removed; a live one, or any other file, is left for listen() to refuse. */
 async function removeStaleSocket(path: string): Promise<void> {
   const st = await lstat(path).catch(() => undefined)
-  if (st?.isSocket()) await rm(path, {force: true})
+  if (!st?.isSocket()) return
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = connect(path)
+    probe.once('connect', () => {
+      probe.destroy()
+      resolve(true)
+    })
+    probe.once('error', () => resolve(false))
+  })
+  if (!live) await rm(path, {force: true})
 }

@@ -13,6 +13,7 @@ import type {Repository} from '../repo/repository.js'
 import {NbdServer, type ListenAddress} from '../nbd/server.js'
 import {OverlayFile} from '../overlay/overlay-file.js'
 import {SECTOR} from '../overlay/overlay-header.js'
+import {IoError, UsageError, toVdsnapError, type VdsnapError} from '../errors.js'
 import {BlockSource} from '../restore/block-source.js'
 import {ServedDisk} from './served-disk.js'
 
@@ -53,7 +54,7 @@ export async function runServe(repo: Repository, opts: ServeOptions): Promise<Se
     if (opts.overlay) overlay = await OverlayFile.open(opts.overlay, {snapshotId: snap.id, virtualSize: snap.virtualSize, create: true, readOnly: false})
     const disk = new ServedDisk(opts.name, source, overlay, `vdsnap snapshot ${snap.id.slice(0, 8)} of ${snap.disk} (${snap.time})`)
     const server = new NbdServer(disk, {log: opts.log})
-    const where = await server.listen(opts.listen)
+    const where = await server.listen(opts.listen).catch((e) => Promise.reject(listenError(opts.listen, e)))
     let stoppedBy: string
     try {
       opts.onListening(where, overlay ? overlay.changedSectors() * SECTOR : undefined)
@@ -68,5 +69,18 @@ export async function runServe(repo: Repository, opts: ServeOptions): Promise<Se
   } finally {
     await overlay?.close()
     await source.close()
+  }
+}
+
+function listenError(addr: ListenAddress, e: NodeJS.ErrnoException): VdsnapError {
+  const at = 'path' in addr ? addr.path : `${addr.host}:${addr.port}`
+  switch (e.code) {
+    case 'EADDRINUSE':
+      return new IoError(`cannot listen on ${at}: something already listens there`, {cause: e, hint: 'pick another --listen port or --socket path, or stop the other server'})
+    case 'EADDRNOTAVAIL':
+    case 'ENOTFOUND':
+      return new UsageError(`cannot listen on ${at}: not an address of this machine`, {cause: e})
+    default:
+      return toVdsnapError(e, `listening on ${at}`)
   }
 }

@@ -20,6 +20,7 @@ import {makeExt4Image, prng} from '../helpers/images.js'
 import {startServe} from '../helpers/serve.js'
 import {BLOCK, formatWorkspace, initRepo, MiB} from './format-fixtures.js'
 import {NbdTestClient} from '../helpers/nbd-client.js'
+import {S3RVER_ENV, startS3} from '../helpers/s3.js'
 
 const DISK = 16 * MiB
 const ws = formatWorkspace('vdsnap-serve-')
@@ -184,6 +185,68 @@ describe('writable export with --overlay', () => {
     const notOverlay = await vdsnap(['serve', snap, '--overlay', at('disk.raw')], env)
     expect(notOverlay.code).toBe(6)
     expect(oneLine(notOverlay.stderr)).toContain('is not a vdsnap overlay file')
+  })
+})
+
+describe('refusals', () => {
+  it('bad --listen, a port in use, an overlay in use: one line and the documented exit code', async () => {
+    const bad = await vdsnap(['serve', snap, '--listen', 'nonsense'], env)
+    expect(bad.code).toBe(2)
+    expect(oneLine(bad.stderr)).toContain('--listen nonsense is not HOST:PORT')
+    const both = await vdsnap(['serve', snap, '--listen', '127.0.0.1:0', '--socket', at('x.sock')], env)
+    expect(both.code).toBe(2)
+    expect(oneLine(both.stderr)).toContain('--listen and --socket cannot be combined')
+    const ov = at('busy.overlay')
+    const s = await startServe([snap, '--listen', '127.0.0.1:0', '--overlay', ov], env)
+    try {
+      const port = await vdsnap(['serve', snap, '--listen', s.where], env)
+      expect(port.code).toBe(7)
+      expect(oneLine(port.stderr)).toContain(`cannot listen on ${s.where}: something already listens there`)
+      const again = await vdsnap(['serve', snap, '--listen', '127.0.0.1:0', '--overlay', ov], env)
+      expect(again.code).toBe(4)
+      expect(oneLine(again.stderr)).toContain(`overlay ${ov} is in use by process ${s.pid}`)
+      const restore = await vdsnap(['restore', snap, '--overlay', ov, '--to', at('busy.raw')], env)
+      expect(restore.code).toBe(4)
+    } finally {
+      expect((await s.stop()).code).toBe(0)
+    }
+  })
+})
+
+describe('from an S3 repository', () => {
+  it('serves an encrypted snapshot from s3rver, writable; SIGTERM with a client connected ends it cleanly with the overlay on disk', async () => {
+    const s3 = await startS3('vdsnap-serve')
+    try {
+      const s3env = {...S3RVER_ENV, AWS_ENDPOINT_URL: undefined, AWS_ENDPOINT_URL_S3: s3.endpoint, VDSNAP_PASSWORD: 'pw', VDSNAP_REPOSITORY: `s3://${s3.bucket}/vm`}
+      const init = await vdsnap(['init'], s3env)
+      expect(init.code, init.stderr).toBe(0)
+      const id = (await vdsnapJson(['backup', at('disk.raw'), '--disk', 'web'], s3env)).snapshot
+      const ov = at('s3.overlay')
+      const s = await startServe([id, '--listen', '127.0.0.1:0', '--overlay', ov], s3env)
+      const c = await NbdTestClient.connect({host: '127.0.0.1', port: Number(s.where.split(':')[1])})
+      try {
+        run('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', s.uri, at('s3.raw')])
+        expect(readFileSync(at('s3.raw')).equals(original)).toBe(true)
+        run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x77 64k 64k', s.uri])
+        await c.handshake()
+        await c.go('web')
+        const r = await c.read(64 * 1024, 4096)
+        expect(r.data!.equals(Buffer.alloc(4096, 0x77))).toBe(true)
+      } finally {
+        const r = await s.stop('SIGTERM')
+        expect(r.code, r.stderr).toBe(0)
+        expect(r.stderr).toMatch(/ended: server shutting down/)
+      }
+      const want = Buffer.from(original)
+      want.fill(0x77, 64 * 1024, 128 * 1024)
+      const restored = await vdsnap(['restore', id, '--overlay', ov, '--to', at('s3-restored.qcow2'), '--format', 'qcow2'], s3env)
+      expect(restored.code, restored.stderr).toBe(0)
+      run('qemu-img', ['check', at('s3-restored.qcow2')])
+      run('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', at('s3-restored.qcow2'), at('s3-restored.raw')])
+      expect(readFileSync(at('s3-restored.raw')).equals(want)).toBe(true)
+    } finally {
+      await s3.stop()
+    }
   })
 })
 
