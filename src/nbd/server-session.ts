@@ -32,6 +32,8 @@ import {BASE_ALLOCATION_ID, type Negotiated} from './server-handshake.js'
 import type {WireReader} from './wire.js'
 
 const MAX_IN_FLIGHT = 16
+/** Read and write bytes in flight on one connection, beyond one request (bounds memory per client). */
+const MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024
 /** Replies queued for a slow reader above this pause request reading. */
 const MAX_QUEUED_BYTES = 64 * 1024 * 1024
 const MAX_EXTENTS = 1024
@@ -57,10 +59,11 @@ class RequestError extends Error {
 export async function transmit(socket: Socket, reader: WireReader, neg: Negotiated, log: (line: string) => void, stats: SessionStats): Promise<void> {
   const exp = neg.exp
   const inflight = new Set<Promise<void>>()
+  let inflightBytes = 0
   try {
     for (;;) {
-      while (inflight.size >= MAX_IN_FLIGHT) await Promise.race(inflight)
-      if (socket.writableLength > MAX_QUEUED_BYTES) await new Promise((r) => socket.once('drain', r).once('close', r))
+      while (inflight.size >= MAX_IN_FLIGHT || (inflight.size > 0 && inflightBytes >= MAX_IN_FLIGHT_BYTES)) await Promise.race(inflight)
+      if (socket.writableLength > MAX_QUEUED_BYTES) await drained(socket)
       const req = decodeRequest(await reader.read(REQUEST_SIZE))
       stats.requests++
       if (req.type === Cmd.DISC) return
@@ -81,7 +84,12 @@ export async function transmit(socket: Socket, reader: WireReader, neg: Negotiat
           sendError(socket, neg, req, err)
         },
       )
-      const tracked = p.finally(() => inflight.delete(tracked))
+      const bytes = req.type === Cmd.READ || req.type === Cmd.WRITE ? Math.min(req.length, exp.maxBlock) : 0
+      inflightBytes += bytes
+      const tracked = p.finally(() => {
+        inflight.delete(tracked)
+        inflightBytes -= bytes
+      })
       inflight.add(tracked)
       if (req.type === Cmd.READ) tracked.then(() => (stats.bytesRead += req.length))
       if (payload) stats.bytesWritten += req.length
@@ -89,6 +97,19 @@ export async function transmit(socket: Socket, reader: WireReader, neg: Negotiat
   } finally {
     await Promise.allSettled(inflight)
   }
+}
+
+/** Resolves when the socket's write queue drained, or it closed. */
+function drained(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      socket.off('drain', done)
+      socket.off('close', done)
+      resolve()
+    }
+    socket.on('drain', done)
+    socket.on('close', done)
+  })
 }
 
 type Result = Buffer | {extents: {length: number; flags: number}[]} | null

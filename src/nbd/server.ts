@@ -13,6 +13,8 @@ import {negotiate} from './server-handshake.js'
 import {transmit, type SessionStats} from './server-session.js'
 import {WireReader} from './wire.js'
 
+const END_GRACE_MS = 5000
+
 export type ListenAddress = {host: string; port: number} | {path: string}
 
 export interface NbdServerOptions {
@@ -87,15 +89,37 @@ export class NbdServer {
     this.sockets.add(socket)
     socket.setNoDelay(true)
     this.log(`client #${id} connected from ${peer}`)
-    const session = this.run(socket, id).finally(() => {
-      this.sockets.delete(socket)
-      this.sessions.delete(session)
-      socket.destroy()
+    // The end is logged once the socket is closed, so "ended" means its descriptor is gone too.
+    let summary: string | undefined
+    let closed = false
+    const report = () => {
+      if (summary !== undefined && closed) this.log(`client #${id} ${summary}`)
+    }
+    socket.once('close', () => {
+      closed = true
+      report()
     })
+    const session = this.run(socket, id)
+      .then((s) => {
+        summary = s
+        report()
+      })
+      .finally(() => {
+        this.sockets.delete(socket)
+        this.sessions.delete(session)
+        // end() sends the replies still queued; a peer that reads nothing more
+        // is cut off after END_GRACE_MS so its socket is not held for ever.
+        if (this.closing) socket.destroy()
+        else {
+          socket.end()
+          setTimeout(() => socket.destroy(), END_GRACE_MS).unref()
+        }
+      })
     this.sessions.add(session)
   }
 
-  private async run(socket: Socket, id: number): Promise<void> {
+  /** Haggles and transmits; resolves with how the connection ended, for the log. */
+  private async run(socket: Socket, id: number): Promise<string> {
     const reader = new WireReader(socket, 64 * 1024 * 1024)
     const stats: SessionStats = {requests: 0, bytesRead: 0, bytesWritten: 0, errors: 0}
     let why = 'disconnected'
@@ -105,16 +129,15 @@ export class NbdServer {
       socket.setTimeout(0)
       if (!neg) {
         why = 'aborted the handshake'
-        return
+        return `ended: ${why}`
       }
       this.log(`client #${id} opened export "${this.exp.name}"${neg.structured ? ' (structured replies' + (neg.baseAllocation ? ', base:allocation)' : ')') : ''}`)
       await transmit(socket, reader, neg, (line) => this.log(`client #${id}: ${line}`), stats)
     } catch (e) {
       why = e instanceof NbdProtocolError ? e.message : `error: ${(e as Error).message}`
-    } finally {
-      const s = stats.requests > 0 ? ` after ${stats.requests} requests (${stats.bytesRead} bytes read, ${stats.bytesWritten} written, ${stats.errors} errors)` : ''
-      this.log(`client #${id} ended: ${this.closing ? 'server shutting down' : why}${s}`)
     }
+    const s = stats.requests > 0 ? ` after ${stats.requests} requests (${stats.bytesRead} bytes read, ${stats.bytesWritten} written, ${stats.errors} errors)` : ''
+    return `ended: ${this.closing ? 'server shutting down' : why}${s}`
   }
 }
 
