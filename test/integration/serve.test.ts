@@ -170,6 +170,25 @@ describe('writable export with --overlay', () => {
     expect(treeDigest(at('repo'))).toEqual(before)
   })
 
+  it('a server killed with SIGKILL after the client flushed: a new server takes the overlay over with every flushed write', async () => {
+    const ov = at('killed.overlay')
+    const s = await startServe([snap, '--listen', '127.0.0.1:0', '--overlay', ov], env)
+    // qemu-io flushes when it closes the image
+    run('qemu-io', ['-f', 'raw', '-c', 'write -P 0x33 2M 128k', '-c', 'write -z 6M 1M', '-c', 'flush', s.uri])
+    const killed = await s.stop('SIGKILL')
+    expect(killed.code).toBe(null)
+    const again = await startServe([snap, '--listen', '127.0.0.1:0', '--overlay', ov], env)
+    try {
+      run('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', again.uri, at('killed.raw')])
+      const want = Buffer.from(original)
+      want.fill(0x33, 2 * MiB, 2 * MiB + 128 * 1024)
+      want.fill(0, 6 * MiB, 7 * MiB)
+      expect(readFileSync(at('killed.raw')).equals(want)).toBe(true)
+    } finally {
+      expect((await again.stop()).code).toBe(0)
+    }
+  })
+
   it('an overlay of another snapshot is refused with one line (serve and restore)', async () => {
     writeFileSync(at('other.raw'), Buffer.alloc(DISK, 3))
     const other = (await vdsnapJson(['backup', at('other.raw'), '--disk', 'other'], env)).snapshot
