@@ -66,6 +66,9 @@ describe('read-only export', () => {
     const s = await startServe([snap, '--listen', '127.0.0.1:0', '--name', 'web'], env)
     try {
       expect(s.uri).toMatch(/^nbd:\/\/127\.0\.0\.1:\d+\/web$/)
+      // a shared repository lock for the whole run (released on exit: see the overlay test's tree comparison)
+      const locks = readdirSync(at('repo/locks')).map((n) => JSON.parse(readFileSync(join(at('repo/locks'), n), 'utf8')))
+      expect(locks).toMatchObject([{command: 'serve', exclusive: false, pid: s.pid}])
       run('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', s.uri, at('convert.raw')])
       expect(readFileSync(at('convert.raw')).equals(original)).toBe(true)
       run('nbdcopy', ['--threads=4', '--connections=4', '--requests=8', s.uri, at('nbdcopy.raw')])
