@@ -2,10 +2,11 @@ import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../src/cli/base-command.js'
 import {formatBytes} from '../src/cli/output.js'
 import {parseSize} from '../src/repo/config.js'
+import {REFRESH_MS} from '../src/repo/lock.js'
 import {shortId} from '../src/repo/manifest.js'
 import {selectSnapshot} from '../src/repo/select.js'
 import {isLoopback, parseListen} from '../src/serve/listen-address.js'
-import {runServe} from '../src/serve/serve.js'
+import {runServe, type ServeResult} from '../src/serve/serve.js'
 
 export default class Serve extends BaseCommand<typeof Serve> {
   static override summary = 'Serve a snapshot as an NBD export (instant recovery): boot a VM from the backup now, restore later.'
@@ -45,23 +46,36 @@ export default class Serve extends BaseCommand<typeof Serve> {
       process.once('SIGINT', () => resolve('SIGINT'))
       process.once('SIGTERM', () => resolve('SIGTERM'))
     })
-    const res = await runServe(repo, {
-      snapshot,
-      listen,
-      name,
-      overlay: f.overlay,
-      rehash: f['verify-digests'],
-      cacheBytes,
-      log,
-      stop,
-      onListening: (where, overlayBytes) => {
-        if (!isLoopback(listen)) this.out.warn(`listening on ${where}, beyond this machine, without TLS: anyone who reaches it can read${f.overlay ? ' and write' : ''} the disk`)
-        const url = 'path' in listen ? `nbd+unix:///${name}?socket=${where}` : `nbd://${where}/${name}`
-        const mode = f.overlay ? `writable, overlay ${f.overlay}${overlayBytes ? ` (${formatBytes(overlayBytes)} written before)` : ''}` : 'read-only'
-        // The readiness line scripts wait for: printed even with --quiet.
-        process.stderr.write(`vdsnap: serving ${shortId(snapshot.id)} (${snapshot.disk}, ${formatBytes(snapshot.virtualSize)}, ${mode}): listening on ${where} (${url})\n`)
-      },
-    })
+    // A server runs for days: say so once if its lock is lost (a prune may then remove chunks it serves).
+    const watch = setInterval(() => {
+      this.assertLockHeld().catch((e: Error) => {
+        clearInterval(watch)
+        this.out.warn(`${e.message}; a prune may now remove chunks this export reads: restart serve`)
+      })
+    }, REFRESH_MS)
+    watch.unref()
+    let res: ServeResult
+    try {
+      res = await runServe(repo, {
+        snapshot,
+        listen,
+        name,
+        overlay: f.overlay,
+        rehash: f['verify-digests'],
+        cacheBytes,
+        log,
+        stop,
+        onListening: (where, overlayBytes) => {
+          if (!isLoopback(listen)) this.out.warn(`listening on ${where}, beyond this machine, without TLS: anyone who reaches it can read${f.overlay ? ' and write' : ''} the disk`)
+          const url = 'path' in listen ? `nbd+unix:///${name}?socket=${where}` : `nbd://${where}/${name}`
+          const mode = f.overlay ? `writable, overlay ${f.overlay}${overlayBytes ? ` (${formatBytes(overlayBytes)} written before)` : ''}` : 'read-only'
+          // The readiness line scripts wait for: printed even with --quiet.
+          process.stderr.write(`vdsnap: serving ${shortId(snapshot.id)} (${snapshot.disk}, ${formatBytes(snapshot.virtualSize)}, ${mode}): listening on ${where} (${url})\n`)
+        },
+      })
+    } finally {
+      clearInterval(watch)
+    }
     this.out.result(res, () => `served ${shortId(res.snapshot)} as "${res.export}" until ${res.stoppedBy}; ${res.chunksRead} chunks read${res.overlay ? `; overlay ${res.overlay} holds ${formatBytes(res.overlayBytes)} (fsynced)` : ''}`)
   }
 }
