@@ -9,6 +9,9 @@
 //    written as zeros on devices, stdout and delta targets (unless
 //    --target-zeroed). Files are written under a temporary name and renamed
 //    when complete, so a failed restore never leaves a plausible-looking disk.
+// 4. With --overlay (a `serve --overlay` file), the overlay's sectors replace
+//    the snapshot's in each block on the way (overlay-blocks.ts); a
+//    --delta-from plan also takes every block the overlay touches.
 import {DataError} from '../errors.js'
 import type {Manifest} from '../repo/manifest.js'
 import {entryAt, resolveSnapshot} from '../repo/chain.js'

@@ -170,6 +170,11 @@ describe('writable export with --overlay', () => {
     const plain = await vdsnap(['restore', snap, '--to', at('plain.raw')], env)
     expect(plain.code, plain.stderr).toBe(0)
     expect(readFileSync(at('plain.raw')).equals(original)).toBe(true)
+    // rollback-style: a target holding the snapshot gets only the overlay's blocks
+    cpSync(at('plain.raw'), at('delta.raw'))
+    const delta = await vdsnapJson(['restore', snap, '--delta-from', snap, '--overlay', ov, '--to', at('delta.raw')], env)
+    expect(readFileSync(at('delta.raw')).equals(want)).toBe(true)
+    expect(delta.blocksWritten + delta.zeroBlocks).toBeLessThanOrEqual(8) // blocks the overlay touches, not the disk's 32
     expect(treeDigest(at('repo'))).toEqual(before)
   })
 
