@@ -673,7 +673,7 @@ function renderSide() {
     o.push(
       `The first ${sv.diskMiB} MiB of ${sv.image.split('/').pop()} (${sv.dataMiB} MiB in data blocks), one encrypted snapshot. ` +
         `Measured ${sv.date.slice(0, 10)}, load average ${sv.load.split(' ').slice(0, 3).join(' ')}. ` +
-        'Sequential: `nbdcopy --connections 4` to null: (skips holes via base:allocation) against `vdsnap restore --to -` into /dev/null; target ≥ 0.8×. ' +
+        'Sequential: `nbdcopy --connections 4` to null: (skips holes via base:allocation; the server already listening) against `vdsnap restore --to -` into /dev/null (its start included); target ≥ 0.8×. ' +
         `Random: ${sv.randomReads} reads of 4 KiB, 16 in flight, at random offsets in data blocks; cold = a fresh server and the whole disk, warm = a 32 MiB working set read once before.`,
       '',
       '| figure | value |',

@@ -11,7 +11,10 @@
 //     chunk fetched, decrypted and verified);
 //  2. sequential: `nbdcopy --connections 4 nbd://... null:` against
 //     `vdsnap restore --to -` into /dev/null, both the whole disk; target
-//     nbdcopy ≥ 0.8 × restore;
+//     nbdcopy ≥ 0.8 × restore. restore's time includes its start (opening
+//     the repository, ~1 s); nbdcopy's starts with the server already
+//     listening (its start is figure 1). nbdcopy skips holes, restore writes
+//     them as zeros: on a dense disk the two move the same bytes;
 //  3. random 4 KiB reads, 16 in flight, at random offsets inside data
 //     blocks: cold (a fresh server, offsets over the whole disk, nearly every
 //     read loads a chunk) and warm (offsets inside a 32 MiB working set that
