@@ -4,6 +4,7 @@
 // waits for "client #N ended" instead of guessing how long that takes.
 import {spawn, type ChildProcess} from 'node:child_process'
 import {readdirSync, readFileSync, readlinkSync} from 'node:fs'
+import {onTestFinished} from 'vitest'
 import {BIN} from './cli.js'
 
 export interface ServeProcess {
@@ -35,6 +36,16 @@ export function startServe(args: string[], env: Record<string, string | undefine
     }),
   )
   const closed = new Promise<void>((resolve) => child.on('close', () => resolve()))
+  // A test that failed or timed out before its stop() must not leave a server
+  // running (the test's finally never runs when it times out). Outside a test
+  // (beforeAll) the caller's afterAll stops it.
+  try {
+    onTestFinished(() => {
+      if (!exited) child.kill('SIGKILL')
+    })
+  } catch {
+    // not inside a test
+  }
   const check = () => {
     for (const w of [...waiters]) {
       const line = err.split('\n').find((l) => w.re.test(l))
