@@ -13,7 +13,7 @@ mkdir -p "$VDSNAP_BENCH_DIR"
 # Set-up (Debian packages when missing, npm ci when the lock changed, build).
 # The tree may be mid-edit by someone else: if the build fails but a build
 # exists, measure that one.
-if ! bash scripts/setup.sh restic:restic borg:borgbackup mkfs.ext4:e2fsprogs zstd:zstd cmp:diffutils qemu-img:qemu-utils qemu-nbd:qemu-utils; then
+if ! bash scripts/setup.sh restic:restic borg:borgbackup mkfs.ext4:e2fsprogs zstd:zstd cmp:diffutils qemu-img:qemu-utils qemu-nbd:qemu-utils nbdcopy:libnbd-bin; then
   if [ -f dist/commands/backup.js ] && [ -d node_modules ]; then
     echo "bench: set-up/build failed; measuring the existing dist/ build" >&2
   else
@@ -40,4 +40,6 @@ node "$VDSNAP_BENCH_BIN" --version >/dev/null
 
 bash bench/images.sh "$VDSNAP_BENCH_DIR"
 export VDSNAP_BENCH_CMD="npm run bench${*:+ -- $*}"
+# serve figures first: bench.mjs renders bench/results/serve.json with the rest
+node bench/serve.mjs "$VDSNAP_BENCH_DIR/images/base.img" || echo "bench: the serve figures failed; BENCHMARKS.md keeps the previous ones" >&2
 node bench/bench.mjs "$@"

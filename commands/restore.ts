@@ -35,6 +35,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
     'delta-from': Flags.string({summary: 'The target already holds this snapshot: write only blocks that differ.'}),
     'target-zeroed': Flags.boolean({summary: 'The target device already reads as zeros: skip writing zero blocks.', default: false}),
     force: Flags.boolean({summary: 'Replace an existing target file, or overwrite a block device (never one in use).', default: false}),
+    overlay: Flags.string({summary: 'Restore the snapshot with the writes kept in this "vdsnap serve --overlay" file on top.'}),
     'verify-digests': Flags.boolean({
       summary: 'Re-hash every chunk and compare it with its id (default). --no-verify-digests trusts the GCM tag of an encrypted repository\'s chunks instead.',
       default: true,
@@ -64,6 +65,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
           force: f.force,
           targetZeroed: f['target-zeroed'],
           rehash: f['verify-digests'],
+          overlay: f.overlay,
           onProgress: (d, t) => p.update(d, t),
         }),
       f.to === '-',

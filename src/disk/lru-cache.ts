@@ -15,6 +15,11 @@ export class LruCache<K, V> {
     return v
   }
 
+  /** Whether `key` is cached, without making it more recent. */
+  has(key: K): boolean {
+    return this.map.has(key)
+  }
+
   set(key: K, value: V): void {
     this.map.delete(key)
     this.map.set(key, value)

@@ -12,6 +12,10 @@
 //    window plus the cache, whatever the disk's size.
 // 4. read() gives one block by number through the same cache, for random
 //    access. Zero blocks are never read: they come back as null.
+// 5. With `readAheadBytes` (serving), read() notices readers that go through
+//    the disk in order (up to MAX_STREAMS at once, e.g. one per connection)
+//    and loads the blocks ahead of each into the cache before they are asked
+//    for. Without it (restore) read() never loads more than it is asked.
 import {ZERO_ID} from '../chunk/digest.js'
 import {ChunkPool} from '../chunk/pool.js'
 import {LruCache} from '../disk/lru-cache.js'
@@ -25,6 +29,8 @@ export interface BlockSourceOptions {
   rehash?: boolean
   prefetchBytes?: number
   cacheBytes?: number
+  /** Sequential read() callers get this much loaded ahead of them (0: none). */
+  readAheadBytes?: number
 }
 
 export interface Block {
@@ -37,15 +43,22 @@ export interface Block {
 
 export const PREFETCH_BYTES = 16 * 1024 * 1024
 export const CACHE_BYTES = 8 * 1024 * 1024
+/** Sequential readers read() tracks at once; the least recent is forgotten. */
+export const MAX_STREAMS = 8
 
 export class BlockSource {
   chunksRead = 0
   bytesFetched = 0
+  /** Blocks read() started loading before they were asked for. */
+  blocksReadAhead = 0
   private readonly pool: ChunkPool
   private readonly cache: LruCache<string, Buffer>
   private readonly inflight = new Map<string, Promise<Buffer>>()
   private readonly rehash: boolean
   private readonly prefetchBytes: number
+  private readonly readAheadBlocks: number
+  /** The last block each recent sequential reader asked for. */
+  private readonly streams: number[] = []
 
   private constructor(
     private readonly repo: Repository,
@@ -55,6 +68,7 @@ export class BlockSource {
   ) {
     this.rehash = opts.rehash ?? true
     this.prefetchBytes = opts.prefetchBytes ?? PREFETCH_BYTES
+    this.readAheadBlocks = Math.floor((opts.readAheadBytes ?? 0) / resolved.blockSize)
     this.cache = new LruCache(Math.max(2, Math.floor((opts.cacheBytes ?? CACHE_BYTES) / resolved.blockSize)))
     this.pool = new ChunkPool({idKey: repo.idKey, encKey: repo.encKey}, repo.level)
   }
@@ -116,10 +130,43 @@ export class BlockSource {
   /** One block by number (random access), through the cache; null for a zero block. */
   async read(b: number): Promise<Buffer | null> {
     if (b < 0 || b >= this.blockCount) throw new RangeError(`block ${b} is outside the disk (0..${this.blockCount - 1})`)
+    this.readAhead(b)
     if (this.isZero(b)) return null
     const buf = await this.fetch(this.entry(b).toString('hex'))
     this.settle(b, buf)
     return buf
+  }
+
+  /** Starts loading the blocks after `b` when `b` continues a sequential reader. */
+  private readAhead(b: number): void {
+    if (this.readAheadBlocks === 0) return
+    const i = this.streams.findIndex((last) => b === last || b === last + 1)
+    if (i < 0) {
+      this.streams.push(b)
+      if (this.streams.length > MAX_STREAMS) this.streams.shift()
+      return
+    }
+    const moved = this.streams[i] !== b
+    this.streams.splice(i, 1)
+    this.streams.push(b)
+    if (!moved) return
+    const last = Math.min(this.blockCount - 1, b + this.readAheadBlocks)
+    for (let k = b + 1; k <= last; k++) {
+      if (this.isZero(k)) continue
+      const hex = this.entry(k).toString('hex')
+      if (this.inflight.has(hex) || this.cache.has(hex)) continue
+      this.blocksReadAhead++
+      this.fetch(hex).then(
+        (buf) => {
+          try {
+            this.settle(k, buf)
+          } catch {
+            // a wrong length fails again, for the reader, when the block is read
+          }
+        },
+        () => {},
+      )
+    }
   }
 
   async close(): Promise<void> {

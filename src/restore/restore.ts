@@ -11,12 +11,17 @@
 //    written as zeros on devices, stdout and delta targets (unless
 //    --target-zeroed). Files are written under a temporary name and renamed
 //    when complete, so a failed restore never leaves a plausible-looking disk.
+// 4. With --overlay (a `serve --overlay` file), the overlay's sectors replace
+//    the snapshot's in each block on the way (overlay-blocks.ts); a
+//    --delta-from plan also takes every block the overlay touches.
 import {DataError} from '../errors.js'
 import type {Manifest} from '../repo/manifest.js'
 import {entryAt, resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
 import type {Repository} from '../repo/repository.js'
+import {OverlayFile} from '../overlay/overlay-file.js'
 import {BlockSource} from './block-source.js'
 import {verifyDeltaTarget} from './delta-verify.js'
+import {overlayBlocks, wantedWithOverlay} from './overlay-blocks.js'
 import {openTarget, type RestoreTarget, type TargetOptions} from './targets.js'
 
 export interface RestoreOptions extends TargetOptions {
@@ -26,6 +31,8 @@ export interface RestoreOptions extends TargetOptions {
   rehash?: boolean
   /** Uniform integer in [0, n) for the --delta-from sample; injected by tests. */
   random?: (n: number) => number
+  /** A "vdsnap serve --overlay" file: its writes replace the snapshot's bytes. */
+  overlay?: string
   onProgress?: (bytesDone: number, bytesTotal: number) => void
 }
 
@@ -48,15 +55,19 @@ export async function runRestore(repo: Repository, opts: RestoreOptions): Promis
   const started = Date.now()
   const snap = opts.snapshot
   const source = await BlockSource.open(repo, snap, {rehash: opts.rehash ?? true})
+  let overlay: OverlayFile | undefined
   try {
+    if (opts.overlay) overlay = await OverlayFile.open(opts.overlay, {snapshotId: snap.id, virtualSize: snap.virtualSize, create: false, readOnly: true})
     const plan = await planBlocks(repo, source, opts.deltaFrom)
+    // Blocks the VM wrote in the overlay are written too, whatever the delta says.
+    const wanted = overlay ? wantedWithOverlay(plan.wanted, source, overlay) : plan.wanted
     const target: RestoreTarget = await openTarget({...opts, virtualSize: source.virtualSize, delta: plan.have !== undefined, disk: snap.disk})
     try {
       let checked: number | undefined
       if (plan.have && opts.deltaFrom) {
-        checked = await verifyDeltaTarget({path: opts.to, snap: opts.deltaFrom, have: plan.have, writes: plan.wanted, idKey: repo.idKey, random: opts.random})
+        checked = await verifyDeltaTarget({path: opts.to, snap: opts.deltaFrom, have: plan.have, writes: wanted, idKey: repo.idKey, random: opts.random})
       }
-      const result = await copyBlocks(source, target, plan.wanted, opts.onProgress)
+      const result = await copyBlocks(source, target, wanted, opts.onProgress, overlay)
       if (checked !== undefined) result.targetBlocksChecked = checked
       await target.finish()
       result.durationMs = Date.now() - started
@@ -66,6 +77,7 @@ export async function runRestore(repo: Repository, opts: RestoreOptions): Promis
       throw e
     }
   } finally {
+    await overlay?.close()
     await source.close()
   }
 }
@@ -87,6 +99,7 @@ async function copyBlocks(
   target: RestoreTarget,
   wanted: (b: number) => boolean,
   onProgress?: (done: number, total: number) => void,
+  overlay?: OverlayFile,
 ): Promise<RestoreResult> {
   const result: RestoreResult = {
     snapshot: source.snapshot.id,
@@ -104,7 +117,8 @@ async function copyBlocks(
   for (let b = 0; b < source.blockCount; b++) if (wanted(b)) total += source.blockLength(b)
   let done = 0
   let lastReport = 0
-  for await (const block of source.blocks(wanted)) {
+  const blocks = overlay ? overlayBlocks(source.blocks(wanted), overlay) : source.blocks(wanted)
+  for await (const block of blocks) {
     if (block.data === null) {
       await target.writeZeros(block.offset, block.length)
       result.zeroBlocks++

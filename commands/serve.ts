@@ -1,0 +1,81 @@
+import {Args, Flags} from '@oclif/core'
+import {BaseCommand} from '../src/cli/base-command.js'
+import {formatBytes} from '../src/cli/output.js'
+import {parseSize} from '../src/repo/config.js'
+import {REFRESH_MS} from '../src/repo/lock.js'
+import {shortId} from '../src/repo/manifest.js'
+import {selectSnapshot} from '../src/repo/select.js'
+import {isLoopback, parseListen} from '../src/serve/listen-address.js'
+import {runServe, type ServeResult} from '../src/serve/serve.js'
+
+export default class Serve extends BaseCommand<typeof Serve> {
+  static override summary = 'Serve a snapshot as an NBD export (instant recovery): boot a VM from the backup now, restore later.'
+  static override description =
+    'Read-only unless --overlay FILE is given: then writes, trims and write-zeroes land in that local copy-on-write file, never in the repository, and "serve SNAP --overlay FILE" again continues it; "restore SNAP --overlay FILE --to TARGET" writes the snapshot with those writes to a real disk. Prints "listening on ..." when ready; stops cleanly on SIGINT/SIGTERM (the overlay fsynced). There is no TLS: listen on loopback or a unix socket and reach it through an ssh tunnel from elsewhere.'
+  static override examples = [
+    '<%= config.bin %> serve web@latest --repo /srv/backup/vdsnap',
+    '<%= config.bin %> serve web@latest --overlay /var/tmp/web-overlay.vdov --name web',
+    '<%= config.bin %> serve 1a2b3c4d --socket /run/vdsnap-web.sock',
+    'qemu-system-x86_64 -m 2G -drive file=nbd://127.0.0.1:10809/web,format=raw',
+  ]
+  static override args = {
+    snapshot: Args.string({description: 'Snapshot: id, unique id prefix, latest or DISK@latest.', required: true}),
+  }
+  static override flags = {
+    listen: Flags.string({summary: 'Listen on HOST:PORT (default 127.0.0.1:10809; port 0 picks a free one). Any other address than loopback must be given here explicitly.'}),
+    socket: Flags.string({summary: 'Listen on this unix socket instead of TCP.'}),
+    name: Flags.string({summary: 'Export name (default: the snapshot\'s disk name). Clients asking for the default export ("") get it too.'}),
+    overlay: Flags.string({summary: 'Make the export writable: keep the writes in this copy-on-write file (created if missing, continued if it exists).'}),
+    'cache-size': Flags.string({summary: 'Memory for decoded chunks, e.g. 64MiB (default), 1GiB.', default: '64MiB'}),
+    'verify-digests': Flags.boolean({
+      summary: 'Re-hash every chunk and compare it with its id (default). --no-verify-digests trusts the GCM tag of an encrypted repository\'s chunks instead.',
+      default: true,
+      allowNo: true,
+    }),
+  }
+
+  async run(): Promise<void> {
+    const f = this.flags
+    const listen = parseListen(f.listen, f.socket)
+    const cacheBytes = parseSize(f['cache-size'])
+    const repo = await this.openRepo({lock: 'shared', command: 'serve'})
+    const snapshot = await selectSnapshot(repo, this.args.snapshot)
+    const name = f.name ?? snapshot.disk
+    const log = (line: string) => this.out.log(line)
+    const stop = new Promise<string>((resolve) => {
+      process.once('SIGINT', () => resolve('SIGINT'))
+      process.once('SIGTERM', () => resolve('SIGTERM'))
+    })
+    // A server runs for days: say so once if its lock is lost (a prune may then remove chunks it serves).
+    const watch = setInterval(() => {
+      this.assertLockHeld().catch((e: Error) => {
+        clearInterval(watch)
+        this.out.warn(`${e.message}; a prune may now remove chunks this export reads: restart serve`)
+      })
+    }, REFRESH_MS)
+    watch.unref()
+    let res: ServeResult
+    try {
+      res = await runServe(repo, {
+        snapshot,
+        listen,
+        name,
+        overlay: f.overlay,
+        rehash: f['verify-digests'],
+        cacheBytes,
+        log,
+        stop,
+        onListening: (where, overlayBytes) => {
+          if (!isLoopback(listen)) this.out.warn(`listening on ${where}, beyond this machine, without TLS: anyone who reaches it can read${f.overlay ? ' and write' : ''} the disk`)
+          const url = 'path' in listen ? `nbd+unix:///${name}?socket=${where}` : `nbd://${where}/${name}`
+          const mode = f.overlay ? `writable, overlay ${f.overlay}${overlayBytes ? ` (${formatBytes(overlayBytes)} written before)` : ''}` : 'read-only'
+          // The readiness line scripts wait for: printed even with --quiet.
+          process.stderr.write(`vdsnap: serving ${shortId(snapshot.id)} (${snapshot.disk}, ${formatBytes(snapshot.virtualSize)}, ${mode}): listening on ${where} (${url})\n`)
+        },
+      })
+    } finally {
+      clearInterval(watch)
+    }
+    this.out.result(res, () => `served ${shortId(res.snapshot)} as "${res.export}" until ${res.stoppedBy}; ${res.chunksRead} chunks read${res.overlay ? `; overlay ${res.overlay} holds ${formatBytes(res.overlayBytes)} (fsynced)` : ''}`)
+  }
+}

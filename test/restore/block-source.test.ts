@@ -1,0 +1,71 @@
+// BlockSource.read() read-ahead: a reader that goes through the disk in
+// order gets the next blocks loaded before it asks; random readers and the
+// restore configuration (no readAheadBytes) load exactly what they ask for.
+// On a real repository made by the CLI; every block read is compared.
+import {writeFileSync} from 'node:fs'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {openStorage} from '../../src/repo/storage.js'
+import {Repository} from '../../src/repo/repository.js'
+import {selectSnapshot} from '../../src/repo/select.js'
+import {BlockSource} from '../../src/restore/block-source.js'
+import {vdsnapJson} from '../helpers/cli.js'
+import {prng} from '../helpers/images.js'
+import {formatWorkspace, initRepo, BLOCK, MiB} from '../integration/format-fixtures.js'
+
+const ws = formatWorkspace('vdsnap-block-source-')
+let repo: Repository
+let disk: Buffer
+let snapId = ''
+
+beforeAll(async () => {
+  const rnd = prng(11)
+  disk = Buffer.alloc(8 * MiB)
+  for (let i = 0; i < disk.length; i++) disk[i] = Math.floor(rnd() * 256)
+  disk.fill(0, 3 * BLOCK, 4 * BLOCK) // one zero block
+  writeFileSync(ws.at('disk.raw'), disk)
+  await initRepo(ws)
+  snapId = (await vdsnapJson(['backup', ws.at('disk.raw'), '--disk', 'd'], ws.env)).snapshot
+  repo = await Repository.open(await openStorage(ws.at('repo')), async () => '')
+})
+afterAll(async () => {
+  await repo?.close()
+  ws.cleanup()
+})
+
+const expectBlock = (b: number, data: Buffer | null) => {
+  if (data === null) expect(disk.subarray(b * BLOCK, (b + 1) * BLOCK).equals(Buffer.alloc(BLOCK))).toBe(true)
+  else expect(data.equals(disk.subarray(b * BLOCK, (b + 1) * BLOCK)), `block ${b}`).toBe(true)
+}
+
+describe('read-ahead', () => {
+  it('loads the blocks ahead of a sequential reader, once each, and none for random or restore readers', async () => {
+    const snap = await selectSnapshot(repo, snapId)
+    const src = await BlockSource.open(repo, snap, {readAheadBytes: 4 * BLOCK, cacheBytes: 16 * BLOCK})
+    try {
+      expectBlock(0, await src.read(0))
+      expect(src.blocksReadAhead).toBe(0) // one read is not a sequence
+      expectBlock(1, await src.read(1))
+      expect(src.blocksReadAhead).toBe(3) // blocks 2, 4, 5 (3 is a zero block)
+      expectBlock(1, await src.read(1)) // the same block again (smaller requests): nothing new
+      expect(src.blocksReadAhead).toBe(3)
+      for (let b = 2; b < 8; b++) expectBlock(b, await src.read(b))
+      expect(src.blocksReadAhead).toBe(3 + 6) // one more each step: blocks 6 to 11
+      // random readers: no sequence, no read-ahead
+      for (const b of [14, 9, 5, 12]) expectBlock(b, await src.read(b))
+      expect(src.blocksReadAhead).toBe(9)
+      // every block once more (reverse order): each chunk was loaded exactly once, read-ahead included
+      for (let b = 15; b >= 0; b--) expectBlock(b, await src.read(b))
+      expect(src.chunksRead).toBe(15)
+    } finally {
+      await src.close()
+    }
+    const restoreLike = await BlockSource.open(repo, snap)
+    try {
+      for (let b = 0; b < 6; b++) expectBlock(b, await restoreLike.read(b))
+      expect(restoreLike.blocksReadAhead).toBe(0)
+      expect(restoreLike.chunksRead).toBe(5)
+    } finally {
+      await restoreLike.close()
+    }
+  })
+})
