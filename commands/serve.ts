@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand} from '../src/cli/base-command.js'
 import {formatBytes} from '../src/cli/output.js'
+import {claimSignals} from '../src/cli/signals.js'
 import {parseSize} from '../src/repo/config.js'
 import {REFRESH_MS} from '../src/repo/lock.js'
 import {shortId} from '../src/repo/manifest.js'
@@ -42,9 +43,11 @@ export default class Serve extends BaseCommand<typeof Serve> {
     const snapshot = await selectSnapshot(repo, this.args.snapshot)
     const name = f.name ?? snapshot.disk
     const log = (line: string) => this.out.log(line)
+    // serve stops by itself on the first SIGINT/SIGTERM (server closed,
+    // overlay fsynced, exit 0); a second one exits at once (cli/signals.ts).
+    let release = () => {}
     const stop = new Promise<string>((resolve) => {
-      process.once('SIGINT', () => resolve('SIGINT'))
-      process.once('SIGTERM', () => resolve('SIGTERM'))
+      release = claimSignals(resolve)
     })
     // A server runs for days: say so once if its lock is lost (a prune may then remove chunks it serves).
     const watch = setInterval(() => {
@@ -75,6 +78,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
       })
     } finally {
       clearInterval(watch)
+      release()
     }
     this.out.result(res, () => `served ${shortId(res.snapshot)} as "${res.export}" until ${res.stoppedBy}; ${res.chunksRead} chunks read${res.overlay ? `; overlay ${res.overlay} holds ${formatBytes(res.overlayBytes)} (fsynced)` : ''}`)
   }

@@ -10,6 +10,20 @@ export const SIGNAL_EXIT_CODES = {SIGINT: 130, SIGTERM: 143} as const
 const CLEANUP_TIMEOUT_MS = 10_000
 
 let installed = false
+let claimant: ((signal: keyof typeof SIGNAL_EXIT_CODES) => void) | undefined
+
+/**
+ * A command that stops cleanly by itself (serve: close the server, fsync the
+ * overlay, exit 0) takes the first SIGINT/SIGTERM: `onStop` gets it instead
+ * of the clean-up-and-exit path. A second signal still exits at once.
+ * Returns a function that gives the signals back.
+ */
+export function claimSignals(onStop: (signal: keyof typeof SIGNAL_EXIT_CODES) => void): () => void {
+  claimant = onStop
+  return () => {
+    if (claimant === onStop) claimant = undefined
+  }
+}
 
 export function installSignalHandlers(): void {
   if (installed) return
@@ -22,6 +36,10 @@ export function installSignalHandlers(): void {
       process.exit(code)
     }
     stopping = true
+    if (claimant) {
+      claimant(signal)
+      return
+    }
     void runInterruptCleanups(CLEANUP_TIMEOUT_MS).then((ok) => {
       process.stderr.write(
         ok
