@@ -3,6 +3,7 @@
 // another process writing to it? Both refuse by default; the --allow-*
 // flags turn them into a notice or a warning.
 import {findWriter} from '../disk/in-use.js'
+import {isNbdUrl, parseNbdUrl} from '../nbd/url.js'
 import type {DiskImage} from '../disk/types.js'
 import {IoError} from '../errors.js'
 import type {Manifest, SourceFacts} from '../repo/manifest.js'
@@ -27,11 +28,19 @@ export function sourceChanges(previous: Manifest, now: SourceFacts, host: string
   // A stream (`-` or `command: CMD`) has no path that names the disk: the
   // same disk arrives through stdin one night and a command the next, and a
   // command line often names a dated snapshot. Only the host is compared.
-  const related = isStream(was.path) || isStream(now.path) || was.path === now.path || chain(now).includes(was.path) || chain(was).includes(now.path)
+  // An NBD URL's host, port and socket are transport (libvirt's pull mode may
+  // give each backup another socket): the export name is what names the disk.
+  const related =
+    isStream(was.path) || isStream(now.path) || samePath(was.path, now.path) || chain(now).includes(was.path) || chain(was).includes(now.path)
   if (!related) diffs.push(`source ${was.path} → ${now.path}`)
   if (previous.hostname !== host) diffs.push(`host ${previous.hostname} → ${host}`)
   if (was.path === now.path && was.identity && now.identity && was.identity !== now.identity) diffs.push(`image identity ${was.identity} → ${now.identity}`)
   return diffs
+}
+
+function samePath(a: string, b: string): boolean {
+  if (a === b) return true
+  return isNbdUrl(a) && isNbdUrl(b) && parseNbdUrl(a).exportName === parseNbdUrl(b).exportName
 }
 
 function isStream(path: string): boolean {

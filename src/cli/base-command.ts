@@ -88,7 +88,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     for (const t of raw) if (t.type === 'flag') this.givenFlags.add(t.flag)
     this.out = new Output({json: this.flags.json, quiet: this.flags.quiet, verbose: this.flags.verbose, jsonProgress: this.flags['json-progress']})
     try {
-      this.lockWaitMs = parseDuration(this.flags['lock-wait'])
+      const wait = this.flags['lock-wait'] as string | undefined
+      this.lockWaitMs = wait === undefined ? 0 : parseDuration(wait)
     } catch {
       throw new UsageError(`--lock-wait "${this.flags['lock-wait']}" is not a duration`, {hint: 'write e.g. 30s, 5m or 1h'})
     }

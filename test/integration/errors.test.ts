@@ -263,7 +263,7 @@ describe('bad input and failures', () => {
     const chunk = chunks[chunks.length - 1]!
     const name = chunk.slice(repo.length + 1)
     await damaged(chunk, (p) => truncateSync(p, 20), () =>
-      foundAndRefused(name, 'chunk-corrupt', /is truncated \(20 bytes, .* at least \d+\)/, new RegExp(`${name} is truncated \\(20 bytes\\); run "vdsnap check"`)),
+      foundAndRefused(name, 'chunk-corrupt', /is truncated \(20 bytes, .* at least \d+\)/, new RegExp(`${name} is truncated \\(20 bytes\\); run "vdsnap check --read-data"`)),
     )
     expect((await vdsnap(['check'], env)).code).toBe(0)
   })

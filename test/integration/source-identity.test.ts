@@ -120,8 +120,8 @@ describe('host and source in listings, filters and --group-by', () => {
     const [head, ...rows] = r.stdout.trim().split('\n')
     expect(head).toMatch(/\bHOST\s+SOURCE\b/)
     expect(rows.filter((l) => l.includes(` ${OTHER} `) && l.includes(at('other.raw')))).toHaveLength(2)
-    const ids = async (...f: string[]) => ((await vdsnapJson(['snapshots', '--disk', 'fleet', ...f], env)) as {hostname: string; tags: string[]}[])
-    expect((await ids('--host', OTHER)).every((s) => s.hostname === OTHER)).toBe(true)
+    const ids = async (...f: string[]) => ((await vdsnapJson(['snapshots', '--disk', 'fleet', ...f], env)) as {host: string; tags: string[]}[])
+    expect((await ids('--host', OTHER)).every((s) => s.host === OTHER)).toBe(true)
     expect(await ids('--host', OTHER)).toHaveLength(2)
     expect(await ids('--source', at('other.raw'))).toHaveLength(4)
     expect(await ids('--source', at('disk.raw'))).toHaveLength(0)
@@ -132,7 +132,7 @@ describe('host and source in listings, filters and --group-by', () => {
 
   it('restore fleet@latest --host picks the newest snapshot of that host; a filter nothing passes is exit 8', async () => {
     const all = await vdsnapJson(['snapshots', '--disk', 'fleet'], env)
-    const mine = all.filter((s: {hostname: string}) => s.hostname === HERE)
+    const mine = all.filter((s: {host: string}) => s.host === HERE)
     const r = await vdsnapJson(['restore', 'fleet@latest', '--host', HERE, '--to', at('fleet.out')], env)
     expect(r.snapshot).toBe(mine[mine.length - 1].id)
     const none = await vdsnap(['restore', 'fleet@latest', '--host', 'nowhere', '--to', at('none.out')], env)
@@ -141,14 +141,14 @@ describe('host and source in listings, filters and --group-by', () => {
   })
 
   it('forget --host limits a policy to one host; --group-by disk,host keeps the newest of each host', async () => {
-    const hosts = async () => ((await vdsnapJson(['snapshots', '--disk', 'fleet'], env)) as {id: string; hostname: string}[])
+    const hosts = async () => ((await vdsnapJson(['snapshots', '--disk', 'fleet'], env)) as {id: string; host: string}[])
     const all = await hosts()
-    const newestOf = (h: string) => all.filter((s) => s.hostname === h).at(-1)!.id
+    const newestOf = (h: string) => all.filter((s) => s.host === h).at(-1)!.id
     const r1 = await vdsnap(['forget', '--disk', 'fleet', '--keep-last', '1', '--host', OTHER], env)
     expect(r1.code, r1.stderr).toBe(0)
     const afterHost = await hosts()
-    expect(afterHost.filter((s) => s.hostname === HERE)).toHaveLength(2)
-    expect(afterHost.filter((s) => s.hostname === OTHER).map((s) => s.id)).toEqual([newestOf(OTHER)])
+    expect(afterHost.filter((s) => s.host === HERE)).toHaveLength(2)
+    expect(afterHost.filter((s) => s.host === OTHER).map((s) => s.id)).toEqual([newestOf(OTHER)])
     const r2 = await vdsnap(['forget', '--disk', 'fleet', '--keep-last', '1', '--group-by', 'disk,host'], env)
     expect(r2.code, r2.stderr).toBe(0)
     expect((await hosts()).map((s) => s.id).sort()).toEqual([newestOf(HERE), newestOf(OTHER)].sort())
