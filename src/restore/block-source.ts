@@ -12,6 +12,10 @@
 //    window plus the cache, whatever the disk's size.
 // 4. read() gives one block by number through the same cache, for random
 //    access. Zero blocks are never read: they come back as null.
+// 5. Chunk objects come from a ChunkObjectStore: the repository, or an
+//    archive (a seekable file read by entry, or a pipe read in one pass:
+//    the store is told which block a load is for, so it can let go of
+//    chunks no later block uses).
 import {ZERO_ID} from '../chunk/digest.js'
 import {ChunkPool} from '../chunk/pool.js'
 import {LruCache} from '../disk/lru-cache.js'
@@ -20,11 +24,22 @@ import {entryAt, resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
 import type {Manifest} from '../repo/manifest.js'
 import {Repository} from '../repo/repository.js'
 
+/** Where a BlockSource loads chunk objects (as stored) from; the repository is one. */
+export interface ChunkObjectStore {
+  readonly idKey: Buffer | undefined
+  readonly encKey: Buffer | undefined
+  readonly level: number
+  /** The stored object of chunk `idHex`, first needed for block `atBlock`. */
+  loadChunkObject(idHex: string, atBlock: number): Promise<Buffer>
+}
+
 export interface BlockSourceOptions {
   /** Re-hash every chunk (default); false trusts the GCM tag of encrypted chunks. */
   rehash?: boolean
   prefetchBytes?: number
   cacheBytes?: number
+  /** Keep each loaded chunk object as stored, for takeStored() (export). */
+  keepStored?: boolean
 }
 
 export interface Block {
@@ -46,9 +61,10 @@ export class BlockSource {
   private readonly inflight = new Map<string, Promise<Buffer>>()
   private readonly rehash: boolean
   private readonly prefetchBytes: number
+  private readonly stored: Map<string, Buffer> | null
 
   private constructor(
-    private readonly repo: Repository,
+    private readonly repo: ChunkObjectStore,
     readonly snapshot: Manifest,
     readonly resolved: ResolvedIndex,
     opts: BlockSourceOptions,
@@ -56,11 +72,24 @@ export class BlockSource {
     this.rehash = opts.rehash ?? true
     this.prefetchBytes = opts.prefetchBytes ?? PREFETCH_BYTES
     this.cache = new LruCache(Math.max(2, Math.floor((opts.cacheBytes ?? CACHE_BYTES) / resolved.blockSize)))
+    this.stored = opts.keepStored ? new Map() : null
     this.pool = new ChunkPool({idKey: repo.idKey, encKey: repo.encKey}, repo.level)
   }
 
   static async open(repo: Repository, snap: Manifest, opts: BlockSourceOptions = {}): Promise<BlockSource> {
     return new BlockSource(repo, snap, await resolveSnapshot(repo, snap), opts)
+  }
+
+  /** A source over an index resolved elsewhere (an archive's), loading chunks from `store`. */
+  static fromResolved(store: ChunkObjectStore, snap: Manifest, resolved: ResolvedIndex, opts: BlockSourceOptions = {}): BlockSource {
+    return new BlockSource(store, snap, resolved, opts)
+  }
+
+  /** With keepStored: the chunk object as stored, once, after its block was yielded; undefined otherwise. */
+  takeStored(idHex: string): Buffer | undefined {
+    const obj = this.stored?.get(idHex)
+    this.stored?.delete(idHex)
+    return obj
   }
 
   get blockSize(): number {
@@ -97,7 +126,7 @@ export class BlockSource {
       while (queue.length < windowBlocks && next < to) {
         const b = next++
         if (!wanted(b)) continue
-        const data = this.isZero(b) ? null : this.fetch(this.entry(b).toString('hex'))
+        const data = this.isZero(b) ? null : this.fetch(this.entry(b).toString('hex'), b)
         data?.catch(() => {}) // surfaced when awaited below
         queue.push({index: b, data})
       }
@@ -117,7 +146,7 @@ export class BlockSource {
   async read(b: number): Promise<Buffer | null> {
     if (b < 0 || b >= this.blockCount) throw new RangeError(`block ${b} is outside the disk (0..${this.blockCount - 1})`)
     if (this.isZero(b)) return null
-    const buf = await this.fetch(this.entry(b).toString('hex'))
+    const buf = await this.fetch(this.entry(b).toString('hex'), b)
     this.settle(b, buf)
     return buf
   }
@@ -133,23 +162,25 @@ export class BlockSource {
     if (this.inflight.delete(hex)) this.cache.set(hex, buf)
   }
 
-  private fetch(hex: string): Promise<Buffer> {
+  private fetch(hex: string, atBlock: number): Promise<Buffer> {
     const cached = this.cache.get(hex)
     if (cached) return Promise.resolve(cached)
     let p = this.inflight.get(hex)
     if (!p) {
-      p = this.load(hex)
+      p = this.load(hex, atBlock)
       p.catch(() => this.inflight.delete(hex))
       this.inflight.set(hex, p)
     }
     return p
   }
 
-  private async load(hex: string): Promise<Buffer> {
-    const obj = await this.repo.loadChunkObject(hex)
+  private async load(hex: string, atBlock: number): Promise<Buffer> {
+    const obj = await this.repo.loadChunkObject(hex, atBlock)
     this.chunksRead++
     this.bytesFetched += obj.length
-    const whole = obj.byteOffset === 0 && obj.buffer.byteLength === obj.length
+    // A kept object must stay readable here, so it is copied to the worker, not moved.
+    this.stored?.set(hex, obj)
+    const whole = !this.stored && obj.byteOffset === 0 && obj.buffer.byteLength === obj.length
     const reply = await this.pool.run(
       {op: 'unpack', items: [{name: Repository.chunkName(hex), data: obj, digest: Buffer.from(hex, 'hex')}], maxSize: this.blockSize, rehash: this.rehash},
       whole ? [obj.buffer as ArrayBuffer] : [],

@@ -1,0 +1,201 @@
+// Export: one snapshot as a self-contained archive, written forward only.
+//
+// 1. Resolve the snapshot's chain to one entry per block (metadata only)
+//    and count its distinct chunks.
+// 2. Write manifest.json, README.txt, then (chunks archives) config, key
+//    slots, the snapshot object made a full and the resolved full index,
+//    so a reader in one pass knows everything before the first chunk.
+// 3. Walk the blocks in offset order through the BlockSource: each chunk is
+//    loaded once while its uses are in flight, verified, and its stored
+//    object written at its first use (compressed, encrypted as stored);
+//    the plaintext feeds the image SHA-256. Portable archives deflate the
+//    plaintext into one image entry instead.
+// 4. SHA256SUMS with the image hash, then the central directory.
+// The output is a temporary file renamed when complete, or a pipe or tape.
+import {createHash, type Hash} from 'node:crypto'
+import {createDeflateRaw} from 'node:zlib'
+import {encodeObject, ObjectKind} from '../chunk/object-codec.js'
+import {ChangedBlockMap} from '../cbt/changed-block-map.js'
+import {encodeIndex} from '../repo/index-codec.js'
+import {listKeySlots} from '../repo/keys.js'
+import type {Manifest} from '../repo/manifest.js'
+import type {Repository} from '../repo/repository.js'
+import {BlockSource} from '../restore/block-source.js'
+import {ARCHIVE_FORMAT, chunkEntryName, encodeSums, imageName, MANIFEST_NAME, README_NAME, SUMS_NAME, type ArchiveManifest} from './layout.js'
+import {archiveReadme} from './readme.js'
+import {openSink, RecordSink, type ByteSink} from './sink.js'
+import {vdsnapVersion} from './version.js'
+import {dosDateTime, METHOD_DEFLATE} from './zip-format.js'
+import {ZipWriter} from './zip-writer.js'
+
+export interface ExportOptions {
+  snapshot: Manifest
+  to: string
+  portable?: boolean
+  recordSize?: number
+  force?: boolean
+  onProgress?: (done: number, total: number) => void
+}
+
+export interface ExportResult {
+  snapshot: string
+  disk: string
+  to: string
+  kind: 'chunks' | 'portable'
+  virtualSize: number
+  chunks: number
+  chunkBytes: number
+  archiveBytes: number
+  imageSha256: string
+  durationMs: number
+}
+
+const ZERO_BLOCK_CACHE = new Map<number, Buffer>()
+function zeros(n: number): Buffer {
+  let z = ZERO_BLOCK_CACHE.get(n)
+  if (!z) ZERO_BLOCK_CACHE.set(n, (z = Buffer.alloc(n)))
+  return z
+}
+
+export async function runExport(repo: Repository, opts: ExportOptions): Promise<ExportResult> {
+  const started = Date.now()
+  const snap = opts.snapshot
+  const portable = opts.portable ?? false
+  const source = await BlockSource.open(repo, snap, {keepStored: !portable})
+  let sink: ByteSink | undefined
+  try {
+    const first = firstUses(source)
+    const manifest = archiveManifest(snap, source, first.size, portable, repo.encKey !== undefined)
+    const head = portable ? [] : await repositoryHead(repo, snap, source, manifest)
+    const base = await openSink(opts.to, opts.force)
+    sink = opts.recordSize ? new RecordSink(base, opts.recordSize) : base
+    const zip = new ZipWriter(sink, dosDateTime(new Date(snap.time)))
+    await zip.addStored(MANIFEST_NAME, Buffer.from(JSON.stringify(manifest, null, 2) + '\n'))
+    await zip.addStored(README_NAME, Buffer.from(archiveReadme(manifest)))
+    const hash = createHash('sha256')
+    let chunkBytes = 0
+    if (portable) await writeImage(zip, source, manifest.image, hash, opts.onProgress)
+    else {
+      for (const [name, data] of head) await zip.addStored(name, data)
+      chunkBytes = await writeChunks(zip, source, first, hash, opts.onProgress)
+    }
+    const sha = hash.digest('hex')
+    await zip.addStored(SUMS_NAME, encodeSums(sha, manifest.image))
+    await zip.finish(`vdsnap archive of ${snap.disk} snapshot ${snap.id}; see README.txt`)
+    await sink.finish()
+    return {
+      snapshot: snap.id,
+      disk: snap.disk,
+      to: opts.to,
+      kind: manifest.kind,
+      virtualSize: source.virtualSize,
+      chunks: first.size,
+      chunkBytes,
+      archiveBytes: sink.position,
+      imageSha256: sha,
+      durationMs: Date.now() - started,
+    }
+  } catch (e) {
+    await sink?.abort()
+    throw e
+  } finally {
+    await source.close()
+  }
+}
+
+/** The block at which each distinct chunk is first used, in offset order. */
+function firstUses(source: BlockSource): Map<string, number> {
+  const first = new Map<string, number>()
+  for (let b = 0; b < source.blockCount; b++) {
+    if (source.isZero(b)) continue
+    const hex = source.entry(b).toString('hex')
+    if (!first.has(hex)) first.set(hex, b)
+  }
+  return first
+}
+
+function archiveManifest(snap: Manifest, source: BlockSource, chunkCount: number, portable: boolean, encrypted: boolean): ArchiveManifest {
+  return {
+    vdsnapArchive: ARCHIVE_FORMAT,
+    vdsnapVersion: vdsnapVersion(),
+    kind: portable ? 'portable' : 'chunks',
+    disk: snap.disk,
+    snapshot: snap.id,
+    time: snap.time,
+    virtualSize: source.virtualSize,
+    blockSize: source.blockSize,
+    blockCount: source.blockCount,
+    chunkCount: portable ? 0 : chunkCount,
+    image: imageName(snap.disk),
+    imageSha256: `in ${SUMS_NAME}, the last entry (known only once the image has streamed by)`,
+    encryption: portable || !encrypted ? 'none' : 'aes-256-gcm',
+    snapshotObject: portable ? undefined : `snapshots/${snap.id}`,
+    source: snap.source?.path ?? '',
+    tags: snap.tags ?? [],
+  }
+}
+
+/** config, key slots, the snapshot object (made a full, no parent) and the resolved full index; names the index in `manifest`. */
+async function repositoryHead(repo: Repository, snap: Manifest, source: BlockSource, manifest: ArchiveManifest): Promise<[string, Buffer][]> {
+  const head: [string, Buffer][] = [['config', await repo.backend.load('config')]]
+  if (repo.encKey) {
+    for (const {id} of await listKeySlots(repo.backend)) head.push([`keys/${id}`, await repo.backend.load(`keys/${id}`)])
+  }
+  const plainIndex = encodeIndex({
+    kind: 'full',
+    blockSize: source.blockSize,
+    virtualSize: source.virtualSize,
+    blockCount: source.blockCount,
+    cbm: ChangedBlockMap.all(source.blockCount),
+    entries: source.resolved.entries,
+  })
+  const indexId = repo.digest(plainIndex).toString('hex')
+  const level = Math.max(1, repo.level)
+  const indexName = `indexes/${indexId}`
+  manifest.indexObject = indexName
+  const full: Manifest = {...snap, parent: null, index: indexId, indexKind: 'full', chainLength: 0}
+  const snapName = `snapshots/${snap.id}`
+  head.push([snapName, encodeObject(ObjectKind.Manifest, snapName, Buffer.from(JSON.stringify(full)), {level, key: repo.encKey})])
+  head.push([indexName, encodeObject(ObjectKind.Index, indexName, plainIndex, {level, key: repo.encKey})])
+  return head
+}
+
+async function writeChunks(zip: ZipWriter, source: BlockSource, first: Map<string, number>, hash: Hash, onProgress?: (d: number, t: number) => void): Promise<number> {
+  let bytes = 0
+  for await (const block of source.blocks()) {
+    hash.update(block.data ?? zeros(block.length))
+    if (block.data === null) continue
+    const hex = source.entry(block.index).toString('hex')
+    const stored = source.takeStored(hex)
+    if (first.get(hex) === block.index) {
+      if (!stored) throw new Error(`internal: chunk ${hex.slice(0, 16)} was not kept for block ${block.index}`)
+      await zip.addStored(chunkEntryName(hex), stored)
+      bytes += stored.length
+    }
+    onProgress?.(block.offset + block.length, source.virtualSize)
+  }
+  return bytes
+}
+
+/** The plain disk image as one deflated entry; zero blocks cost deflate's run-length output only. */
+async function writeImage(zip: ZipWriter, source: BlockSource, name: string, hash: Hash, onProgress?: (d: number, t: number) => void): Promise<void> {
+  const deflate = createDeflateRaw({level: 1, chunkSize: 256 * 1024})
+  async function* feed(): AsyncGenerator<{plain?: Buffer; encoded?: Buffer}> {
+    const out: Buffer[] = []
+    deflate.on('data', (d: Buffer) => out.push(d))
+    for await (const block of source.blocks()) {
+      const plain = block.data ?? zeros(block.length)
+      hash.update(plain)
+      if (!deflate.write(plain)) await new Promise((r) => deflate.once('drain', r))
+      yield {plain, encoded: out.length > 0 ? Buffer.concat(out.splice(0)) : undefined}
+      onProgress?.(block.offset + block.length, source.virtualSize)
+    }
+    await new Promise<void>((resolve, reject) => {
+      deflate.once('error', reject)
+      deflate.once('end', () => resolve())
+      deflate.end()
+    })
+    yield {encoded: Buffer.concat(out.splice(0))}
+  }
+  await zip.addStreamed(name, METHOD_DEFLATE, feed())
+}

@@ -1,0 +1,97 @@
+// A forward-only ZIP64 writer: entries go out one after the other and the
+// writer never seeks back, so the archive can go to a pipe or a tape.
+//
+// 1. An entry whose bytes are in hand (manifest, index, a chunk) is stored
+//    with its CRC and sizes in the local header, computed before writing.
+// 2. An entry produced as it streams (the portable disk image) gets a ZIP64
+//    local header with zero CRC and sizes, then its data, then a 64-bit data
+//    descriptor. The central directory repeats the ZIP64 extra field so that
+//    unzip's overlap ("zip bomb") check sees the same header length and
+//    descriptor size as the local entry.
+// 3. finish() writes the central directory (held in memory, ~100 bytes per
+//    entry) and the end records, ZIP64 ones when a count or offset overflows.
+import {crc32} from 'node:zlib'
+import {
+  encodeCentralHeader,
+  encodeDescriptor,
+  encodeEnd,
+  encodeLocalHeader,
+  FLAG_DESCRIPTOR,
+  METHOD_DEFLATE,
+  METHOD_STORED,
+  U32_MAX,
+  type CentralFacts,
+} from './zip-format.js'
+import type {ByteSink} from './sink.js'
+
+export class ZipWriter {
+  private readonly central: {facts: CentralFacts; zip64: boolean}[] = []
+
+  constructor(
+    private readonly sink: ByteSink,
+    private readonly dosTime: number,
+  ) {}
+
+  get entries(): number {
+    return this.central.length
+  }
+
+  /** Stores `parts` (concatenated) uncompressed, size and CRC in the local header. */
+  async addStored(name: string, parts: Buffer | Buffer[]): Promise<void> {
+    const list = Array.isArray(parts) ? parts : [parts]
+    let crc = 0
+    let size = 0
+    for (const p of list) {
+      crc = crc32(p, crc)
+      size += p.length
+    }
+    const facts: CentralFacts = {name, method: METHOD_STORED, flags: 0, crc, compressedSize: size, size, dosTime: this.dosTime, localOffset: this.sink.position}
+    const zip64 = size >= U32_MAX
+    await this.sink.write(encodeLocalHeader(facts, zip64))
+    for (const p of list) await this.sink.write(p)
+    this.central.push({facts, zip64})
+  }
+
+  /**
+   * Writes an entry from a stream of already-encoded pieces (`encoded`) whose
+   * plaintext (`plain`) is counted for CRC and size as it passes; ends with a
+   * data descriptor.
+   */
+  async addStreamed(name: string, method: typeof METHOD_DEFLATE | typeof METHOD_STORED, pieces: AsyncIterable<{plain?: Buffer; encoded?: Buffer}>): Promise<void> {
+    const facts: CentralFacts = {name, method, flags: FLAG_DESCRIPTOR, crc: 0, compressedSize: 0, size: 0, dosTime: this.dosTime, localOffset: this.sink.position}
+    await this.sink.write(encodeLocalHeader(facts, true))
+    for await (const {plain, encoded} of pieces) {
+      if (plain) {
+        facts.crc = crc32(plain, facts.crc)
+        facts.size += plain.length
+      }
+      if (encoded && encoded.length > 0) {
+        facts.compressedSize += encoded.length
+        await this.sink.write(encoded)
+      }
+    }
+    await this.sink.write(encodeDescriptor(facts.crc, facts.compressedSize, facts.size, true))
+    this.central.push({facts, zip64: true})
+  }
+
+  /** The central directory and end records; `comment` goes in the end record (readable with `unzip -z`). */
+  async finish(comment = ''): Promise<void> {
+    const cdOffset = this.sink.position
+    let cdSize = 0
+    const batch: Buffer[] = []
+    let batchBytes = 0
+    for (const {facts, zip64} of this.central) {
+      const h = encodeCentralHeader(facts, zip64)
+      cdSize += h.length
+      batch.push(h)
+      batchBytes += h.length
+      if (batchBytes >= 256 * 1024) {
+        await this.sink.write(Buffer.concat(batch))
+        batch.length = 0
+        batchBytes = 0
+      }
+    }
+    if (batch.length > 0) await this.sink.write(Buffer.concat(batch))
+    await this.sink.write(encodeEnd(this.central.length, cdOffset, cdSize, comment))
+  }
+}
