@@ -6,6 +6,9 @@ import {withProgress} from '../src/cli/progress.js'
 import {runRestore} from '../src/restore/restore.js'
 import {shortId} from '../src/repo/manifest.js'
 import {selectSnapshot} from '../src/repo/select.js'
+import {openArchive} from '../src/archive/open-archive.js'
+import {passwordSource} from '../src/cli/password.js'
+import {restoreFromArchive} from '../src/restore/from-archive.js'
 
 export default class Restore extends BaseCommand<typeof Restore> {
   static override summary = 'Restore a snapshot to a file, block device, stdout or another image format.'
@@ -19,12 +22,13 @@ export default class Restore extends BaseCommand<typeof Restore> {
     '<%= config.bin %> restore latest --to - | ssh host "dd of=/dev/sdb bs=4M"',
   ]
   static override args = {
-    snapshot: Args.string({description: 'Snapshot: id, unique id prefix, latest or DISK@latest.', required: true}),
+    snapshot: Args.string({description: 'Snapshot: id, unique id prefix, latest or DISK@latest (not with --from-archive).', ignoreStdin: true}),
   }
   static override flags = {
     to: Flags.string({summary: 'Target: a file path, a block device, or - for stdout.', required: true}),
     format: Flags.string({summary: 'Target image format.', options: ['raw', 'qcow2', 'vhd', 'vhdx', 'vmdk'], default: 'raw'}),
     subformat: Flags.string({summary: 'Image subformat: vmdk monolithicSparse|streamOptimized, vhd/vhdx dynamic|fixed.'}),
+    'from-archive': Flags.string({summary: 'Restore from this archive (vdsnap export) instead of a repository; - reads it from stdin (a pipe or tape) in one pass.', multiple: true, exclusive: ['delta-from']}),
     'delta-from': Flags.string({summary: 'The target already holds this snapshot: write only blocks that differ.'}),
     'target-zeroed': Flags.boolean({summary: 'The target device already reads as zeros: skip writing zero blocks.', default: false}),
     force: Flags.boolean({summary: 'Replace an existing target file.', default: false}),
@@ -38,6 +42,8 @@ export default class Restore extends BaseCommand<typeof Restore> {
   async run(): Promise<void> {
     const f = this.flags
     if (f.to === '-' && f.json) throw new UsageError('--json cannot be combined with --to - (stdout carries the disk)')
+    if (f['from-archive']) return this.fromArchive(f['from-archive'])
+    if (!this.args.snapshot) throw new UsageError('name the snapshot to restore (an id, latest or DISK@latest), or give --from-archive ARCHIVE')
     const repo = await this.openRepo({lock: 'shared', command: 'restore'})
     const snapshot = await selectSnapshot(repo, this.args.snapshot)
     const deltaFrom = f['delta-from'] ? await selectSnapshot(repo, f['delta-from']) : undefined
@@ -60,6 +66,22 @@ export default class Restore extends BaseCommand<typeof Restore> {
     )
     const human = () =>
       `restored ${shortId(res.snapshot)} to ${res.target} (${res.format}, ${formatBytes(res.virtualSize)}): ${res.blocksWritten} blocks written (${formatBytes(res.bytesWritten)}), ${res.zeroBlocks} zero blocks, ${res.chunksRead} chunks read in ${formatDuration(res.durationMs)}`
+    if (f.to === '-' && !f.json) this.out.log(human())
+    else this.out.result(res, human)
+  }
+
+  private async fromArchive(archives: string[]): Promise<void> {
+    const f = this.flags
+    if (this.args.snapshot) throw new UsageError('--from-archive restores the archive\'s own snapshot: give no snapshot argument')
+    const archive = await openArchive(archives, passwordSource(f['password-file']))
+    const res = await withProgress(
+      this.out,
+      `restore ${shortId(archive.snapshot.id)} from ${archive.source.describe} to ${f.to === '-' ? 'stdout' : f.to}`,
+      (p) => restoreFromArchive(archive, {to: f.to, format: f.format, subformat: f.subformat, force: f.force, targetZeroed: f['target-zeroed'], rehash: f['verify-digests'], onProgress: (d, t) => p.update(d, t)}),
+      f.to === '-',
+    )
+    const human = () =>
+      `restored ${shortId(res.snapshot)} from ${res.archive} to ${res.target} (${res.format}, ${formatBytes(res.virtualSize)}): ${res.blocksWritten} blocks written, ${res.zeroBlocks} zero blocks, image sha256 ${res.imageSha256} verified, in ${formatDuration(res.durationMs)}`
     if (f.to === '-' && !f.json) this.out.log(human())
     else this.out.result(res, human)
   }
