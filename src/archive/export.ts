@@ -81,7 +81,7 @@ export async function runExport(repo: Repository, opts: ExportOptions): Promise<
     }
     const sha = hash.digest('hex')
     await zip.addStored(SUMS_NAME, encodeSums(sha, manifest.image))
-    await zip.finish(`vdsnap archive of ${snap.disk} snapshot ${snap.id}; see README.txt`)
+    await zip.finish(`vdsnap archive of ${snap.disk} snapshot ${snap.id}; see README.txt`, opts.recordSize)
     await sink.finish()
     return {
       snapshot: snap.id,

@@ -19,6 +19,7 @@ import type {ArchiveSource} from './archive-source.js'
 import {ByteReader} from './byte-reader.js'
 import {decodeManifest, decodeSums, MANIFEST_NAME, SUMS_NAME, type ArchiveManifest} from './layout.js'
 import {ZipStreamReader, type StreamEntry} from './zip-stream-reader.js'
+import {PADDING_NAME} from './zip-writer.js'
 
 export const MAX_HELD_BYTES = 1024 * 1024 * 1024
 const CHUNK_ENTRY = /^chunks\/[0-9a-f]{2}\/([0-9a-f]{64})$/
@@ -139,7 +140,8 @@ class PipeSource implements ArchiveSource {
       }
       if (!CHUNK_ENTRY.test(e.header.name)) throw new DataError(`${this.describe}: unexpected entry ${e.header.name} (corrupt or not a vdsnap archive)`)
     }
-    const last = await this.zip.next()
+    let last = await this.zip.next()
+    if (last?.header.name === PADDING_NAME && !last.streamed) last = await this.zip.next()
     if (last) throw new DataError(`${this.describe}: unexpected entry ${last.header.name} after ${SUMS_NAME} (corrupt)`)
     await this.zip.finish()
     return this.sums

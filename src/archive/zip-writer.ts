@@ -74,8 +74,16 @@ export class ZipWriter {
     this.central.push({facts, zip64: true})
   }
 
-  /** The central directory and end records; `comment` goes in the end record (readable with `unzip -z`). */
-  async finish(comment = ''): Promise<void> {
+  /**
+   * The central directory and end records; `comment` goes in the end record
+   * (readable with `unzip -z`). With `recordSize`, a zero-filled entry
+   * PADDING_NAME goes before the central directory, sized so the archive
+   * ends on a record boundary: a tape or `dd bs=` copy then holds no bytes
+   * after the end record, and unzip, which looks for the end record near
+   * the end of the file, still finds it.
+   */
+  async finish(comment = '', recordSize = 0): Promise<void> {
+    if (recordSize > 0) await this.addPadding(comment, recordSize)
     const cdOffset = this.sink.position
     let cdSize = 0
     const batch: Buffer[] = []
@@ -94,4 +102,34 @@ export class ZipWriter {
     if (batch.length > 0) await this.sink.write(Buffer.concat(batch))
     await this.sink.write(encodeEnd(this.central.length, cdOffset, cdSize, comment))
   }
+
+  private tailSize(comment: string, extra: CentralFacts | null): number {
+    let cd = 0
+    for (const {facts, zip64} of this.central) cd += encodeCentralHeader(facts, zip64).length
+    if (extra) cd += encodeCentralHeader(extra, false).length
+    const cdOffset = extra ? extra.localOffset + PADDING_HEADER + extra.size : this.sink.position
+    return cd + encodeEnd(this.central.length + (extra ? 1 : 0), cdOffset, cd, comment).length
+  }
+
+  private async addPadding(comment: string, recordSize: number): Promise<void> {
+    const facts: CentralFacts = {name: PADDING_NAME, method: METHOD_STORED, flags: 0, crc: 0, compressedSize: 0, size: 0, dosTime: this.dosTime, localOffset: this.sink.position}
+    // The tail's size depends (by a few bytes, at 4 GiB and 65535-entry
+    // edges) on the padding's own size: settle it in a few rounds.
+    for (let round = 0; round < 4; round++) {
+      const end = this.sink.position + PADDING_HEADER + facts.size + this.tailSize(comment, facts)
+      const short = (recordSize - (end % recordSize)) % recordSize
+      if (short === 0) break
+      facts.size += short
+    }
+    facts.compressedSize = facts.size
+    const zeros = Buffer.alloc(facts.size)
+    facts.crc = crc32(zeros)
+    await this.sink.write(encodeLocalHeader(facts, false))
+    await this.sink.write(zeros)
+    this.central.push({facts, zip64: false})
+  }
 }
+
+/** The record-padding entry's name (never change: readers skip it). */
+export const PADDING_NAME = 'PADDING'
+const PADDING_HEADER = 30 + PADDING_NAME.length
