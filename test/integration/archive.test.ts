@@ -5,7 +5,7 @@
 // blocks); the middle snapshot is exported, so the archive's index is
 // resolved from a delta chain.
 import {execFileSync, spawnSync} from 'node:child_process'
-import {copyFileSync, existsSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {copyFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {BIN, oneLine, vdsnap, vdsnapJson} from '../helpers/cli.js'
@@ -148,6 +148,70 @@ describe.each(['plain', 'enc'])('%s repository', (name) => {
     unzipTest(tape)
     const back = sh(`dd if=${tape} bs=256k 2>/dev/null | node ${BIN} restore --from-archive - --to ${name}-tape.raw -q && cmp ${name}-tape.raw ${r().image}`, {VDSNAP_PASSWORD: PW})
     expect(back.code, back.stderr).toBe(0)
+  })
+})
+
+describe('import', () => {
+  const enc = () => repos.find((x) => x.name === 'enc')!
+  const plain = () => repos.find((x) => x.name === 'plain')!
+
+  it('into a fresh repository with another password: re-encrypted, restores byte for byte, later backups chain onto it', async () => {
+    const repo = join(dir, 'repo-other')
+    const env = {VDSNAP_PASSWORD: 'other-pw', VDSNAP_REPOSITORY: repo, VDSNAP_ARCHIVE_PASSWORD: PW}
+    expect((await vdsnap(['init'], env)).code).toBe(0)
+    const res = await vdsnapJson(['import', join(dir, 'enc.zip')], env)
+    expect(res).toMatchObject({snapshot: enc().snap, alreadyPresent: false, reencrypted: true})
+    expect(res.chunksStored).toBeGreaterThan(0)
+    // the chunk objects differ from the archive's: other keys, other ids
+    const archived = new Set(entryNames(readFileSync(join(dir, 'enc.zip'))).filter((n) => n.startsWith('chunks/')).map((n) => n.slice(-64)))
+    const stored = readdirSync(join(repo, 'chunks'), {recursive: true}).map(String).filter((n) => /[0-9a-f]{64}$/.test(n)).map((n) => n.slice(-64))
+    expect(stored.length).toBe(res.chunksStored)
+    expect(stored.some((id) => archived.has(id))).toBe(false)
+    const to = join(dir, 'imported.raw')
+    expect((await vdsnap(['restore', enc().snap, '--to', to], env)).code).toBe(0)
+    expect(sh(`cmp ${to} ${enc().image}`).code).toBe(0)
+    const again = await vdsnapJson(['import', join(dir, 'enc.zip')], env)
+    expect(again.alreadyPresent).toBe(true)
+    const disk = join(dir, 'after-import.img')
+    copyFileSync(enc().image, disk)
+    randomAt(disk, 3 * 1024 * 1024, 100_000)
+    const next = await vdsnapJson(['backup', disk, '--disk', 'web'], env)
+    const snaps = await vdsnapJson(['snapshots'], env)
+    const m = (Array.isArray(snaps) ? snaps : snaps.snapshots).find((s: {id: string}) => s.id === next.snapshot)
+    expect(m.parent).toBe(enc().snap)
+    expect((await vdsnap(['restore', next.snapshot, '--to', join(dir, 'after-import.raw')], env)).code).toBe(0)
+    expect(sh(`cmp after-import.raw ${disk}`).code).toBe(0)
+  })
+
+  it('from a pipe into a repository with the same (no) keys: the chunk objects are stored as they are in the archive', async () => {
+    const repo = join(dir, 'repo-plain2')
+    const env = {VDSNAP_REPOSITORY: repo}
+    expect((await vdsnap(['init', '--no-encryption', '--block-size', '64KiB'], env)).code).toBe(0)
+    const r = sh(`node ${BIN} import - --json < plain.zip`, env)
+    expect(r.code, r.stderr).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({reencrypted: false, snapshot: plain().snap})
+    const buf = readFileSync(join(dir, 'plain.zip'))
+    for (const name of entryNames(buf).filter((n) => n.startsWith('chunks/')).slice(0, 5)) {
+      const {start, length} = entryData(buf, name)
+      expect(readFileSync(join(repo, name)).equals(buf.subarray(start, start + length))).toBe(true)
+    }
+    expect(sh(`node ${BIN} restore latest --to plain-imported.raw -q && cmp plain-imported.raw ${plain().image}`, env).code).toBe(0)
+  })
+
+  it('a corrupt archive (flipped byte in the index) leaves the repository as it was', async () => {
+    const repo = join(dir, 'repo-untouched')
+    const env = {VDSNAP_REPOSITORY: repo, VDSNAP_PASSWORD: PW}
+    expect((await vdsnap(['init', '--no-encryption', '--block-size', '64KiB'], env)).code).toBe(0)
+    const buf = readFileSync(join(dir, 'plain.zip'))
+    patchEntry(buf, entryNames(buf).find((n) => n.startsWith('indexes/'))!, (d) => (d[70] = d[70]! ^ 1), true)
+    writeFileSync(join(dir, 'bad-import.zip'), buf)
+    // files only: taking the shared lock leaves an empty locks/ directory, as every command does
+    const files = () => readdirSync(repo, {recursive: true}).map(String).filter((n) => statSync(join(repo, n)).isFile()).sort()
+    const before = files()
+    const r = await vdsnap(['import', join(dir, 'bad-import.zip')], env)
+    expect(r.code).toBe(6)
+    expect(oneLine(r.stderr)).toMatch(/indexes\/.*(checksum|corrupt)/)
+    expect(files()).toEqual(before)
   })
 })
 
