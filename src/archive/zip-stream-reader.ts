@@ -50,6 +50,7 @@ export class ZipStreamReader {
     if (s === SIG_CENTRAL || s === SIG_ZIP64_EOCD || s === SIG_EOCD) return null
     if (s !== SIG_LOCAL) throw new DataError(`${this.describe}: no ZIP entry at byte ${this.r.position} (not a ZIP archive, or corrupt)`)
     const fixed = await this.r.peek(LOCAL_HEADER_SIZE)
+    if (fixed.length < LOCAL_HEADER_SIZE) await this.r.read(LOCAL_HEADER_SIZE, 'a local file header') // throws: truncated
     const total = LOCAL_HEADER_SIZE + fixed.readUInt16LE(26) + fixed.readUInt16LE(28)
     const header = decodeLocalHeader(await this.r.read(total, 'a local file header'), this.describe)
     if (!header) throw new DataError(`${this.describe}: a local header is cut short`)
