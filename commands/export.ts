@@ -23,6 +23,7 @@ export default class Export extends BaseCommand<typeof Export> {
   static override flags = {
     to: Flags.string({summary: 'Archive file, tape or other device, or - for stdout.', required: true}),
     portable: Flags.boolean({summary: 'Store the plain disk image (deflate) instead of chunks: extractable without vdsnap; plaintext even from an encrypted repository.', default: false}),
+    'archive-format': Flags.string({summary: 'zip (ZIP64, the default) or tar (POSIX pax; a portable image is a GNU sparse member: tar -xSf gives a sparse file).', options: ['zip', 'tar'], default: 'zip'}),
     'record-size': Flags.string({summary: 'Write whole records of this size (e.g. 256KiB, 1MiB), padding the last one, as fixed-block tape drives and dd bs= expect.'}),
     force: Flags.boolean({summary: 'Replace an existing archive file.', default: false}),
   }
@@ -37,7 +38,7 @@ export default class Export extends BaseCommand<typeof Export> {
     const res = await withProgress(
       this.out,
       `export ${shortId(snapshot.id)} to ${f.to === '-' ? 'stdout' : f.to}`,
-      (p) => runExport(repo, {snapshot, to: f.to, portable: f.portable, recordSize, force: f.force, onProgress: (d, t) => p.update(d, t)}),
+      (p) => runExport(repo, {snapshot, to: f.to, portable: f.portable, format: f['archive-format'] as 'zip' | 'tar', recordSize, force: f.force, onProgress: (d, t) => p.update(d, t)}),
       f.to === '-',
     )
     const human = () =>

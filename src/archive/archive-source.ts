@@ -24,3 +24,17 @@ export interface ArchiveSource {
   imageSha256(): Promise<string>
   close(): Promise<void>
 }
+
+/** An entry read by a forward reader: whole (with its integrity checked as far as the format allows), or a stream. */
+export type StreamEntry = {header: {name: string}; data: Buffer; streamed: false} | {header: {name: string}; streamed: true}
+
+/** A forward-only reader of archive entries (ZIP or tar). */
+export interface EntryReader {
+  readonly describe: string
+  /** The next entry, or null at the end of the entries. */
+  next(): Promise<StreamEntry | null>
+  /** A streamed entry's (the portable image's) bytes, consumed to its end. */
+  image(e: StreamEntry): AsyncIterable<Buffer>
+  /** Reads to the end of the stream, checking the archive is whole. */
+  finish(): Promise<void>
+}

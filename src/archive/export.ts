@@ -13,7 +13,6 @@
 // 4. SHA256SUMS with the image hash, then the central directory.
 // The output is a temporary file renamed when complete, or a pipe or tape.
 import {createHash, type Hash} from 'node:crypto'
-import {createDeflateRaw} from 'node:zlib'
 import {encodeObject, ObjectKind} from '../chunk/object-codec.js'
 import {ChangedBlockMap} from '../cbt/changed-block-map.js'
 import {encodeIndex} from '../repo/index-codec.js'
@@ -25,13 +24,18 @@ import {ARCHIVE_FORMAT, chunkEntryName, encodeSums, imageName, MANIFEST_NAME, RE
 import {archiveReadme} from './readme.js'
 import {openSink, RecordSink, type ByteSink} from './sink.js'
 import {vdsnapVersion} from './version.js'
-import {dosDateTime, METHOD_DEFLATE} from './zip-format.js'
+import type {ArchiveWriter, ImageBlock} from './archive-writer.js'
+import type {Segment} from './tar-format.js'
+import {TarWriter} from './tar-writer.js'
+import {dosDateTime} from './zip-format.js'
 import {ZipWriter} from './zip-writer.js'
 
 export interface ExportOptions {
   snapshot: Manifest
   to: string
   portable?: boolean
+  /** zip (default, ZIP64) or tar (POSIX pax, GNU sparse image). */
+  format?: 'zip' | 'tar'
   recordSize?: number
   force?: boolean
   onProgress?: (done: number, total: number) => void
@@ -69,7 +73,7 @@ export async function runExport(repo: Repository, opts: ExportOptions): Promise<
     const head = portable ? [] : await repositoryHead(repo, snap, source, manifest)
     const base = await openSink(opts.to, opts.force)
     sink = opts.recordSize ? new RecordSink(base, opts.recordSize) : base
-    const zip = new ZipWriter(sink, dosDateTime(new Date(snap.time)))
+    const zip: ArchiveWriter = opts.format === 'tar' ? new TarWriter(sink, Math.floor(Date.parse(snap.time) / 1000)) : new ZipWriter(sink, dosDateTime(new Date(snap.time)))
     await zip.addStored(MANIFEST_NAME, Buffer.from(JSON.stringify(manifest, null, 2) + '\n'))
     await zip.addStored(README_NAME, Buffer.from(archiveReadme(manifest)))
     const hash = createHash('sha256')
@@ -160,7 +164,7 @@ async function repositoryHead(repo: Repository, snap: Manifest, source: BlockSou
   return head
 }
 
-async function writeChunks(zip: ZipWriter, source: BlockSource, first: Map<string, number>, hash: Hash, onProgress?: (d: number, t: number) => void): Promise<number> {
+async function writeChunks(zip: ArchiveWriter, source: BlockSource, first: Map<string, number>, hash: Hash, onProgress?: (d: number, t: number) => void): Promise<number> {
   let bytes = 0
   for await (const block of source.blocks()) {
     hash.update(block.data ?? zeros(block.length))
@@ -177,25 +181,27 @@ async function writeChunks(zip: ZipWriter, source: BlockSource, first: Map<strin
   return bytes
 }
 
-/** The plain disk image as one deflated entry; zero blocks cost deflate's run-length output only. */
-async function writeImage(zip: ZipWriter, source: BlockSource, name: string, hash: Hash, onProgress?: (d: number, t: number) => void): Promise<void> {
-  const deflate = createDeflateRaw({level: 1, chunkSize: 256 * 1024})
-  async function* feed(): AsyncGenerator<{plain?: Buffer; encoded?: Buffer}> {
-    const out: Buffer[] = []
-    deflate.on('data', (d: Buffer) => out.push(d))
+/** The plain disk image as one entry (zip: deflated; tar: a sparse member); the plaintext feeds the hash. */
+async function writeImage(w: ArchiveWriter, source: BlockSource, name: string, hash: Hash, onProgress?: (d: number, t: number) => void): Promise<void> {
+  async function* blocks(): AsyncGenerator<ImageBlock> {
     for await (const block of source.blocks()) {
-      const plain = block.data ?? zeros(block.length)
-      hash.update(plain)
-      if (!deflate.write(plain)) await new Promise((r) => deflate.once('drain', r))
-      yield {plain, encoded: out.length > 0 ? Buffer.concat(out.splice(0)) : undefined}
+      hash.update(block.data ?? zeros(block.length))
+      yield block
       onProgress?.(block.offset + block.length, source.virtualSize)
     }
-    await new Promise<void>((resolve, reject) => {
-      deflate.once('error', reject)
-      deflate.once('end', () => resolve())
-      deflate.end()
-    })
-    yield {encoded: Buffer.concat(out.splice(0))}
   }
-  await zip.addStreamed(name, METHOD_DEFLATE, feed())
+  await w.addImage(name, source.virtualSize, dataSegments(source), blocks())
+}
+
+/** Runs of non-zero blocks, from the index alone. */
+function dataSegments(source: BlockSource): Segment[] {
+  const out: Segment[] = []
+  for (let b = 0; b < source.blockCount; b++) {
+    if (source.isZero(b)) continue
+    const offset = b * source.blockSize
+    const last = out[out.length - 1]
+    if (last && last.offset + last.length === offset) last.length += source.blockLength(b)
+    else out.push({offset, length: source.blockLength(b)})
+  }
+  return out
 }

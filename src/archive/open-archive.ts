@@ -25,7 +25,9 @@ import type {BlockStream} from '../restore/restore.js'
 import type {ArchiveSource} from './archive-source.js'
 import {PortableBlocks} from './portable-blocks.js'
 import {openZipFile} from './zip-file-source.js'
-import {openZipPipe} from './zip-pipe-source.js'
+import {openPipe} from './zip-pipe-source.js'
+import {open} from 'node:fs/promises'
+import {SIG_LOCAL} from './zip-format.js'
 
 export interface OpenedArchive {
   source: ArchiveSource
@@ -36,11 +38,16 @@ export interface OpenedArchive {
 }
 
 export async function openArchiveSource(path: string): Promise<ArchiveSource> {
-  if (path === '-') return openZipPipe(process.stdin, 'the archive on stdin')
+  if (path === '-') return openPipe(process.stdin, 'the archive on stdin')
   const st = await stat(path).catch((e: unknown) => Promise.reject(toVdsnapError(e, `opening archive ${path}`)))
-  if (st.isFIFO() || st.isCharacterDevice()) return openZipPipe(createReadStream(path, {highWaterMark: 1024 * 1024}), path)
+  if (st.isFIFO() || st.isCharacterDevice()) return openPipe(createReadStream(path, {highWaterMark: 1024 * 1024}), path)
   if (!st.isFile()) throw new UsageError(`${path} is not an archive file, a pipe or a tape`)
-  return openZipFile(path)
+  // A ZIP file is read by entry; a tar file (no index to seek by) in one pass.
+  const fh = await open(path, 'r')
+  const magic = Buffer.alloc(4)
+  const {bytesRead} = await fh.read(magic, 0, 4, 0).finally(() => fh.close())
+  if (bytesRead === 4 && magic.readUInt32LE(0) === SIG_LOCAL) return openZipFile(path)
+  return openPipe(createReadStream(path, {highWaterMark: 1024 * 1024}), path)
 }
 
 /** Opens and checks an archive; `password` is asked for only when the archive is encrypted. */

@@ -15,17 +15,22 @@
 //    directory, checking the archive is whole.
 import type {Readable} from 'node:stream'
 import {DataError, UsageError} from '../errors.js'
-import type {ArchiveSource} from './archive-source.js'
+import type {ArchiveSource, EntryReader, StreamEntry} from './archive-source.js'
 import {ByteReader} from './byte-reader.js'
 import {decodeManifest, decodeSums, MANIFEST_NAME, SUMS_NAME, type ArchiveManifest} from './layout.js'
-import {ZipStreamReader, type StreamEntry} from './zip-stream-reader.js'
+import {ZipStreamReader} from './zip-stream-reader.js'
+import {TarStreamReader} from './tar-stream-reader.js'
+import {SIG_LOCAL} from './zip-format.js'
 import {PADDING_NAME} from './zip-writer.js'
 
 export const MAX_HELD_BYTES = 1024 * 1024 * 1024
 const CHUNK_ENTRY = /^chunks\/[0-9a-f]{2}\/([0-9a-f]{64})$/
 
-export async function openZipPipe(input: Readable, describe: string, maxHeldBytes = MAX_HELD_BYTES): Promise<ArchiveSource> {
-  const zip = new ZipStreamReader(new ByteReader(input, describe))
+/** Opens a ZIP or tar archive (told apart by its first bytes) for one forward pass. */
+export async function openPipe(input: Readable, describe: string, maxHeldBytes = MAX_HELD_BYTES): Promise<ArchiveSource> {
+  const bytes = new ByteReader(input, describe)
+  const magic = await bytes.peek(4)
+  const zip: EntryReader = magic.length === 4 && magic.readUInt32LE(0) === SIG_LOCAL ? new ZipStreamReader(bytes) : new TarStreamReader(bytes)
   const first = await zip.next()
   if (!first || first.streamed || first.header.name !== MANIFEST_NAME) throw new DataError(`${describe} does not begin with ${MANIFEST_NAME}: not a vdsnap archive`)
   const manifest = decodeManifest(first.data, describe)
@@ -52,7 +57,7 @@ class PipeSource implements ArchiveSource {
   private sums: string | null = null
 
   constructor(
-    private readonly zip: ZipStreamReader,
+    private readonly zip: EntryReader,
     readonly manifest: ArchiveManifest,
     readonly head: Map<string, Buffer>,
     private readonly maxHeldBytes: number,
@@ -125,7 +130,7 @@ class PipeSource implements ArchiveSource {
   async *image(): AsyncIterable<Buffer> {
     const e = await this.nextEntry()
     if (!e || !e.streamed || e.header.name !== this.manifest.image) throw new DataError(`${this.describe}: entry ${this.manifest.image} is not where a portable archive holds it (corrupt)`)
-    yield* this.zip.inflate(e.header)
+    yield* this.zip.image(e)
   }
 
   async imageSha256(): Promise<string> {

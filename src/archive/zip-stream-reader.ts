@@ -9,6 +9,7 @@
 import {crc32, createInflateRaw} from 'node:zlib'
 import {DataError} from '../errors.js'
 import type {ByteReader} from './byte-reader.js'
+import type {EntryReader, StreamEntry} from './archive-source.js'
 import {
   CENTRAL_HEADER_SIZE,
   decodeLocalHeader,
@@ -28,12 +29,12 @@ import {
   type LocalHeader,
 } from './zip-format.js'
 
-export type StreamEntry = {header: LocalHeader; data: Buffer; streamed: false} | {header: LocalHeader; streamed: true}
+export type ZipEntry = {header: LocalHeader; data: Buffer; streamed: false} | {header: LocalHeader; streamed: true}
 
 /** Entries this large are never held whole in memory (a chunk is at most 16 MiB plus its envelope). */
 const MAX_WHOLE_ENTRY = 64 * 1024 * 1024
 
-export class ZipStreamReader {
+export class ZipStreamReader implements EntryReader {
   entriesSeen = 0
 
   constructor(private readonly r: ByteReader) {}
@@ -43,7 +44,7 @@ export class ZipStreamReader {
   }
 
   /** The next local entry, or null when the central directory begins. */
-  async next(): Promise<StreamEntry | null> {
+  async next(): Promise<ZipEntry | null> {
     const sig = await this.r.peek(4)
     if (sig.length < 4) throw new DataError(`${this.describe} is truncated: it ends after ${this.r.position} bytes, before its central directory`, {hint: 'the archive was cut short; use a complete copy'})
     const s = sig.readUInt32LE(0)
@@ -62,6 +63,10 @@ export class ZipStreamReader {
     const data = await this.r.read(header.size, `entry ${header.name}`)
     if (crc32(data) !== header.crc) throw new DataError(`${this.describe}: entry ${header.name} fails its CRC (corrupt)`, {hint: 'the archive is damaged; use another copy'})
     return {header, data, streamed: false}
+  }
+
+  image(e: StreamEntry): AsyncIterable<Buffer> {
+    return this.inflate((e as ZipEntry).header)
   }
 
   /**

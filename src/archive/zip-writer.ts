@@ -10,7 +10,9 @@
 //    descriptor size as the local entry.
 // 3. finish() writes the central directory (held in memory, ~100 bytes per
 //    entry) and the end records, ZIP64 ones when a count or offset overflows.
-import {crc32} from 'node:zlib'
+import {crc32, createDeflateRaw} from 'node:zlib'
+import type {ArchiveWriter, ImageBlock} from './archive-writer.js'
+import type {Segment} from './tar-format.js'
 import {
   encodeCentralHeader,
   encodeDescriptor,
@@ -24,7 +26,7 @@ import {
 } from './zip-format.js'
 import type {ByteSink} from './sink.js'
 
-export class ZipWriter {
+export class ZipWriter implements ArchiveWriter {
   private readonly central: {facts: CentralFacts; zip64: boolean}[] = []
 
   constructor(
@@ -72,6 +74,29 @@ export class ZipWriter {
     }
     await this.sink.write(encodeDescriptor(facts.crc, facts.compressedSize, facts.size, true))
     this.central.push({facts, zip64: true})
+  }
+
+  /** The disk image, deflated as it streams (level 1: runs of zeros cost about 1/1000 of their size). */
+  async addImage(name: string, _size: number, _segments: Segment[], blocks: AsyncIterable<ImageBlock>): Promise<void> {
+    const deflate = createDeflateRaw({level: 1, chunkSize: 256 * 1024})
+    const out: Buffer[] = []
+    deflate.on('data', (d: Buffer) => out.push(d))
+    let zero = Buffer.alloc(0)
+    async function* pieces(): AsyncGenerator<{plain?: Buffer; encoded?: Buffer}> {
+      for await (const b of blocks) {
+        if (b.data === null && zero.length < b.length) zero = Buffer.alloc(b.length)
+        const plain = b.data ?? zero.subarray(0, b.length)
+        if (!deflate.write(plain)) await new Promise((r) => deflate.once('drain', r))
+        yield {plain, encoded: out.length > 0 ? Buffer.concat(out.splice(0)) : undefined}
+      }
+      await new Promise<void>((resolve, reject) => {
+        deflate.once('error', reject)
+        deflate.once('end', () => resolve())
+        deflate.end()
+      })
+      yield {encoded: Buffer.concat(out.splice(0))}
+    }
+    await this.addStreamed(name, METHOD_DEFLATE, pieces())
   }
 
   /**

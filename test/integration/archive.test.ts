@@ -140,6 +140,33 @@ describe.each(['plain', 'enc'])('%s repository', (name) => {
     expect(sh(`cat ${p} | node ${BIN} restore --from-archive - --to ${name}-pp.raw -q && cmp ${name}-pp.raw ${r().image}`).code).toBe(0)
   })
 
+  it('--archive-format tar: GNU tar lists it, restore from the file and a pipe; a portable tar extracts with tar -xSf as a sparse image', async () => {
+    const t = join(dir, `${name}.tar`)
+    expect((await vdsnap(['export', r().snap, '--to', t, '--archive-format', 'tar'], r().env)).code).toBe(0)
+    const list = sh(`tar -tvf ${t}`)
+    expect(list.code, list.stderr).toBe(0)
+    expect(list.stdout).toMatch(/manifest\.json[\s\S]*indexes\/[\s\S]*chunks\/[\s\S]*SHA256SUMS/)
+    expect(sh(`node ${BIN} restore --from-archive ${t} --to ${name}-tar.raw -q && cmp ${name}-tar.raw ${r().image}`, {VDSNAP_PASSWORD: PW}).code).toBe(0)
+    expect(sh(`cat ${t} | node ${BIN} restore --from-archive - --to ${name}-tarp.raw -q && cmp ${name}-tarp.raw ${r().image}`, {VDSNAP_PASSWORD: PW}).code).toBe(0)
+    const pt = join(dir, `${name}-portable.tar`)
+    expect((await vdsnap(['export', r().snap, '--to', pt, '--archive-format', 'tar', '--portable', '--record-size', '512KiB'], r().env)).code).toBe(0)
+    expect(readFileSync(pt).length % (512 * 1024)).toBe(0)
+    const x = join(dir, `${name}-tx`)
+    const ex = sh(`mkdir ${x} && tar -xSf ${pt} -C ${x} && cmp ${x}/web.raw ${r().image} && cd ${x} && sha256sum -c SHA256SUMS`)
+    expect(ex.code, ex.stdout + ex.stderr).toBe(0)
+    // sparse: the zeroed range and the ext4 free space are holes
+    expect(statSync(join(x, 'web.raw')).blocks * 512).toBeLessThan(statSync(r().image).size)
+    expect(sh(`dd if=${pt} bs=512k 2>/dev/null | node ${BIN} restore --from-archive - --to ${name}-ptp.raw -q && cmp ${name}-ptp.raw ${r().image}`).code).toBe(0)
+    const bad = readFileSync(t)
+    const chunk = list.stdout.split('\n').find((l) => l.includes('chunks/'))!.split(' ').at(-1)!
+    bad[bad.indexOf(Buffer.from(chunk)) - 0 + 512 + 300] ^= 0x10 // a byte in the chunk's data, after its header block
+    writeFileSync(join(dir, `bad-${name}.tar`), bad)
+    const refused = sh(`node ${BIN} restore --from-archive bad-${name}.tar --to never-tar.raw`, {VDSNAP_PASSWORD: PW})
+    expect(refused.code, refused.stderr).toBe(6)
+    expect(oneLine(refused.stderr)).toMatch(/chunks\//)
+    expect(existsSync(join(dir, 'never-tar.raw'))).toBe(false)
+  })
+
   it('tape: --record-size 256KiB through dd bs=256k and back through dd into restore --from-archive -', async () => {
     const tape = join(dir, `${name}.tape`)
     const w = sh(`node ${BIN} export ${r().snap} --to - --record-size 256KiB -q | dd bs=256k of=${tape} 2>/dev/null`, r().env)
