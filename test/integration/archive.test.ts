@@ -358,3 +358,44 @@ describe('ZIP64: a sparse disk of more than 4 GiB', () => {
     expect(back.code, back.stderr).toBe(0)
   }, 900_000)
 })
+
+describe('job file: exports', () => {
+  it('run exports the newest snapshot of each disk to the path template, then not again until due; the archive restores', async () => {
+    const plain = repos.find((x) => x.name === 'plain')!
+    const jobs = join(dir, 'jobs.yaml')
+    const tape = join(dir, 'tape')
+    writeFileSync(
+      jobs,
+      [
+        'jobs:',
+        '  monthly:',
+        `    repository: ${plain.path}`,
+        '    disks:',
+        `      - path: ${plain.image}`,
+        '        name: web',
+        '    exports:',
+        `      - to: ${tape}/{disk}-{date}-{snapshot}.zip`,
+        '        every: 4w',
+        '        record-size: 64KiB',
+        '    check:',
+        '      every: never',
+        '',
+      ].join('\n'),
+    )
+    execFileSync('mkdir', ['-p', tape])
+    const first = sh(`node ${BIN} run monthly --jobs ${jobs} --json`)
+    expect(first.code, first.stderr).toBe(0)
+    const summary = JSON.parse(first.stdout)
+    const ex = summary.jobs[0].exports
+    expect(ex).toHaveLength(1)
+    expect(ex[0]).toMatchObject({disk: 'web', ok: true})
+    expect(ex[0].to).toMatch(new RegExp(`web-\\d{4}-\\d{2}-\\d{2}-${summary.jobs[0].disks[0].snapshot.slice(0, 8)}\\.zip$`))
+    expect(readFileSync(ex[0].to).length % 65536).toBe(0)
+    unzipTest(ex[0].to)
+    expect(sh(`node ${BIN} restore --from-archive ${ex[0].to} --to job-export.raw -q && cmp job-export.raw ${plain.image}`).code).toBe(0)
+    const second = sh(`node ${BIN} run monthly --jobs ${jobs} --json`)
+    expect(second.code, second.stderr).toBe(0)
+    expect(JSON.parse(second.stdout).jobs[0].exports ?? []).toHaveLength(0)
+    expect(readdirSync(tape)).toHaveLength(1)
+  })
+})
