@@ -25,6 +25,7 @@ export default class Export extends BaseCommand<typeof Export> {
     portable: Flags.boolean({summary: 'Store the plain disk image (deflate) instead of chunks: extractable without vdsnap; plaintext even from an encrypted repository.', default: false}),
     'archive-format': Flags.string({summary: 'zip (ZIP64, the default) or tar (POSIX pax; a portable image is a GNU sparse member: tar -xSf gives a sparse file).', options: ['zip', 'tar'], default: 'zip'}),
     'record-size': Flags.string({summary: 'Write whole records of this size (e.g. 256KiB, 1MiB), padding the last one, as fixed-block tape drives and dd bs= expect.'}),
+    split: Flags.string({summary: 'Cut the archive into volumes FILE.001, FILE.002, … of at most this size (e.g. 4GiB), each a complete archive.'}),
     force: Flags.boolean({summary: 'Replace an existing archive file.', default: false}),
   }
 
@@ -32,17 +33,18 @@ export default class Export extends BaseCommand<typeof Export> {
     const f = this.flags
     if (f.to === '-' && f.json) throw new UsageError('--json cannot be combined with --to - (stdout carries the archive)')
     const recordSize = f['record-size'] ? parseSize(f['record-size']) : undefined
+    const split = f.split ? parseSize(f.split) : undefined
     const repo = await this.openRepo({lock: 'shared', command: 'export'})
     const snapshot = await selectSnapshot(repo, this.args.snapshot)
     if (f.portable && repo.encKey) this.out.warn('--portable writes the disk image in plaintext: the archive is not encrypted although the repository is')
     const res = await withProgress(
       this.out,
       `export ${shortId(snapshot.id)} to ${f.to === '-' ? 'stdout' : f.to}`,
-      (p) => runExport(repo, {snapshot, to: f.to, portable: f.portable, format: f['archive-format'] as 'zip' | 'tar', recordSize, force: f.force, onProgress: (d, t) => p.update(d, t)}),
+      (p) => runExport(repo, {snapshot, to: f.to, portable: f.portable, format: f['archive-format'] as 'zip' | 'tar', split, recordSize, force: f.force, onProgress: (d, t) => p.update(d, t)}),
       f.to === '-',
     )
     const human = () =>
-      `exported ${shortId(res.snapshot)} (${res.disk}, ${formatBytes(res.virtualSize)}) to ${f.to === '-' ? 'stdout' : res.to}: ${res.kind === 'portable' ? 'portable image' : `${res.chunks} chunks (${formatBytes(res.chunkBytes)})`}, archive ${formatBytes(res.archiveBytes)} in ${formatDuration(res.durationMs)}; image sha256 ${res.imageSha256}`
+      `exported ${shortId(res.snapshot)} (${res.disk}, ${formatBytes(res.virtualSize)}) to ${f.to === '-' ? 'stdout' : res.to}: ${res.kind === 'portable' ? 'portable image' : `${res.chunks} chunks (${formatBytes(res.chunkBytes)})`}, archive ${formatBytes(res.archiveBytes)}${res.volumes ? ` in ${res.volumes.length} volumes` : ''} in ${formatDuration(res.durationMs)}; image sha256 ${res.imageSha256}`
     if (f.to === '-' && !f.json) this.out.log(human())
     else this.out.result(res, human)
   }

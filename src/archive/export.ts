@@ -12,7 +12,7 @@
 //    plaintext into one image entry instead.
 // 4. SHA256SUMS with the image hash, then the central directory.
 // The output is a temporary file renamed when complete, or a pipe or tape.
-import {createHash, type Hash} from 'node:crypto'
+import {createHash, randomBytes, type Hash} from 'node:crypto'
 import {encodeObject, ObjectKind} from '../chunk/object-codec.js'
 import {ChangedBlockMap} from '../cbt/changed-block-map.js'
 import {encodeIndex} from '../repo/index-codec.js'
@@ -20,15 +20,11 @@ import {listKeySlots} from '../repo/keys.js'
 import type {Manifest} from '../repo/manifest.js'
 import type {Repository} from '../repo/repository.js'
 import {BlockSource} from '../restore/block-source.js'
-import {ARCHIVE_FORMAT, chunkEntryName, encodeSums, imageName, MANIFEST_NAME, README_NAME, SUMS_NAME, type ArchiveManifest} from './layout.js'
-import {archiveReadme} from './readme.js'
-import {openSink, RecordSink, type ByteSink} from './sink.js'
+import {ARCHIVE_FORMAT, chunkEntryName, imageName, SUMS_NAME, type ArchiveManifest} from './layout.js'
+import {VolumeWriter} from './volume-writer.js'
 import {vdsnapVersion} from './version.js'
 import type {ArchiveWriter, ImageBlock} from './archive-writer.js'
 import type {Segment} from './tar-format.js'
-import {TarWriter} from './tar-writer.js'
-import {dosDateTime} from './zip-format.js'
-import {ZipWriter} from './zip-writer.js'
 
 export interface ExportOptions {
   snapshot: Manifest
@@ -37,6 +33,8 @@ export interface ExportOptions {
   /** zip (default, ZIP64) or tar (POSIX pax, GNU sparse image). */
   format?: 'zip' | 'tar'
   recordSize?: number
+  /** Cut the archive into volumes of at most this many bytes (NAME.001, …). */
+  split?: number
   force?: boolean
   onProgress?: (done: number, total: number) => void
 }
@@ -50,6 +48,8 @@ export interface ExportResult {
   chunks: number
   chunkBytes: number
   archiveBytes: number
+  /** Split archives: the volume files, in order. */
+  volumes?: string[]
   imageSha256: string
   durationMs: number
 }
@@ -66,27 +66,19 @@ export async function runExport(repo: Repository, opts: ExportOptions): Promise<
   const snap = opts.snapshot
   const portable = opts.portable ?? false
   const source = await BlockSource.open(repo, snap, {keepStored: !portable})
-  let sink: ByteSink | undefined
+  let out: VolumeWriter | undefined
   try {
     const first = firstUses(source)
     const manifest = archiveManifest(snap, source, first.size, portable, repo.encKey !== undefined)
     const head = portable ? [] : await repositoryHead(repo, snap, source, manifest)
-    const base = await openSink(opts.to, opts.force)
-    sink = opts.recordSize ? new RecordSink(base, opts.recordSize) : base
-    const zip: ArchiveWriter = opts.format === 'tar' ? new TarWriter(sink, Math.floor(Date.parse(snap.time) / 1000)) : new ZipWriter(sink, dosDateTime(new Date(snap.time)))
-    await zip.addStored(MANIFEST_NAME, Buffer.from(JSON.stringify(manifest, null, 2) + '\n'))
-    await zip.addStored(README_NAME, Buffer.from(archiveReadme(manifest)))
+    out = new VolumeWriter({to: opts.to, force: opts.force, recordSize: opts.recordSize, split: opts.split, format: opts.format, time: snap.time, comment: `vdsnap archive of ${snap.disk} snapshot ${snap.id}; see README.txt`}, manifest, head)
+    await out.open()
     const hash = createHash('sha256')
     let chunkBytes = 0
-    if (portable) await writeImage(zip, source, manifest.image, hash, opts.onProgress)
-    else {
-      for (const [name, data] of head) await zip.addStored(name, data)
-      chunkBytes = await writeChunks(zip, source, first, hash, opts.onProgress)
-    }
+    if (portable) await writeImage(out.writer, source, manifest.image, hash, opts.onProgress)
+    else chunkBytes = await writeChunks(out, source, first, hash, opts.onProgress)
     const sha = hash.digest('hex')
-    await zip.addStored(SUMS_NAME, encodeSums(sha, manifest.image))
-    await zip.finish(`vdsnap archive of ${snap.disk} snapshot ${snap.id}; see README.txt`, opts.recordSize)
-    await sink.finish()
+    await out.finish(sha)
     return {
       snapshot: snap.id,
       disk: snap.disk,
@@ -95,12 +87,13 @@ export async function runExport(repo: Repository, opts: ExportOptions): Promise<
       virtualSize: source.virtualSize,
       chunks: first.size,
       chunkBytes,
-      archiveBytes: sink.position,
+      archiveBytes: out.bytes,
+      volumes: opts.split === undefined ? undefined : out.paths,
       imageSha256: sha,
       durationMs: Date.now() - started,
     }
   } catch (e) {
-    await sink?.abort()
+    await out?.abort()
     throw e
   } finally {
     await source.close()
@@ -136,6 +129,7 @@ function archiveManifest(snap: Manifest, source: BlockSource, chunkCount: number
     snapshotObject: portable ? undefined : `snapshots/${snap.id}`,
     source: snap.source?.path ?? '',
     tags: snap.tags ?? [],
+    archiveId: randomBytes(8).toString('hex'),
   }
 }
 
@@ -164,7 +158,7 @@ async function repositoryHead(repo: Repository, snap: Manifest, source: BlockSou
   return head
 }
 
-async function writeChunks(zip: ArchiveWriter, source: BlockSource, first: Map<string, number>, hash: Hash, onProgress?: (d: number, t: number) => void): Promise<number> {
+async function writeChunks(out: VolumeWriter, source: BlockSource, first: Map<string, number>, hash: Hash, onProgress?: (d: number, t: number) => void): Promise<number> {
   let bytes = 0
   for await (const block of source.blocks()) {
     hash.update(block.data ?? zeros(block.length))
@@ -173,7 +167,7 @@ async function writeChunks(zip: ArchiveWriter, source: BlockSource, first: Map<s
     const stored = source.takeStored(hex)
     if (first.get(hex) === block.index) {
       if (!stored) throw new Error(`internal: chunk ${hex.slice(0, 16)} was not kept for block ${block.index}`)
-      await zip.addStored(chunkEntryName(hex), stored)
+      await out.addChunk(chunkEntryName(hex), stored)
       bytes += stored.length
     }
     onProgress?.(block.offset + block.length, source.virtualSize)

@@ -20,6 +20,8 @@ export const ARCHIVE_FORMAT = 1 // bump on any incompatible change
 export const MANIFEST_NAME = 'manifest.json'
 export const README_NAME = 'README.txt'
 export const SUMS_NAME = 'SHA256SUMS'
+/** Last entry of the last volume of a split archive: the number of volumes. */
+export const VOLUMES_NAME = 'VOLUMES'
 
 export interface ArchiveManifest {
   vdsnapArchive: number
@@ -41,6 +43,10 @@ export interface ArchiveManifest {
   indexObject?: string
   source: string
   tags: string[]
+  /** Random, the same in every volume of one export: tells volumes of different archives apart. */
+  archiveId?: string
+  /** Split archives: this volume's number, from 1. */
+  volume?: number
 }
 
 /** The image entry's name: the disk name made safe for a file name. */

@@ -26,6 +26,7 @@ import type {ArchiveSource} from './archive-source.js'
 import {PortableBlocks} from './portable-blocks.js'
 import {openZipFile} from './zip-file-source.js'
 import {openPipe} from './zip-pipe-source.js'
+import {openVolumes} from './volume-source.js'
 import {open} from 'node:fs/promises'
 import {SIG_LOCAL} from './zip-format.js'
 
@@ -52,8 +53,13 @@ export async function openArchiveSource(path: string): Promise<ArchiveSource> {
 
 /** Opens and checks an archive; `password` is asked for only when the archive is encrypted. */
 export async function openArchive(paths: string[], password: () => Promise<string>): Promise<OpenedArchive> {
-  if (paths.length !== 1) throw new UsageError(`give one archive (got ${paths.length})`)
-  const source = await openArchiveSource(paths[0]!)
+  if (paths.length === 0) throw new UsageError('give an archive')
+  if (paths.length > 1 && paths.includes('-')) throw new UsageError('volumes of a split archive are read from files, not from -')
+  const source = paths.length > 1 ? await openVolumes(paths) : await openArchiveSource(paths[0]!)
+  if (paths.length === 1 && source.manifest.volume !== undefined) {
+    await source.close().catch(() => {})
+    throw new UsageError(`${source.describe} is volume ${source.manifest.volume} of a split archive`, {hint: 'give every volume (NAME.001 NAME.002 …), in any order'})
+  }
   try {
     return await decodeHead(source, password)
   } catch (e) {

@@ -8,9 +8,9 @@ import {DataError, toVdsnapError} from '../errors.js'
 import type {ArchiveSource} from './archive-source.js'
 import {chunkEntryName, decodeManifest, decodeSums, MANIFEST_NAME, SUMS_NAME, type ArchiveManifest} from './layout.js'
 
-const HEAD = /^(config|keys\/[0-9a-f]+|snapshots\/[0-9a-f]{64}|indexes\/[0-9a-f]{64})$/
+const HEAD = /^(config|keys\/[0-9a-f]+|snapshots\/[0-9a-f]{64}|indexes\/[0-9a-f]{64}|VOLUMES)$/
 
-export async function openZipFile(path: string): Promise<ArchiveSource> {
+export async function openZipFile(path: string): Promise<ArchiveSource & {hasEntry(name: string): boolean}> {
   let zip: InstanceType<typeof StreamZip.async>
   let entries: Record<string, StreamZip.ZipEntry>
   try {
@@ -46,6 +46,7 @@ export async function openZipFile(path: string): Promise<ArchiveSource> {
     describe: path,
     manifest,
     head,
+    hasEntry: (name) => entries[name] !== undefined,
     loadChunk: (hex) => read(chunkEntryName(hex)),
     planUses: () => {},
     async *image() {

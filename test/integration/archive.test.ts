@@ -242,6 +242,52 @@ describe('import', () => {
   })
 })
 
+describe('--split volumes', () => {
+  it('each volume passes unzip -t alone with its manifest and number; restore, check and import take them in any order; a missing volume and a volume of another archive are named', async () => {
+    // 4 MiB of incompressible data in a plaintext repository of 64 KiB blocks: four volumes of 1280 KiB
+    const src = join(dir, 'repo-volsrc')
+    const image = join(dir, 'vol-disk.img')
+    execFileSync('truncate', ['-s', String(5 * MiB + 333), image])
+    randomAt(image, 0, 4 * MiB)
+    const env = {VDSNAP_REPOSITORY: src}
+    expect((await vdsnap(['init', '--no-encryption', '--block-size', '64KiB'], env)).code).toBe(0)
+    const snap = (await vdsnapJson(['backup', image, '--disk', 'vol'], env)).snapshot
+    const r = {snap, image, env}
+    const base = join(dir, 'vol.zip')
+    const res = await vdsnapJson(['export', r.snap, '--to', base, '--split', '1280KiB', '--record-size', '64KiB'], r.env)
+    expect(res.volumes.length).toBeGreaterThanOrEqual(3) // a missing middle volume below
+    res.volumes.forEach((v: string, i: number) => {
+      expect(statSync(v).size).toBeLessThanOrEqual(1280 * 1024)
+      expect(statSync(v).size % 65536).toBe(0)
+      unzipTest(v)
+      expect(JSON.parse(sh(`unzip -p ${v} manifest.json`).stdout)).toMatchObject({volume: i + 1, snapshot: r.snap})
+    })
+    const shuffled = [...res.volumes].reverse()
+    const to = join(dir, 'vol.raw')
+    expect((await vdsnap(['restore', '--from-archive', ...shuffled, '--to', to], {VDSNAP_PASSWORD: PW})).code).toBe(0)
+    expect(sh(`cmp ${to} ${r.image}`).code).toBe(0)
+    expect((await vdsnap(['check', '--archive', ...shuffled], {VDSNAP_PASSWORD: PW})).code).toBe(0)
+    const repo = join(dir, 'repo-vol')
+    expect((await vdsnap(['init', '--repo', repo, '--block-size', '64KiB'], {VDSNAP_PASSWORD: 'vol-pw'})).code).toBe(0)
+    const imp = await vdsnap(['import', ...shuffled, '--repo', repo], {VDSNAP_PASSWORD: 'vol-pw'})
+    expect(imp.code, imp.stderr).toBe(0)
+    expect(sh(`node ${BIN} restore latest --repo ${repo} --to vol-imported.raw -q && cmp vol-imported.raw ${r.image}`, {VDSNAP_PASSWORD: 'vol-pw'}).code).toBe(0)
+
+    const without2 = res.volumes.filter((_: string, i: number) => i !== 1)
+    const missing = await vdsnap(['restore', '--from-archive', ...without2, '--to', join(dir, 'never-vol.raw')], {VDSNAP_PASSWORD: PW})
+    expect(missing.code).toBe(6)
+    expect(oneLine(missing.stderr)).toContain(`volume ${base}.002 of ${res.volumes.length} is missing`)
+    const other = await vdsnapJson(['export', r.snap, '--to', join(dir, 'other.zip'), '--split', '1280KiB'], r.env)
+    const mixed = await vdsnap(['restore', '--from-archive', res.volumes[0], other.volumes[1], ...res.volumes.slice(2), '--to', join(dir, 'never-vol.raw')], {VDSNAP_PASSWORD: PW})
+    expect(mixed.code).toBe(6)
+    expect(oneLine(mixed.stderr)).toMatch(/other\.zip\.002 is a volume of another archive/)
+    const alone = await vdsnap(['restore', '--from-archive', res.volumes[0], '--to', join(dir, 'never-vol.raw')], {VDSNAP_PASSWORD: PW})
+    expect(alone.code).toBe(2)
+    expect(oneLine(alone.stderr)).toMatch(/is volume 1 of a split archive; give every volume/)
+    expect(existsSync(join(dir, 'never-vol.raw'))).toBe(false)
+  })
+})
+
 describe('bad archives: one line, the documented exit code, nothing written', () => {
   const enc = () => repos.find((x) => x.name === 'enc')!
   const plain = () => repos.find((x) => x.name === 'plain')!
