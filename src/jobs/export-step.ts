@@ -8,6 +8,7 @@
 //       format: zip                        # or tar
 //       portable: false
 //       record-size: 256KiB
+//       split: 400GiB                      # volumes NAME.001, … (chunk archives)
 //
 // For each of the job's disks the newest snapshot is exported; an export is
 // due when its last success (in the job's state file) is older than
@@ -29,6 +30,7 @@ export interface ExportSpec {
   format: 'zip' | 'tar'
   portable: boolean
   recordSize?: number
+  split?: number
 }
 
 export interface ExportSummary {
@@ -50,21 +52,23 @@ export function parseExports(v: unknown, key: string, dir: string, fail: (k: str
     const k = `${key}[${i}]`
     if (typeof e !== 'object' || e === null || Array.isArray(e)) fail(k, 'must be a mapping')
     const o = e as Obj
-    for (const name of Object.keys(o)) if (!['to', 'every', 'format', 'portable', 'record-size'].includes(name)) fail(`${k}.${name}`, 'unknown key (allowed: to, every, format, portable, record-size)')
+    for (const name of Object.keys(o)) if (!['to', 'every', 'format', 'portable', 'record-size', 'split'].includes(name)) fail(`${k}.${name}`, 'unknown key (allowed: to, every, format, portable, record-size, split)')
     if (typeof o.to !== 'string' || !o.to) fail(`${k}.to`, 'required: a path template such as /mnt/tape/{disk}-{date}.zip')
     const format = o.format ?? 'zip'
     if (format !== 'zip' && format !== 'tar') fail(`${k}.format`, 'must be zip or tar')
     if (o.portable !== undefined && typeof o.portable !== 'boolean') fail(`${k}.portable`, 'must be true or false')
-    let recordSize: number | undefined
-    if (o['record-size'] !== undefined) {
+    const size = (name: string): number | undefined => {
+      if (o[name] === undefined) return undefined
       try {
-        recordSize = parseSize(String(o['record-size']))
+        return parseSize(String(o[name]))
       } catch {
-        fail(`${k}.record-size`, `"${String(o['record-size'])}" is not a size (e.g. 256KiB)`)
+        return fail(`${k}.${name}`, `"${String(o[name])}" is not a size (e.g. 256KiB, 400GiB)`)
       }
     }
+    const recordSize = size('record-size')
+    const split = size('split')
     const every = o.every === undefined || o.every === 'run' ? 0 : duration(String(o.every), `${k}.every`)
-    return {to: resolve(dir, o.to as string), everyMs: every, format, portable: o.portable === true, recordSize}
+    return {to: resolve(dir, o.to as string), everyMs: every, format, portable: o.portable === true, recordSize, split}
   })
 }
 
@@ -107,7 +111,7 @@ async function exportOne(repo: Repository, spec: ExportSpec, disk: string, o: {j
       const snap = (await repo.listSnapshots(disk)).at(-1)
       if (!snap) throw new UsageError(`disk ${disk} has no snapshot to export`)
       const to = exportPath(spec.to, disk, snap.id, o.now)
-      const res = await runExport(repo, {snapshot: snap, to, portable: spec.portable, format: spec.format, recordSize: spec.recordSize})
+      const res = await runExport(repo, {snapshot: snap, to, portable: spec.portable, format: spec.format, recordSize: spec.recordSize, split: spec.split})
       o.log?.(`${o.job}: export ${disk} to ${to}: ${res.archiveBytes} bytes`)
       return {...base, to, ok: true, snapshot: snap.id, archiveBytes: res.archiveBytes}
     } finally {
