@@ -45,6 +45,7 @@ export class VolumeWriter {
   ) {
     if (o.split !== undefined) {
       if (o.to === '-') throw new UsageError('--split writes volume files (NAME.001, …): give --to a file name, not -')
+      if (o.format === 'tar') throw new UsageError('--split writes ZIP volumes only (each read by entry); for tar, split the stream with split(1) or write one archive per tape')
       if (manifest.kind === 'portable') throw new UsageError('--split applies to chunk archives; a portable image is one entry that cannot be cut')
       const least = 2 * manifest.blockSize + 1024 * 1024 + (o.recordSize ?? 0)
       if (o.split < least) throw new UsageError(`--split ${o.split} is too small for this snapshot`, {hint: `use at least ${least} bytes (two blocks and the archive's head)`})
