@@ -1,4 +1,4 @@
-// A vdsnap ZIP archive read in one forward pass from a pipe or a tape, with
+// A vdsnap archive (ZIP or tar) read in one forward pass from a pipe or a tape, with
 // no temporary copy:
 //
 // 1. The head (manifest.json, README.txt, config, key slots, snapshot
