@@ -158,8 +158,10 @@ describe.each(['plain', 'enc'])('%s repository', (name) => {
     expect(statSync(join(x, 'web.raw')).blocks * 512).toBeLessThan(statSync(r().image).size)
     expect(sh(`dd if=${pt} bs=512k 2>/dev/null | node ${BIN} restore --from-archive - --to ${name}-ptp.raw -q && cmp ${name}-ptp.raw ${r().image}`).code).toBe(0)
     const bad = readFileSync(t)
-    const chunk = list.stdout.split('\n').find((l) => l.includes('chunks/'))!.split(' ').at(-1)!
-    bad[bad.indexOf(Buffer.from(chunk)) - 0 + 512 + 300] ^= 0x10 // a byte in the chunk's data, after its header block
+    // a byte in the middle of a chunk's data (which follows its 512-byte header block)
+    const line = list.stdout.split('\n').find((l) => l.includes('chunks/'))!.trim().split(/\s+/)
+    const [size, chunk] = [Number(line[2]), line.at(-1)!]
+    bad[bad.indexOf(Buffer.from(chunk)) + 512 + Math.floor(size / 2)] ^= 0x10
     writeFileSync(join(dir, `bad-${name}.tar`), bad)
     const refused = sh(`node ${BIN} restore --from-archive bad-${name}.tar --to never-tar.raw`, {VDSNAP_PASSWORD: PW})
     expect(refused.code, refused.stderr).toBe(6)
