@@ -4,6 +4,9 @@ import {withProgress} from '../src/cli/progress.js'
 import {runCheck} from '../src/check/check.js'
 import {EXIT_CODES} from '../src/errors.js'
 import {counted} from '../src/cli/output.js'
+import {openArchive} from '../src/archive/open-archive.js'
+import {passwordSource} from '../src/cli/password.js'
+import {checkArchive} from '../src/restore/from-archive.js'
 
 export default class Check extends BaseCommand<typeof Check> {
   static override summary = 'Verify the repository: structure, and optionally the data.'
@@ -14,9 +17,11 @@ export default class Check extends BaseCommand<typeof Check> {
     ...readOnlyFlags,
     'read-data': Flags.boolean({summary: 'Read and verify every referenced chunk.', default: false, exclusive: ['read-data-subset']}),
     'read-data-subset': Flags.string({summary: 'Read and verify a subset: a percentage (10%) or a part n/m (3/7).'}),
+    archive: Flags.string({summary: 'Verify an archive (vdsnap export) instead of a repository: structure, every chunk\'s digest, the image SHA-256; - reads stdin.', multiple: true, exclusive: ['read-data', 'read-data-subset']}),
   }
 
   async run(): Promise<void> {
+    if (this.flags.archive) return this.checkArchive(this.flags.archive)
     const repo = await this.openRepo({lock: 'shared', command: 'check'})
     const res = await withProgress(this.out, `check ${repo.location}`, (p) =>
       runCheck(repo, {readData: this.flags['read-data'], readDataSubset: this.flags['read-data-subset'], onProgress: (d, t) => p.update(d, t)}),
@@ -33,5 +38,11 @@ export default class Check extends BaseCommand<typeof Check> {
       return lines.join('\n')
     })
     if (res.findings.length > 0) this.exit(EXIT_CODES.data)
+  }
+
+  private async checkArchive(archives: string[]): Promise<void> {
+    const archive = await openArchive(archives, passwordSource(this.passwordFlags()))
+    const res = await withProgress(this.out, `check ${archive.source.describe}`, (p) => checkArchive(archive, (d, t) => p.update(d, t)))
+    this.out.result(res, () => `${res.archive}: ${res.kind} archive of ${res.disk} snapshot ${res.snapshot.slice(0, 8)}, ${counted(res.chunksVerified, 'chunk')} verified, image sha256 ${res.imageSha256}: no errors`)
   }
 }

@@ -8,6 +8,9 @@ import {targetFormat} from '../src/restore/target-format.js'
 import {shortId} from '../src/repo/manifest.js'
 import {selectSnapshot} from '../src/repo/select.js'
 import {filterFlags, filterOf} from '../src/cli/filter-flags.js'
+import {openArchive} from '../src/archive/open-archive.js'
+import {passwordSource} from '../src/cli/password.js'
+import {restoreFromArchive} from '../src/restore/from-archive.js'
 
 export default class Restore extends BaseCommand<typeof Restore> {
   static override summary = 'Restore a snapshot to a file, block device, stdout or another image format.'
@@ -22,7 +25,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
     '<%= config.bin %> restore web@latest --host web1 --tag nightly --to web.img',
   ]
   static override args = {
-    snapshot: Args.string({description: 'Snapshot: id, unique id prefix, or DISK@latest (a bare latest only when the repository holds one disk).', required: true}),
+    snapshot: Args.string({description: 'Snapshot: id, unique id prefix, or DISK@latest (a bare latest only when the repository holds one disk; not with --from-archive).', ignoreStdin: true}),
   }
   static override flags = {
     ...readOnlyFlags,
@@ -32,6 +35,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
       options: ['raw', 'qcow2', 'vdi', 'vhd', 'vhdx', 'vmdk'],
     }),
     subformat: Flags.string({summary: 'Image subformat: vmdk monolithicSparse|streamOptimized, vhd/vhdx/vdi dynamic|fixed.'}),
+    'from-archive': Flags.string({summary: 'Restore from this archive (vdsnap export) instead of a repository; - reads it from stdin (a pipe or tape) in one pass.', multiple: true, exclusive: ['delta-from']}),
     'delta-from': Flags.string({summary: 'The target already holds this snapshot: write only blocks that differ.'}),
     'target-zeroed': Flags.boolean({summary: 'The target device already reads as zeros: skip writing zero blocks.', default: false}),
     force: Flags.boolean({summary: 'Replace an existing target file, or overwrite a block device (never one in use).', default: false}),
@@ -47,6 +51,8 @@ export default class Restore extends BaseCommand<typeof Restore> {
   async run(): Promise<void> {
     const f = this.flags
     if (f.to === '-' && f.json) throw new UsageError('--json cannot be combined with --to - (stdout carries the disk)')
+    if (f['from-archive']) return this.fromArchive(f['from-archive'])
+    if (!this.args.snapshot) throw new UsageError('name the snapshot to restore (an id, or DISK@latest), or give --from-archive ARCHIVE')
     const {format, fromExtension} = targetFormat(f.to, f.format)
     const repo = await this.openRepo({lock: 'shared', command: 'restore'})
     const snapshot = await selectSnapshot(repo, this.args.snapshot, filterOf(f))
@@ -72,6 +78,23 @@ export default class Restore extends BaseCommand<typeof Restore> {
     )
     const human = () =>
       `restored ${shortId(res.snapshot)} to ${res.target} (${res.format}, ${formatBytes(res.virtualSize)}): ${res.blocksWritten} blocks written (${formatBytes(res.bytesWritten)}), ${res.zeroBlocks} zero blocks, ${res.chunksRead} chunks read in ${formatDuration(res.durationMs)}`
+    if (f.to === '-' && !f.json) this.out.log(human())
+    else this.out.result(res, human)
+  }
+
+  private async fromArchive(archives: string[]): Promise<void> {
+    const f = this.flags
+    if (this.args.snapshot) throw new UsageError('--from-archive restores the archive\'s own snapshot: give no snapshot argument')
+    const {format} = targetFormat(f.to, f.format)
+    const archive = await openArchive(archives, passwordSource(this.passwordFlags()))
+    const res = await withProgress(
+      this.out,
+      `restore ${shortId(archive.snapshot.id)} from ${archive.source.describe} to ${f.to === '-' ? 'stdout' : f.to}`,
+      (p) => restoreFromArchive(archive, {to: f.to, format, subformat: f.subformat, force: f.force, targetZeroed: f['target-zeroed'], rehash: f['verify-digests'], onProgress: (d, t) => p.update(d, t)}),
+      f.to === '-',
+    )
+    const human = () =>
+      `restored ${shortId(res.snapshot)} from ${res.archive} to ${res.target} (${res.format}, ${formatBytes(res.virtualSize)}): ${res.blocksWritten} blocks written, ${res.zeroBlocks} zero blocks, image sha256 ${res.imageSha256} verified, in ${formatDuration(res.durationMs)}`
     if (f.to === '-' && !f.json) this.out.log(human())
     else this.out.result(res, human)
   }

@@ -12,6 +12,8 @@ import {toVdsnapError} from '../errors.js'
 export interface JobState {
   lastCheck?: string
   nextPart: number
+  /** Last successful export per `exports:` path template (export-step.ts). */
+  exports?: Record<string, string>
 }
 
 export interface StateFile {
@@ -50,6 +52,6 @@ export function dueCheck(state: JobState | undefined, everyMs: number | null, pa
   return {part, parts}
 }
 
-export function afterCheck(part: number, parts: number, now: Date): JobState {
-  return {lastCheck: now.toISOString(), nextPart: (part % parts) + 1}
+export function afterCheck(part: number, parts: number, now: Date, prev?: JobState): JobState {
+  return {...prev, lastCheck: now.toISOString(), nextPart: (part % parts) + 1}
 }

@@ -5,6 +5,7 @@
 // hooks, log file) per job. Validation is
 // strict: an unknown key or a wrong type is a one-line UsageError naming
 // the key path, e.g. `jobs.nightly.disks[1].path: required`.
+import {parseExports, type ExportSpec} from './export-step.js'
 import {readFile} from 'node:fs/promises'
 import {dirname, resolve} from 'node:path'
 import {parse as parseYaml} from 'yaml'
@@ -71,6 +72,7 @@ export interface Job {
   storage: StorageSpec
   disks: DiskSpec[]
   copies: CopySpec[]
+  exports: ExportSpec[]
   retention?: RetentionSpec
   check: CheckSpec
   schedule?: string
@@ -214,7 +216,7 @@ function check(v: unknown, key: string): CheckSpec {
 
 function job(name: string, v: unknown, key: string, dir: string): Job {
   if (!/^[A-Za-z0-9._-]+$/.test(name)) fail(key, 'a job name may hold only letters, digits, . _ -')
-  const o = obj(v, key, ['repository', 'password', 'storage', 'disks', 'copies', 'retention', 'check', 'schedule', 'lock-wait', 'summary-file', 'on-success', 'on-failure', 'log-file'])
+  const o = obj(v, key, ['repository', 'password', 'storage', 'disks', 'copies', 'exports', 'retention', 'check', 'schedule', 'lock-wait', 'summary-file', 'on-success', 'on-failure', 'log-file'])
   const disks = list(o, 'disks', key).map((d, i) => disk(d, `${key}.disks[${i}]`))
   if (disks.length === 0) fail(`${key}.disks`, 'required: at least one disk')
   const copies = list(o, 'copies', key).map((c, i) => {
@@ -236,6 +238,7 @@ function job(name: string, v: unknown, key: string, dir: string): Job {
   }
   return {
     name, repository: str(o, 'repository', key, true), password: password(o.password, `${key}.password`), storage: storage(o.storage, `${key}.storage`, dir), disks, copies,
+    exports: parseExports(o.exports, `${key}.exports`, dir, fail, duration),
     retention: retention(o.retention, `${key}.retention`), check: check(o.check, `${key}.check`), schedule: schedule?.trim(),
     lockWaitMs: lockWait ? duration(lockWait, `${key}.lock-wait`) : 10 * 60_000,
     outputs: {summaryFile: path('summary-file'), onSuccess: str(o, 'on-success', key), onFailure: str(o, 'on-failure', key), logFile: path('log-file')},

@@ -12,6 +12,8 @@
 //    A copy with its own retention sends only what that policy keeps (over
 //    both repositories' snapshots), then applies it in the copy repository
 //    (forget per disk + prune, exclusive lock there), as step 4 does here.
+// 3b. Exports (export-step.ts), when due: the newest snapshot of each disk
+//    as an archive at a path made from a template.
 // 4. Retention: forget by the policy for each of the job's disks, then
 //    prune, under the exclusive lock (waiting up to lock-wait).
 // 5. When due (check.every), check --read-data-subset n/m with the next
@@ -32,6 +34,7 @@ import {RepoLock} from '../repo/lock.js'
 import {Repository, type PasswordSource} from '../repo/repository.js'
 import {openStorage, type StorageOptions} from '../repo/storage.js'
 import {afterCheck, dueCheck, readState, writeState} from './check-state.js'
+import {exportStep} from './export-step.js'
 import type {Job, JobFile, PasswordSpec, RetentionSpec, StorageSpec} from './job-file.js'
 import type {CopySummary, DiskSummary, ErrorSummary, JobSummary, StepSummary} from './summary.js'
 
@@ -170,8 +173,9 @@ async function checkStep(repo: Repository, job: Job, file: JobFile, now: Date, d
   const subset = `${due.part}/${due.parts}`
   try {
     const res = await withLock(repo, false, 'run check', waitMs(job, deps), () => runCheck(repo, {readDataSubset: subset}))
-    state.jobs[job.name] = afterCheck(due.part, due.parts, now)
-    await writeState(file.stateFile, state)
+    const fresh = await readState(file.stateFile)
+    fresh.jobs[job.name] = afterCheck(due.part, due.parts, now, fresh.jobs[job.name])
+    await writeState(file.stateFile, fresh)
     deps.log?.(`${job.name}: check ${subset}: ${res.chunksRead} chunks read, ${res.findings.length} findings`)
     const detail = {subset, snapshots: res.snapshots, chunksRead: res.chunksRead, findings: res.findings}
     if (res.findings.length === 0) return {ok: true, detail, error: null}
@@ -187,7 +191,7 @@ export function jobExitCode(s: Omit<JobSummary, 'exitCode'>): number {
   if (s.error) return s.error.exitCode
   if (failed.length === s.disks.length && failed.length > 0) return failed[0]!.error!.exitCode
   if (s.check && !s.check.ok && s.check.error?.kind === 'data') return EXIT_CODES.data
-  const partial = failed.length > 0 || s.copies.some((c) => !c.ok) || (s.retention && !s.retention.ok) || (s.check && !s.check.ok)
+  const partial = failed.length > 0 || s.copies.some((c) => !c.ok) || (s.exports ?? []).some((x) => !x.ok) || (s.retention && !s.retention.ok) || (s.check && !s.check.ok)
   const warned = s.disks.some((d) => d.warnings.length > 0)
   return partial || warned ? EXIT_CODES.warning : EXIT_CODES.ok
 }
@@ -208,6 +212,9 @@ export async function runJob(file: JobFile, job: Job, deps: RunDeps): Promise<Jo
     for (const d of job.disks) summary.disks.push(await backupDisk(repo, job, d, deps))
     const names = summary.disks.map((d) => d.name)
     for (const c of job.copies) summary.copies.push(await copyStep(repo, job, c, names, deps))
+    if (job.exports.length > 0) {
+      summary.exports = await exportStep(repo, {job: job.name, specs: job.exports, disks: names, stateFile: file.stateFile, lockWaitMs: waitMs(job, deps), now: now(), log: deps.log})
+    }
     if (job.retention) summary.retention = await retentionStep(repo, job, job.retention, names, deps)
     summary.check = await checkStep(repo, job, file, now(), deps)
   } catch (e) {

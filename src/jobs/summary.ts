@@ -5,6 +5,7 @@
 import {spawn} from 'node:child_process'
 import {writeFile} from 'node:fs/promises'
 import {IoError, toVdsnapError} from '../errors.js'
+import type {ExportSummary} from './export-step.js'
 
 export interface ErrorSummary {
   message: string
@@ -54,6 +55,7 @@ export interface JobSummary {
   exitCode: number
   disks: DiskSummary[]
   copies: CopySummary[]
+  exports?: ExportSummary[]
   retention: StepSummary | null
   check: StepSummary | null
   /** The job could not run at all (repository missing, wrong password...). */

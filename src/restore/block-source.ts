@@ -16,6 +16,10 @@
 //    the disk in order (up to MAX_STREAMS at once, e.g. one per connection)
 //    and loads the blocks ahead of each into the cache before they are asked
 //    for. Without it (restore) read() never loads more than it is asked.
+// 6. Chunk objects come from a ChunkObjectStore: the repository, or an
+//    archive (a seekable file read by entry, or a pipe read in one pass:
+//    the store is told which block a load is for, so it can let go of
+//    chunks no later block uses).
 import {ZERO_ID} from '../chunk/digest.js'
 import {ChunkPool} from '../chunk/pool.js'
 import {LruCache} from '../disk/lru-cache.js'
@@ -24,6 +28,15 @@ import {entryAt, resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
 import type {Manifest} from '../repo/manifest.js'
 import {Repository} from '../repo/repository.js'
 
+/** Where a BlockSource loads chunk objects (as stored) from; the repository is one. */
+export interface ChunkObjectStore {
+  readonly idKey: Buffer | undefined
+  readonly encKey: Buffer | undefined
+  readonly level: number
+  /** The stored object of chunk `idHex`, first needed for block `atBlock`. */
+  loadChunkObject(idHex: string, atBlock: number): Promise<Buffer>
+}
+
 export interface BlockSourceOptions {
   /** Re-hash every chunk (default); false trusts the GCM tag of encrypted chunks. */
   rehash?: boolean
@@ -31,6 +44,8 @@ export interface BlockSourceOptions {
   cacheBytes?: number
   /** Sequential read() callers get this much loaded ahead of them (0: none). */
   readAheadBytes?: number
+  /** Keep each loaded chunk object as stored, for takeStored() (export). */
+  keepStored?: boolean
 }
 
 export interface Block {
@@ -59,9 +74,10 @@ export class BlockSource {
   private readonly readAheadBlocks: number
   /** The last block each recent sequential reader asked for. */
   private readonly streams: number[] = []
+  private readonly stored: Map<string, Buffer> | null
 
   private constructor(
-    private readonly repo: Repository,
+    private readonly repo: ChunkObjectStore,
     readonly snapshot: Manifest,
     readonly resolved: ResolvedIndex,
     opts: BlockSourceOptions,
@@ -70,11 +86,24 @@ export class BlockSource {
     this.prefetchBytes = opts.prefetchBytes ?? PREFETCH_BYTES
     this.readAheadBlocks = Math.floor((opts.readAheadBytes ?? 0) / resolved.blockSize)
     this.cache = new LruCache(Math.max(2, Math.floor((opts.cacheBytes ?? CACHE_BYTES) / resolved.blockSize)))
+    this.stored = opts.keepStored ? new Map() : null
     this.pool = new ChunkPool({idKey: repo.idKey, encKey: repo.encKey}, repo.level)
   }
 
   static async open(repo: Repository, snap: Manifest, opts: BlockSourceOptions = {}): Promise<BlockSource> {
     return new BlockSource(repo, snap, await resolveSnapshot(repo, snap), opts)
+  }
+
+  /** A source over an index resolved elsewhere (an archive's), loading chunks from `store`. */
+  static fromResolved(store: ChunkObjectStore, snap: Manifest, resolved: ResolvedIndex, opts: BlockSourceOptions = {}): BlockSource {
+    return new BlockSource(store, snap, resolved, opts)
+  }
+
+  /** With keepStored: the chunk object as stored, once, after its block was yielded; undefined otherwise. */
+  takeStored(idHex: string): Buffer | undefined {
+    const obj = this.stored?.get(idHex)
+    this.stored?.delete(idHex)
+    return obj
   }
 
   get blockSize(): number {
@@ -111,7 +140,7 @@ export class BlockSource {
       while (queue.length < windowBlocks && next < to) {
         const b = next++
         if (!wanted(b)) continue
-        const data = this.isZero(b) ? null : this.fetch(this.entry(b).toString('hex'))
+        const data = this.isZero(b) ? null : this.fetch(this.entry(b).toString('hex'), b)
         data?.catch(() => {}) // surfaced when awaited below
         queue.push({index: b, data})
       }
@@ -132,7 +161,7 @@ export class BlockSource {
     if (b < 0 || b >= this.blockCount) throw new RangeError(`block ${b} is outside the disk (0..${this.blockCount - 1})`)
     this.readAhead(b)
     if (this.isZero(b)) return null
-    const buf = await this.fetch(this.entry(b).toString('hex'))
+    const buf = await this.fetch(this.entry(b).toString('hex'), b)
     this.settle(b, buf)
     return buf
   }
@@ -156,7 +185,7 @@ export class BlockSource {
       const hex = this.entry(k).toString('hex')
       if (this.inflight.has(hex) || this.cache.has(hex)) continue
       this.blocksReadAhead++
-      this.fetch(hex).then(
+      this.fetch(hex, k).then(
         (buf) => {
           try {
             this.settle(k, buf)
@@ -180,23 +209,25 @@ export class BlockSource {
     if (this.inflight.delete(hex)) this.cache.set(hex, buf)
   }
 
-  private fetch(hex: string): Promise<Buffer> {
+  private fetch(hex: string, atBlock: number): Promise<Buffer> {
     const cached = this.cache.get(hex)
     if (cached) return Promise.resolve(cached)
     let p = this.inflight.get(hex)
     if (!p) {
-      p = this.load(hex)
+      p = this.load(hex, atBlock)
       p.catch(() => this.inflight.delete(hex))
       this.inflight.set(hex, p)
     }
     return p
   }
 
-  private async load(hex: string): Promise<Buffer> {
-    const obj = await this.repo.loadChunkObject(hex)
+  private async load(hex: string, atBlock: number): Promise<Buffer> {
+    const obj = await this.repo.loadChunkObject(hex, atBlock)
     this.chunksRead++
     this.bytesFetched += obj.length
-    const whole = obj.byteOffset === 0 && obj.buffer.byteLength === obj.length
+    // A kept object must stay readable here, so it is copied to the worker, not moved.
+    this.stored?.set(hex, obj)
+    const whole = !this.stored && obj.byteOffset === 0 && obj.buffer.byteLength === obj.length
     const reply = await this.pool.run(
       {op: 'unpack', items: [{name: Repository.chunkName(hex), data: obj, digest: Buffer.from(hex, 'hex')}], maxSize: this.blockSize, rehash: this.rehash},
       whole ? [obj.buffer as ArrayBuffer] : [],

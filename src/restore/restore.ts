@@ -93,9 +93,12 @@ async function planBlocks(repo: Repository, source: BlockSource, deltaFrom?: Man
   return {wanted: (b) => !source.entry(b).equals(entryAt(have.entries, b)), have}
 }
 
+/** What copyBlocks reads: a BlockSource, over a repository or an archive, or a wrapper around one. */
+export type BlockStream = Pick<BlockSource, 'snapshot' | 'virtualSize' | 'blockCount' | 'blockLength' | 'blocks' | 'chunksRead' | 'bytesFetched'>
+
 /** Stream the wanted blocks from the source into the target, in offset order. */
-async function copyBlocks(
-  source: BlockSource,
+export async function copyBlocks(
+  source: BlockStream,
   target: RestoreTarget,
   wanted: (b: number) => boolean,
   onProgress?: (done: number, total: number) => void,
