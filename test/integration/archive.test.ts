@@ -204,7 +204,7 @@ describe('import', () => {
     const disk = join(dir, 'after-import.img')
     copyFileSync(enc().image, disk)
     randomAt(disk, 3 * 1024 * 1024, 100_000)
-    const next = await vdsnapJson(['backup', disk, '--disk', 'web'], env)
+    const next = await vdsnapJson(['backup', disk, '--disk', 'web', '--allow-source-change'], env)
     const snaps = await vdsnapJson(['snapshots'], env)
     const m = (Array.isArray(snaps) ? snaps : snaps.snapshots).find((s: {id: string}) => s.id === next.snapshot)
     expect(m.parent).toBe(enc().snap)
@@ -419,7 +419,7 @@ describe('job file: exports', () => {
         '  monthly:',
         `    repository: ${plain.path}`,
         '    disks:',
-        `      - path: ${plain.image}`,
+        `      - path: ${join(dir, `disk-${plain.name}.img`)}`, // the path the disk's snapshots were taken from
         '        name: web',
         '    exports:',
         `      - to: ${tape}/{disk}-{date}-{snapshot}.zip`,
@@ -440,7 +440,7 @@ describe('job file: exports', () => {
     expect(ex[0].to).toMatch(new RegExp(`web-\\d{4}-\\d{2}-\\d{2}-${summary.jobs[0].disks[0].snapshot.slice(0, 8)}\\.zip$`))
     expect(readFileSync(ex[0].to).length % 65536).toBe(0)
     unzipTest(ex[0].to)
-    expect(sh(`node ${BIN} restore --from-archive ${ex[0].to} --to job-export.raw -q && cmp job-export.raw ${plain.image}`).code).toBe(0)
+    expect(sh(`node ${BIN} restore --from-archive ${ex[0].to} --to job-export.raw -q && cmp job-export.raw ${join(dir, `disk-${plain.name}.img`)}`).code).toBe(0)
     const second = sh(`node ${BIN} run monthly --jobs ${jobs} --json`)
     expect(second.code, second.stderr).toBe(0)
     expect(JSON.parse(second.stdout).jobs[0].exports ?? []).toHaveLength(0)
