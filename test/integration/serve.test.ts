@@ -8,7 +8,9 @@
 //     the server, and restore --overlay writes exactly what the client saw;
 //     the repository's files are unchanged (names, sizes, hashes); an
 //     overlay of another snapshot is refused with one line;
-//  3. a chunk that fails verification is EIO for the reads that need it and a
+//  3. served from an SFTP and an S3 repository: qemu-img convert equals the
+//     snapshot;
+//  4. a chunk that fails verification is EIO for the reads that need it and a
 //     log line; every other read returns the right bytes; the server stays up.
 import {execFileSync, spawnSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
@@ -21,6 +23,7 @@ import {startServe} from '../helpers/serve.js'
 import {BLOCK, formatWorkspace, initRepo, MiB} from './format-fixtures.js'
 import {NbdTestClient} from '../helpers/nbd-client.js'
 import {S3RVER_ENV, startS3} from '../helpers/s3.js'
+import {haveSshd, startSshd} from '../helpers/sshd.js'
 
 const DISK = 16 * MiB
 const ws = formatWorkspace('vdsnap-serve-')
@@ -273,6 +276,29 @@ describe('from an S3 repository', () => {
       expect(readFileSync(at('s3-restored.raw')).equals(want)).toBe(true)
     } finally {
       await s3.stop()
+    }
+  })
+})
+
+describe.skipIf(!haveSshd)('from an SFTP repository', () => {
+  it('serves a snapshot from sshd on 127.0.0.1: qemu-img convert from the export equals the snapshot', async () => {
+    const sshd = await startSshd()
+    try {
+      const ssh = ['--ssh-key', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath]
+      const sftpEnv = {...env, SSH_AUTH_SOCK: undefined, VDSNAP_REPOSITORY: `sftp://${sshd.user}@127.0.0.1:${sshd.port}${sshd.rootDir}/repo`}
+      const init = await vdsnap(['init', '--no-encryption', '--block-size', `${BLOCK / 1024}KiB`, ...ssh], sftpEnv)
+      expect(init.code, init.stderr).toBe(0)
+      const id = (await vdsnapJson(['backup', at('disk.raw'), '--disk', 'web', ...ssh], sftpEnv)).snapshot
+      const s = await startServe([id, '--listen', '127.0.0.1:0', ...ssh], sftpEnv)
+      try {
+        run('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', s.uri, at('sftp.raw')])
+        expect(readFileSync(at('sftp.raw')).equals(original)).toBe(true)
+      } finally {
+        const r = await s.stop('SIGTERM')
+        expect(r.code, r.stderr).toBe(0)
+      }
+    } finally {
+      await sshd.stop()
     }
   })
 })
