@@ -38,6 +38,11 @@ export class LruCache<K, V> {
     return v
   }
 
+  /** The cached values, least recent first (does not change their order). */
+  values(): IterableIterator<V> {
+    return this.map.values()
+  }
+
   clear(): void {
     this.map.clear()
   }

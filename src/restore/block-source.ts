@@ -118,6 +118,13 @@ export class BlockSource {
     return this.resolved.virtualSize
   }
 
+  /** Decoded bytes the cache holds now (bounded by `cacheBytes`, whatever the disk's size). */
+  get cachedBytes(): number {
+    let n = 0
+    for (const buf of this.cache.values()) n += buf.length
+    return n
+  }
+
   /** The chunk id of block `b` (all zero for a zero block); a view, do not keep it. */
   entry(b: number): Buffer {
     return entryAt(this.resolved.entries, b)

@@ -1,6 +1,8 @@
 // BlockSource.read() read-ahead: a reader that goes through the disk in
 // order gets the next blocks loaded before it asks; random readers and the
 // restore configuration (no readAheadBytes) load exactly what they ask for.
+// The decoded chunks it keeps stay within cacheBytes on a disk many times
+// larger, for sequential (read-ahead) and random readers.
 // On a real repository made by the CLI; every block read is compared.
 import {writeFileSync} from 'node:fs'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -66,6 +68,34 @@ describe('read-ahead', () => {
       expect(restoreLike.chunksRead).toBe(5)
     } finally {
       await restoreLike.close()
+    }
+  })
+})
+
+describe('cache bound', () => {
+  const CACHE = 3 * BLOCK // the disk is 16 blocks: more than 5 times the cache
+  it.each([
+    ['sequential with read-ahead', () => [...Array(16).keys(), ...Array(16).keys()]],
+    ['random', () => {
+      const rnd = prng(5)
+      return Array.from({length: 64}, () => Math.floor(rnd() * 16))
+    }],
+  ] as const)('%s: the decoded bytes held never exceed --cache-size, and fill it', async (_name, order) => {
+    const snap = await selectSnapshot(repo, snapId)
+    const src = await BlockSource.open(repo, snap, {readAheadBytes: 2 * BLOCK, cacheBytes: CACHE})
+    let most = 0
+    try {
+      for (const b of order()) {
+        expectBlock(b, await src.read(b))
+        expect(src.cachedBytes).toBeLessThanOrEqual(CACHE)
+        most = Math.max(most, src.cachedBytes)
+      }
+      // the cache was used up to its size, not left empty: the bound above is what held it
+      expect(most).toBe(CACHE)
+      // more was decoded than the cache can hold: older chunks were let go
+      expect(src.chunksRead * BLOCK).toBeGreaterThan(2 * CACHE)
+    } finally {
+      await src.close()
     }
   })
 })
