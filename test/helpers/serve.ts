@@ -69,7 +69,8 @@ export function startServe(args: string[], env: Record<string, string | undefine
       waiters.push({re, resolve, reject})
       check()
     })
-  return waitFor(/listening on /).then((line) => {
+  // the readiness line, not the non-loopback warning that also says "listening on"
+  return waitFor(/listening on \S+ \(nbd/).then((line) => {
     const where = /listening on (\S+)/.exec(line)![1]!
     const uri = /\((nbd[^)]*)\)/.exec(line)![1]!
     return {
@@ -101,6 +102,37 @@ export function openHandles(pid: number): {fds: number; sockets: number} {
     }
   }
   return {fds: fds.length, sockets}
+}
+
+/**
+ * The TCP addresses a process listens on ("0.0.0.0:10809", "[::]:10809"),
+ * from its socket fds matched against /proc/net/tcp and tcp6.
+ */
+export function listeningAddresses(pid: number): string[] {
+  const inodes = new Set<string>()
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
+      if (m) inodes.add(m[1]!)
+    } catch {
+      // closed while we looked
+    }
+  }
+  const out: string[] = []
+  for (const table of ['tcp', 'tcp6']) {
+    for (const line of readFileSync(`/proc/net/${table}`, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/)
+      if (f.length < 10 || f[3] !== '0A' || !inodes.has(f[9]!)) continue // 0A: LISTEN
+      const [hex, portHex] = f[1]!.split(':') as [string, string]
+      const port = parseInt(portHex, 16)
+      if (table === 'tcp') {
+        // four bytes in host (little-endian) order
+        const ip = [6, 4, 2, 0].map((i) => parseInt(hex.slice(i, i + 2), 16)).join('.')
+        out.push(`${ip}:${port}`)
+      } else out.push(`[${/^0+$/.test(hex) ? '::' : hex}]:${port}`)
+    }
+  }
+  return out
 }
 
 /** Resident memory of a process, in bytes. */

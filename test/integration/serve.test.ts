@@ -8,9 +8,10 @@
 //     the server, and restore --overlay writes exactly what the client saw;
 //     the repository's files are unchanged (names, sizes, hashes); an
 //     overlay of another snapshot is refused with one line;
-//  3. served from an SFTP and an S3 repository: qemu-img convert equals the
+//  3. --listen beyond loopback: a one-line warning, only that address;
+//  4. served from an SFTP and an S3 repository: qemu-img convert equals the
 //     snapshot;
-//  4. a chunk that fails verification is EIO for the reads that need it and a
+//  5. a chunk that fails verification is EIO for the reads that need it and a
 //     log line; every other read returns the right bytes; the server stays up.
 import {execFileSync, spawnSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
@@ -19,7 +20,7 @@ import {join, relative} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {oneLine, vdsnap, vdsnapJson} from '../helpers/cli.js'
 import {makeExt4Image, prng} from '../helpers/images.js'
-import {startServe} from '../helpers/serve.js'
+import {listeningAddresses, startServe} from '../helpers/serve.js'
 import {BLOCK, formatWorkspace, initRepo, MiB} from './format-fixtures.js'
 import {NbdTestClient} from '../helpers/nbd-client.js'
 import {S3RVER_ENV, startS3} from '../helpers/s3.js'
@@ -239,6 +240,35 @@ describe('refusals', () => {
       expect(restore.code).toBe(4)
     } finally {
       expect((await s.stop()).code).toBe(0)
+    }
+  })
+})
+
+describe('beyond this machine', () => {
+  it('--listen 0.0.0.0:0 warns once that the disk is served without TLS, listens only there, and SIGTERM ends it with 0', async () => {
+    const s = await startServe([snap, '--listen', '0.0.0.0:0'], env)
+    try {
+      expect(s.where).toMatch(/^0\.0\.0\.0:\d+$/)
+      const warnings = s.stderr().split('\n').filter((l) => /beyond this machine, without TLS/.test(l))
+      expect(warnings).toHaveLength(1)
+      // (a timestamp first: serve's stderr is a log)
+      expect(warnings[0]).toMatch(/ warning: listening on (\S+), beyond this machine, without TLS: anyone who reaches it can read the disk$/)
+      expect(warnings[0]).toContain(` ${s.where}, `)
+      // exactly the address it named, nothing else (no second socket, no IPv6 wildcard)
+      expect(listeningAddresses(s.pid)).toEqual([s.where])
+      // reached here through loopback only
+      expect(run('nbdinfo', ['--size', `nbd://127.0.0.1:${s.where.split(':')[1]}/web`]).trim()).toBe(String(DISK))
+    } finally {
+      const r = await s.stop('SIGTERM')
+      expect(r.code, r.stderr).toBe(0)
+    }
+    // on loopback there is nothing to warn about
+    const local = await startServe([snap, '--listen', '127.0.0.1:0'], env)
+    try {
+      expect(listeningAddresses(local.pid)).toEqual([local.where])
+      expect(local.stderr()).not.toMatch(/without TLS/)
+    } finally {
+      expect((await local.stop('SIGTERM')).code).toBe(0)
     }
   })
 })
