@@ -17,6 +17,7 @@ import {Semaphore} from '../flow/semaphore.js'
 import {DEFAULT_MAX_REQUEST, negotiate, type BlockSizes} from './handshake.js'
 import {NbdServerError, errnoName, nbdError} from './errors.js'
 import * as P from './protocol.js'
+import * as T from './transmission-codec.js'
 import {DEFAULT_PORT, type NbdAddress} from './url.js'
 import {WireReader} from './wire.js'
 
@@ -39,7 +40,7 @@ interface Pending {
   length: number
   buf?: Buffer
   covered: number
-  statuses: Map<number, P.Extent[]>
+  statuses: Map<number, T.Extent[]>
   error?: Error
   resolve(): void
   reject(e: Error): void
@@ -109,7 +110,7 @@ export class NbdClient {
    * context id. The server may describe less than asked (never nothing):
    * callers loop from the end of what came back.
    */
-  async blockStatus(offset: number, length: number): Promise<Map<number, P.Extent[]>> {
+  async blockStatus(offset: number, length: number): Promise<Map<number, T.Extent[]>> {
     const p = await this.request(P.Cmd.BLOCK_STATUS, offset, length)
     return p.statuses
   }
@@ -117,7 +118,7 @@ export class NbdClient {
   async close(): Promise<void> {
     if (this.closing) return
     this.closing = true
-    if (!this.failure) this.socket.end(P.encodeRequest({flags: 0, type: P.Cmd.DISC, cookie: 0n, offset: 0, length: 0}))
+    if (!this.failure) this.socket.end(T.encodeRequest({flags: 0, type: P.Cmd.DISC, cookie: 0n, offset: 0, length: 0}))
     await new Promise<void>((resolve) => {
       if (this.socket.destroyed) return resolve()
       const timer = setTimeout(() => this.socket.destroy(), 2000).unref()
@@ -141,7 +142,7 @@ export class NbdClient {
         const p: Pending = {type, offset, length, buf, covered: 0, statuses: new Map(), resolve: () => resolve(p), reject}
         this.pending.set(cookie, p)
       })
-      this.socket.write(P.encodeRequest({flags: 0, type, cookie, offset, length}))
+      this.socket.write(T.encodeRequest({flags: 0, type, cookie, offset, length}))
       return await done
     } finally {
       this.budget.release(cost)
@@ -170,7 +171,7 @@ export class NbdClient {
   }
 
   private async simple(b: Buffer): Promise<void> {
-    const r = P.decodeSimpleReply(b)
+    const r = T.decodeSimpleReply(b)
     const p = this.take(r.cookie)
     this.pending.delete(r.cookie)
     if (r.error !== 0) return p.reject(this.serverError(p, r.error, ''))
@@ -183,7 +184,7 @@ export class NbdClient {
   }
 
   private async chunk(b: Buffer): Promise<void> {
-    const h = P.decodeStructuredHeader(b)
+    const h = T.decodeStructuredHeader(b)
     const p = this.take(h.cookie)
     const limit = p.type === P.Cmd.READ ? Math.max(p.length + 8, P.MAX_OPTION_DATA) : MAX_STATUS_PAYLOAD
     if (h.length > limit) throw new P.NbdProtocolError(`a reply chunk of ${h.length} bytes to a request of ${p.length}`)
@@ -198,11 +199,11 @@ export class NbdClient {
       p.buf!.fill(0, at, at + hole)
       p.covered += hole
     } else if (h.type === P.Reply.BLOCK_STATUS && p.type === P.Cmd.BLOCK_STATUS) {
-      const s = P.decodeBlockStatus(data)
+      const s = T.decodeBlockStatus(data)
       if (![...this.contexts.values()].includes(s.contextId) || p.statuses.has(s.contextId)) throw new P.NbdProtocolError(`block status for context ${s.contextId}, not asked for or sent twice`)
       p.statuses.set(s.contextId, s.extents)
     } else if (h.type & 0x8000) {
-      const err = P.decodeErrorPayload(data)
+      const err = T.decodeErrorPayload(data)
       p.error ??= this.serverError(p, err.error, err.message)
     } else if (h.type !== P.Reply.NONE || h.length !== 0) {
       throw new P.NbdProtocolError(`a reply chunk of type ${h.type} to a ${p.type === P.Cmd.READ ? 'read' : 'block status'} request`)

@@ -2,7 +2,7 @@
 // implemented by the serve use case. The server checks every request against
 // the size and limits below before it calls an export, so an export never
 // sees a range outside the disk or a length above maxBlock.
-import type {Extent} from './protocol.js'
+import type {Extent} from './transmission-codec.js'
 
 export interface NbdExport {
   name: string

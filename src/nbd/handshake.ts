@@ -15,6 +15,7 @@
 // Every reply loop is bounded by what the request could justify.
 import type {Socket} from 'node:net'
 import * as P from './protocol.js'
+import * as O from './option-codec.js'
 import type {WireReader} from './wire.js'
 
 /** Request size limit when the server names none (proto.md: clients SHOULD stay within 32 MiB). */
@@ -50,7 +51,7 @@ export class NbdOptionRefused extends Error {
 }
 
 async function reply(wire: WireReader, option: number): Promise<{type: number; data: Buffer}> {
-  const h = P.decodeOptionReplyHeader(await wire.read(P.OPTION_REPLY_HEADER_SIZE))
+  const h = O.decodeOptionReplyHeader(await wire.read(P.OPTION_REPLY_HEADER_SIZE))
   if (h.option !== option) throw new P.NbdProtocolError(`reply to option ${h.option} while waiting for option ${option}`)
   if (h.length > P.MAX_OPTION_DATA) throw new P.NbdProtocolError(`option reply of ${h.length} bytes (at most ${P.MAX_OPTION_DATA})`)
   return {type: h.type, data: await wire.read(h.length)}
@@ -77,25 +78,25 @@ export async function negotiate(socket: Socket, wire: WireReader, exportName: st
   clientFlags.writeUInt32BE(P.FLAG_C_FIXED_NEWSTYLE | (serverFlags & P.FLAG_NO_ZEROES ? P.FLAG_C_NO_ZEROES : 0))
   socket.write(clientFlags)
 
-  socket.write(P.encodeOption(P.Opt.STRUCTURED_REPLY))
+  socket.write(O.encodeOption(P.Opt.STRUCTURED_REPLY))
   const sr = await reply(wire, P.Opt.STRUCTURED_REPLY)
   if (sr.type !== P.Rep.ACK && !P.isErrorReply(sr.type)) throw new P.NbdProtocolError(`unexpected reply ${sr.type} to the structured reply option`)
   const structured = sr.type === P.Rep.ACK
 
   const contexts = new Map<string, number>()
   if (structured && queries.length > 0) {
-    socket.write(P.encodeOption(P.Opt.SET_META_CONTEXT, P.encodeMetaContextRequest(exportName, queries)))
+    socket.write(O.encodeOption(P.Opt.SET_META_CONTEXT, O.encodeMetaContextRequest(exportName, queries)))
     for (let i = 0; ; i++) {
       const r = await reply(wire, P.Opt.SET_META_CONTEXT)
       if (r.type === P.Rep.ACK || P.isErrorReply(r.type)) break
       if (r.type !== P.Rep.META_CONTEXT || i >= queries.length) throw new P.NbdProtocolError(`unexpected reply ${r.type} to the meta context option`)
-      const mc = P.decodeMetaContextReply(r.data)
+      const mc = O.decodeMetaContextReply(r.data)
       if (!queries.includes(mc.name)) throw new P.NbdProtocolError(`the server granted meta context "${mc.name}", which was not asked for`)
       contexts.set(mc.name, mc.id)
     }
   }
 
-  socket.write(P.encodeOption(P.Opt.GO, P.encodeInfoRequest(exportName, [P.Info.BLOCK_SIZE])))
+  socket.write(O.encodeOption(P.Opt.GO, O.encodeInfoRequest(exportName, [P.Info.BLOCK_SIZE])))
   let size: number | undefined
   let flags = 0
   let blockSizes: BlockSizes = {min: 1, preferred: 4096, max: DEFAULT_MAX_REQUEST}
@@ -104,7 +105,7 @@ export async function negotiate(socket: Socket, wire: WireReader, exportName: st
     if (r.type === P.Rep.ACK) break
     if (P.isErrorReply(r.type)) throw new NbdOptionRefused(r.type, r.data.toString('utf8', 0, Math.min(r.data.length, 512)))
     if (r.type !== P.Rep.INFO || i >= MAX_INFO_REPLIES) throw new P.NbdProtocolError(`unexpected reply ${r.type} to NBD_OPT_GO`)
-    const info = P.decodeInfoReply(r.data)
+    const info = O.decodeInfoReply(r.data)
     if (info.type === P.Info.EXPORT && 'size' in info) {
       size = info.size
       flags = info.flags

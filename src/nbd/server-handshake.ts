@@ -13,13 +13,6 @@ import type {Socket} from 'node:net'
 import type {NbdExport} from './export.js'
 import {
   BASE_ALLOCATION,
-  decodeInfoRequest,
-  decodeMetaContextRequest,
-  decodeOptionHeader,
-  encodeInfoBlockSize,
-  encodeInfoExport,
-  encodeMetaContextReply,
-  encodeOptionReply,
   encodeString,
   FLAG_C_FIXED_NEWSTYLE,
   FLAG_C_NO_ZEROES,
@@ -35,6 +28,15 @@ import {
   Rep,
   TFlag,
 } from './protocol.js'
+import {
+  decodeInfoRequest,
+  decodeMetaContextRequest,
+  decodeOptionHeader,
+  encodeInfoBlockSize,
+  encodeInfoExport,
+  encodeMetaContextReply,
+  encodeOptionReply,
+} from './option-codec.js'
 import type {WireReader} from './wire.js'
 
 /** The meta context id the server gives base:allocation. */

@@ -14,20 +14,15 @@
 //    end. Nothing is written to a socket that is gone.
 import type {Socket} from 'node:net'
 import type {NbdExport} from './export.js'
+import {Cmd, CmdFlag, Errno, Reply, REPLY_FLAG_DONE, REQUEST_SIZE} from './protocol.js'
 import {
-  Cmd,
-  CmdFlag,
   decodeRequest,
   encodeBlockStatus,
   encodeErrorPayload,
   encodeSimpleReply,
   encodeStructuredHeader,
-  Errno,
-  Reply,
-  REPLY_FLAG_DONE,
-  REQUEST_SIZE,
   type Request,
-} from './protocol.js'
+} from './transmission-codec.js'
 import {BASE_ALLOCATION_ID, type Negotiated} from './server-handshake.js'
 import type {WireReader} from './wire.js'
 

@@ -5,7 +5,8 @@
 // Writes, trims and write-zeroes go to the overlay only; the repository is
 // never written.
 import type {NbdExport} from '../nbd/export.js'
-import {STATE_HOLE, STATE_ZERO, type Extent} from '../nbd/protocol.js'
+import {STATE_HOLE, STATE_ZERO} from '../nbd/protocol.js'
+import {type Extent} from '../nbd/transmission-codec.js'
 import {BASE, DATA, type OverlayFile} from '../overlay/overlay-file.js'
 import {SECTOR} from '../overlay/overlay-header.js'
 import type {BlockSource} from '../restore/block-source.js'

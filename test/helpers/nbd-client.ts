@@ -4,11 +4,6 @@
 import {connect, type Socket} from 'node:net'
 import {
   Cmd,
-  decodeOptionReplyHeader,
-  decodeSimpleReply,
-  encodeInfoRequest,
-  encodeOption,
-  encodeRequest,
   FLAG_C_FIXED_NEWSTYLE,
   FLAG_C_NO_ZEROES,
   Info,
@@ -17,9 +12,10 @@ import {
   Opt,
   OPTION_REPLY_HEADER_SIZE,
   Rep,
-  decodeInfoReply,
   SIMPLE_REPLY_SIZE,
 } from '../../src/nbd/protocol.js'
+import {decodeOptionReplyHeader, encodeInfoRequest, encodeOption, decodeInfoReply} from '../../src/nbd/option-codec.js'
+import {decodeSimpleReply, encodeRequest} from '../../src/nbd/transmission-codec.js'
 import {WireReader} from '../../src/nbd/wire.js'
 
 export class NbdTestClient {

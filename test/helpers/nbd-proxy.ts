@@ -10,6 +10,8 @@
 // waits for each reply before it sends the next read never gets one.
 import {connect, createServer, type Server, type Socket} from 'node:net'
 import * as P from '../../src/nbd/protocol.js'
+import * as O from '../../src/nbd/option-codec.js'
+import * as T from '../../src/nbd/transmission-codec.js'
 
 export interface NbdProxy {
   url(exportName: string): string
@@ -51,12 +53,12 @@ export async function startNbdProxy(targetSocket: string, cutAtRead = Infinity, 
           n = 4
           stage = 'options'
         } else if (stage === 'options' && pending.length >= P.OPTION_HEADER_SIZE) {
-          const h = P.decodeOptionHeader(pending)
+          const h = O.decodeOptionHeader(pending)
           if (pending.length < P.OPTION_HEADER_SIZE + h.length) break
           n = P.OPTION_HEADER_SIZE + h.length
           if (h.option === P.Opt.GO || h.option === P.Opt.EXPORT_NAME) stage = 'requests'
         } else if (stage === 'requests' && pending.length >= P.REQUEST_SIZE) {
-          const r = P.decodeRequest(pending)
+          const r = T.decodeRequest(pending)
           n = P.REQUEST_SIZE
           if (r.type === P.Cmd.READ) {
             if (readsForwarded + 1 >= cutAtRead) {

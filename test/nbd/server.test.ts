@@ -11,7 +11,8 @@ import {vdsnapJson} from '../helpers/cli.js'
 import {NbdTestClient} from '../helpers/nbd-client.js'
 import {prng} from '../helpers/images.js'
 import {openHandles, residentBytes, startServe, type ServeProcess} from '../helpers/serve.js'
-import {encodeInfoRequest, encodeMetaContextRequest, Cmd, Opt, Rep, IHAVEOPT} from '../../src/nbd/protocol.js'
+import {Cmd, Opt, Rep, IHAVEOPT} from '../../src/nbd/protocol.js'
+import {encodeInfoRequest, encodeMetaContextRequest} from '../../src/nbd/option-codec.js'
 import {formatWorkspace, initRepo, MiB} from '../integration/format-fixtures.js'
 
 const DISK = 4 * MiB
