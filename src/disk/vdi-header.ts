@@ -105,15 +105,17 @@ export function parseVdiHeader(buf: Buffer, path: string): VdiHeader {
   if (sectorSize !== VDI_SECTOR) fail(`VDI sector size ${sectorSize} is not ${VDI_SECTOR}`)
   if (h.offsetBmap % VDI_SECTOR !== 0 || h.offsetBmap < VDI_HEADER_BYTES) fail(`VDI block map offset ${h.offsetBmap} is invalid`)
   if (h.offsetData % VDI_SECTOR !== 0) fail(`VDI data offset ${h.offsetData} is not sector-aligned`)
-  // qemu accepts only 1 MiB blocks; VirtualBox can make others (AllocationBlockSize), which read the same way.
-  if (h.blockSize < VDI_SECTOR || h.blockSize > 256 * 1024 * 1024 || h.blockSize % VDI_SECTOR !== 0) {
-    fail(`VDI block size ${h.blockSize} is invalid`)
-  }
+  // Only 1 MiB, as qemu: VirtualBox writes no other by default, and a size qemu refuses is a header we cannot cross-check.
+  if (h.blockSize !== VDI_BLOCK_SIZE) fail(`VDI block size ${h.blockSize} is not ${VDI_BLOCK_SIZE} (the only one VirtualBox writes by default and qemu reads)`)
   if (buf.readUInt32LE(H_BLOCK_EXTRA) !== 0) fail('VDI blocks with extra data (block extra) are not supported')
   if (h.blocks > VDI_MAX_BLOCKS) fail(`VDI claims ${h.blocks} blocks, more than the ${VDI_MAX_BLOCKS} the format allows`)
   if (h.diskSize > h.blocks * h.blockSize) fail(`VDI disk size ${h.diskSize} is larger than its ${h.blocks} blocks of ${h.blockSize} bytes`)
   if (h.offsetData < h.offsetBmap + h.blocks * 4) fail('VDI data area overlaps the block map')
   if (h.imageType === VDI_TYPE_DIFF && isNullUuid(h.uuidLink)) fail('differencing VDI has no parent UUID (link UUID is null)')
+  // Only a differencing image has a parent; a link or parent UUID on any other is a corrupt header (qemu refuses it too).
+  if (h.imageType !== VDI_TYPE_DIFF && !(isNullUuid(h.uuidLink) && isNullUuid(h.uuidParent))) {
+    fail(`VDI ${h.imageType === VDI_TYPE_FIXED ? 'fixed' : 'dynamic'} image names a parent (link or parent UUID is not null): corrupt header`)
+  }
   return h
 }
 

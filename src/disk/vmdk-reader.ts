@@ -207,6 +207,8 @@ async function openExtents(path: string, d: VmdkDescriptor, out: Extent[]): Prom
     if (line.type === 'SPARSE' || line.type === 'SESPARSE') {
       x.kind = 'sparse'
       x.sparse = line.type === 'SPARSE' ? await SparseExtent.open(x.file) : await SeSparseExtent.open(x.file)
+      // qemu sizes a seSparse extent by its header, a sparse one by the descriptor: one mismatched size, two readings.
+      if (line.type === 'SESPARSE' && x.sparse.capacity !== size) throw new ImageFormatError(full, `seSparse extent holds ${x.sparse.capacity} bytes, the descriptor says ${size}`)
       if (x.sparse.capacity < size) throw new ImageFormatError(full, `sparse extent holds ${x.sparse.capacity} bytes, the descriptor says ${size}`)
     } else {
       x.kind = 'flat'

@@ -90,6 +90,7 @@ export class SeSparseExtent {
     if (vol.readUInt32LE(SEV.replayJournal) !== 0 || vol.readUInt32LE(SEV.replayJournal + 4) !== 0) {
       fail('seSparse image is dirty (its journal needs replaying): consolidate or power on the VM in ESXi once, then copy it again')
     }
+    if (!vol.subarray(SEV.headerEnd).every((b) => b === 0)) fail('seSparse volatile header padding is not zero (unsupported)')
     const gdSector = field(SE.gdOffset, 'grain directory offset')
     const gdEntries = (field(SE.gdSize, 'grain directory size') * SECTOR) / 8
     const coverageSectors = SESPARSE_GT_ENTRIES * SESPARSE_GRAIN_SECTORS

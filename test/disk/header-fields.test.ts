@@ -19,6 +19,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {openImage} from '../../src/disk/open.js'
 import {VdsnapError} from '../../src/errors.js'
 import {MiB, QEMU_IMG, makeDiskBytes, qemuImgAt, tempDir, writeRaw} from './image-fixtures.js'
+import {GRAIN, type GrainContent, writeSeSparseDisk} from './sesparse-builder.js'
 
 const COMPARE_BYTES = 4 * MiB
 
@@ -74,6 +75,22 @@ function mutations(orig: bigint, bytes: number): bigint[] {
   if (bytes === 8) out.push(orig | (1n << 40n), orig | (1n << 32n))
   return [...new Set(out.filter((v) => v >= 0n && v <= max && v !== orig))]
 }
+
+/** VirtualBox's VDI 1.1 header (after the 64-byte banner); each UUID as its two halves. */
+const VDI_FIELDS: Field[] = [
+  le('signature', 64, 4), le('version', 68, 4), le('headerSize', 72, 4), le('imageType', 76, 4), le('flags', 80, 4),
+  le('offsetBmap', 340, 4), le('offsetData', 344, 4), le('cylinders', 348, 4), le('heads', 352, 4), le('sectors', 356, 4),
+  le('sectorSize', 360, 4), le('diskSize', 368, 8), le('blockSize', 376, 4), le('blockExtra', 380, 4), le('blocksInImage', 384, 4),
+  le('blocksAllocated', 388, 4), ...['uuidImage', 'uuidLastModify', 'uuidLink', 'uuidParent'].flatMap((n, i) => [le(`${n}[0..8]`, 392 + i * 16, 8), le(`${n}[8..16]`, 400 + i * 16, 8)]),
+]
+
+/** The seSparse const header (sector 0, u64 fields; qemu's block/vmdk.c layout), the 8 bytes after it and the volatile header (sector 1). */
+const SESPARSE_CONST_FIELDS: Field[] = [
+  'magic', 'version', 'capacity', 'grainSize', 'gtSize', 'flags', 'reserved1', 'reserved2', 'reserved3', 'reserved4', 'volatileOffset',
+  'volatileSize', 'journalHeaderOffset', 'journalHeaderSize', 'journalOffset', 'journalSize', 'gdOffset', 'gdSize', 'gtOffset', 'gtSizeTotal',
+  'freeBitmapOffset', 'freeBitmapSize', 'backmapOffset', 'backmapSize', 'grainsOffset', 'grainsSize', 'pad',
+].map((n, i) => le(n, i * 8, 8))
+const SESPARSE_VOLATILE_FIELDS: Field[] = ['magic', 'freeGtNumber', 'nextTxnSeqNumber', 'replayJournal', 'pad'].map((n, i) => le(n, i * 8, 8))
 
 /** Microsoft's VHD specification: the hard disk footer (the checksum at 64 is re-sealed, not mutated). */
 const VHD_FOOTER_FIELDS: Field[] = [
@@ -152,6 +169,13 @@ beforeAll(() => {
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vmdk', '-o', 'subformat=streamOptimized', 'disk.raw', 'stream.vmdk')
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vpc', 'disk.raw', 'good.vhd')
   qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vhdx', 'disk.raw', 'good.vhdx')
+  qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vdi', 'disk.raw', 'good.vdi')
+  qemuImgAt(dir, 'convert', '-f', 'raw', '-O', 'vdi', '-o', 'static=on', 'disk.raw', 'static.vdi')
+  // A seSparse disk (data, zero and unmapped grains, grain numbers above 4095); its extent is
+  // mutated as mutated-se-sesparse.vmdk, read through the descriptor naming it.
+  const grains = new Map<number, GrainContent>([[0, Buffer.alloc(GRAIN, 0x11)], [5, 'zero'], [9, 'unmapped'], [300, Buffer.alloc(GRAIN, 0x22)]])
+  writeSeSparseDisk(join(dir, 'se.vmdk'), {size: 2 * MiB + 3 * 512, grains, grainBase: 4094})
+  writeFileSync(join(dir, 'mutated-se.vmdk'), readFileSync(join(dir, 'se.vmdk'), 'latin1').replace('se-sesparse', 'mutated-se-sesparse'))
 })
 afterAll(() => cleanup())
 
@@ -197,10 +221,12 @@ interface Target {
   after?(b: Buffer): void
 }
 
-async function mutateEvery(base: string, format: string, fields: Field[], headerAt: ((b: Buffer) => number) | Target): Promise<Outcome> {
+/** `openAs`: the file both read (default: the mutated file itself), e.g. the descriptor naming a mutated extent. */
+async function mutateEvery(base: string, format: string, fields: Field[], headerAt: ((b: Buffer) => number) | Target, openAs?: string): Promise<Outcome> {
   const target0: Target = typeof headerAt === 'function' ? {headerAt} : headerAt
   const original = readFileSync(join(dir, base))
-  const target = join(dir, `mutated-${base}`)
+  const mutated = join(dir, `mutated-${base}`)
+  const target = openAs === undefined ? mutated : join(dir, openAs)
   const outcome: Outcome = {checked: 0, bothRefused: 0, stricter: []}
   const problems: string[] = []
   for (const f of fields) {
@@ -211,7 +237,7 @@ async function mutateEvery(base: string, format: string, fields: Field[], header
       writeField(buf, at, f, value)
       if (copy !== undefined) writeField(buf, copy + f.offset, f, value)
       target0.after?.(buf)
-      writeFileSync(target, buf)
+      writeFileSync(mutated, buf)
       const what = `${base} ${f.name}=0x${value.toString(16)}`
       const ours = await vdsnapView(target, format)
       const theirs = qemuView(target, format)
@@ -260,6 +286,21 @@ describe('every header field mutated: never laxer than qemu, never different fro
   it.each(VHDX_ITEMS)('VHDX metadata item %s', async (guid, fields) => {
     const o = await mutateEvery('good.vhdx', 'vhdx', fields, (b) => vhdxItemAt(b, guid))
     expect(o.checked).toBeGreaterThan(4)
+  }, 300_000)
+
+  it.each(['good.vdi', 'static.vdi'])('VDI 1.1 header (%s)', async (base) => {
+    const o = await mutateEvery(base, 'vdi', VDI_FIELDS, () => 0)
+    expect(o.bothRefused).toBeGreaterThan(20)
+  }, 300_000)
+
+  it('seSparse const header', async () => {
+    const o = await mutateEvery('se-sesparse.vmdk', 'vmdk', SESPARSE_CONST_FIELDS, () => 0, 'mutated-se.vmdk')
+    expect(o.bothRefused).toBeGreaterThan(40)
+  }, 300_000)
+
+  it('seSparse volatile header', async () => {
+    const o = await mutateEvery('se-sesparse.vmdk', 'vmdk', SESPARSE_VOLATILE_FIELDS, (b) => Number(b.readBigUInt64LE(80)) * 512, 'mutated-se.vmdk')
+    expect(o.bothRefused).toBeGreaterThan(5)
   }, 300_000)
 
   it('VHD dynamic disk header (checksum re-sealed)', async () => {

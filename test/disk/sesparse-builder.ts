@@ -104,11 +104,11 @@ export function writeSeSparseExtent(path: string, spec: SeSparseSpec): void {
  * Writes `<name>.vmdk` (descriptor) and `<name>-sesparse.vmdk`; a parent makes it an ESXi snapshot delta
  * (qemu refuses to read through a parent whose CID is not the delta's parentCID).
  */
-export function writeSeSparseDisk(descriptorPath: string, spec: SeSparseSpec, parentHint?: string, parentCid = '1a2b3c4d'): string {
+export function writeSeSparseDisk(descriptorPath: string, spec: SeSparseSpec, parentHint?: string, parentCid = '1a2b3c4d', cid = '2a3b4c5d'): string {
   const extent = basename(descriptorPath).replace(/\.vmdk$/, '') + '-sesparse.vmdk'
   writeSeSparseExtent(join(dirname(descriptorPath), extent), spec)
   writeFileSync(descriptorPath, [
-    '# Disk DescriptorFile', 'version=1', 'encoding="UTF-8"', 'CID=2a3b4c5d', `parentCID=${parentHint ? parentCid : 'ffffffff'}`,
+    '# Disk DescriptorFile', 'version=1', 'encoding="UTF-8"', `CID=${cid}`, `parentCID=${parentHint ? parentCid : 'ffffffff'}`,
     'isNativeSnapshot="no"', 'createType="seSparse"', ...(parentHint ? [`parentFileNameHint="${parentHint}"`] : []), '',
     '# Extent description', `RW ${spec.size / SECTOR} SESPARSE "${extent}"`, '', '# The Disk Data Base', '#DDB', '',
     'ddb.adapterType = "lsilogic"', 'ddb.virtualHWVersion = "14"', '',

@@ -137,6 +137,36 @@ describe('ESXi seSparse (hand-built from qemu\'s layout, checked against qemu-im
     }
   })
 
+  it('two seSparse snapshots (delta over delta over a vmfs base, as ESXi writes them) read as qemu reads them; overlay is the top delta\'s own grains', async () => {
+    const baseData = makeDiskBytes(SE_SIZE, 21)
+    writeVmfsBase(join(dir, 'two.vmdk'), baseData)
+    const spec1 = {size: SE_SIZE, grains: grains(6), seed: 7}
+    writeSeSparseDisk(join(dir, 'two-000001.vmdk'), spec1, 'two.vmdk', '1a2b3c4d', '3c4d5e6f')
+    // The top delta rewrites grains the first holds (1, 2, 4096), zeroes one (7), fills one the first zeroed (3),
+    // adds new ones (10, 5000), and leaves 0 and 255 to the first delta, and the rest to the base.
+    const rnd = prng(8)
+    const data = () => Buffer.from(Array.from({length: GRAIN}, () => (rnd() * 256) | 0))
+    const spec2 = {size: SE_SIZE, seed: 9, grainBase: 4094, grains: new Map<number, GrainContent>([
+      [1, data()], [2, data()], [4096, data()], [7, 'zero'], [3, data()], [10, data()], [5000, data()], [4100, 'unmapped'],
+    ])}
+    const top = join(dir, 'two-000002.vmdk')
+    writeSeSparseDisk(top, spec2, 'two-000001.vmdk', '3c4d5e6f', '4d5e6f70')
+    const expected = applyGrains(applyGrains(baseData, spec1), spec2)
+    expect(sha256(qemuRaw(dir, top))).toBe(sha256(expected))
+    await checkImage(top, expected, 'vmdk')
+    const img = await openImage(top)
+    try {
+      expect((await img.info()).parents).toEqual([join(dir, 'two-000001.vmdk'), join(dir, 'two.vmdk')])
+      const own = await img.overlayRanges!()
+      expect(own).toEqual([
+        {offset: GRAIN, length: 3 * GRAIN}, {offset: 7 * GRAIN, length: GRAIN}, {offset: 10 * GRAIN, length: GRAIN},
+        {offset: 4096 * GRAIN, length: GRAIN}, {offset: 4100 * GRAIN, length: GRAIN}, {offset: 5000 * GRAIN, length: GRAIN},
+      ])
+    } finally {
+      await img.close()
+    }
+  })
+
   it('the bare seSparse extent is refused with a pointer to its descriptor, not read as raw', async () => {
     writeSeSparseDisk(join(dir, 'bare.vmdk'), {size: MiB, grains: new Map([[0, Buffer.alloc(GRAIN, 1)]])})
     await expect(openImage(join(dir, 'bare-sesparse.vmdk'))).rejects.toThrow(/seSparse data extent .*not the disk/)

@@ -4,7 +4,7 @@
 //     size that qemu-img checks and compares equal to the raw restore (no
 //     warning), with zero blocks left unallocated in sparse outputs, and that
 //     back up again as the same disk (an incremental, nothing changed);
-//  2. an overlay on a backed-up base (qcow2, VMDK delta, ESXi seSparse
+//  2. an overlay on a backed-up base (qcow2, VMDK delta, ESXi seSparse (one or two levels)
 //     snapshot, VHD, VHDX and VDI differencing) is its own change source: the incremental reads exactly
 //     the overlay's blocks, restores equal to the chain, and equals a full
 //     read through the parent.
@@ -216,5 +216,24 @@ describe('an overlay on a backed-up base is its own change source', () => {
     expect(again.changeSource).toBeNull()
     expect(again.bytesRead).toBeGreaterThanOrEqual(DENSE / 2)
     expect((await vdsnapJson(['diff', res.snapshot, again.snapshot], env)).changedBlocks).toBe(0)
+  })
+
+  it('two ESXi snapshots (a seSparse delta over a seSparse delta): the second incremental reads only the top delta\'s blocks', async () => {
+    vmfsBase('two-base.vmdk')
+    const full = await vdsnapJson(['backup', at('two-base.vmdk'), '--disk', 'two-se'], env)
+    await seSparseOverlay('two-base.vmdk', 'two-000001.vmdk', at('two-1.raw'))
+    const first = await vdsnapJson(['backup', at('two-000001.vmdk'), '--disk', 'two-se'], env)
+    expect(first).toMatchObject({changeSource: 'overlay', parent: full.snapshot, changedBlocks: TOUCHED})
+    // the second snapshot rewrites a grain of block 6 and writes block 20: two blocks, one of them new
+    const bytes = readFileSync(at('two-1.raw'))
+    const grains = new Map<number, GrainContent>([[(3 * MiB) / GRAIN, Buffer.alloc(GRAIN, 0x3c)], [(10 * MiB) / GRAIN + 1, Buffer.alloc(GRAIN, 0xc3)]])
+    writeSeSparseDisk(at('two-000002.vmdk'), {size: bytes.length, grains, grainBase: 17}, 'two-000001.vmdk', '2a3b4c5d', '5e6f7081')
+    const expected = at('two-2.raw')
+    writeFileSync(expected, applyGrains(bytes, {size: bytes.length, grains}))
+    expect(sha256File(qemuRaw(at('two-000002.vmdk'), 'vmdk', at('two-2-qemu.raw')))).toBe(sha256File(expected))
+    const second = await vdsnapJson(['backup', at('two-000002.vmdk'), '--disk', 'two-se'], env)
+    expect(second).toMatchObject({changeSource: 'overlay', parent: first.snapshot, changedBlocks: 2})
+    expect(second.bytesRead).toBe(2 * BLOCK)
+    expect(sha256File(await restoreRaw(second.snapshot, at('two-2-restored.raw')))).toBe(sha256File(expected))
   })
 })
