@@ -1,10 +1,18 @@
 # Runs a command with stdout and stderr on two separate pseudo-terminals
 # (both TTYs, 120x40), stdin from /dev/null, and writes what each carried to
 # the files given, so a test can tell which stream the live view went to.
-# usage: two-ptys.py OUT_FILE ERR_FILE CMD [ARG...]; exits with the command's status.
-import fcntl, os, pty, select, struct, subprocess, sys, termios
+# usage: two-ptys.py [--touch-when REGEX FILE] OUT_FILE ERR_FILE CMD [ARG...];
+# exits with the command's status. --touch-when creates FILE once stderr
+# matches REGEX: a test stalls the command on FILE and releases it only
+# after the live view showed what it must show (a known point, no timer).
+import fcntl, os, pty, re, select, struct, subprocess, sys, termios
 
-out_path, err_path, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+args = sys.argv[1:]
+touch_when = None
+if args[0] == '--touch-when':
+    touch_when = (re.compile(args[1].encode()), args[2])
+    args = args[3:]
+out_path, err_path, cmd = args[0], args[1], args[2:]
 masters, slaves = [], []
 for _ in range(2):
     m, s = pty.openpty()
@@ -28,6 +36,9 @@ while open_fds:
             data = b''
         if data:
             got[fd] += data
+            if touch_when and fd == masters[1] and touch_when[0].search(got[fd]):
+                open(touch_when[1], 'w').close()
+                touch_when = None
         else:
             open_fds.discard(fd)
 with open(out_path, 'wb') as f:

@@ -2,7 +2,8 @@
 // without --verbose; --json-progress gives JSON status lines on stderr while
 // stdout keeps the result; on a TTY the live view names the phase on
 // stderr, with --json too (stdout and stderr on two separate ptys, so the
-// streams are told apart).
+// streams are told apart), and shows an ETA mid-read (the source stalled
+// until it did).
 import {execFileSync, spawnSync} from 'node:child_process'
 import {readFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
@@ -68,13 +69,28 @@ describe('progress', () => {
     expect(stderr).toMatch(/reading: [\d.]+ \S+ of [\d.]+ \S+/)
     expect(stderr).not.toMatch(/"snapshot"/)
   })
+
+  it('on a TTY the live view shows an ETA while the read is under way (the source stalled until it did)', () => {
+    // the source command sends 16 MiB of 24, then waits for `release`, which
+    // the pty helper creates only once stderr showed an ETA (the wait is
+    // bounded, so a view without ETA fails the test instead of hanging)
+    const release = join(dir2.path, 'release')
+    const part = join(dir2.path, 'part')
+    execFileSync('sh', ['-c', `head -c ${16 * MiB} /dev/urandom > '${part}'`])
+    const source = `cat '${part}'; i=0; while [ ! -e '${release}' ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done; head -c ${8 * MiB} '${part}'`
+    const {code, stdout, stderr} = onTwoPtys([process.execPath, BIN, 'backup', '-', '--disk', 'stalled', '--size', '24MiB', '--source-command', source], env, ['--touch-when', 'ETA', release])
+    expect(code, stderr).toBe(0)
+    expect(stderr).toMatch(/reading: 16\.0 MiB of 24\.0 MiB \(66\.7%\), [\d.]+ \S+\/s, ETA \d/)
+    expect(stdout).toMatch(/snapshot [0-9a-f]{8} of disk "stalled" saved/)
+    expect(stdout).not.toMatch(/ETA/) // the live view is on stderr only
+  })
 })
 
 /** Runs a command with stdout and stderr on two separate TTYs (test/helpers/two-ptys.py); returns what each carried. */
-function onTwoPtys(cmd: string[], env: Record<string, string>): {code: number; stdout: string; stderr: string} {
+function onTwoPtys(cmd: string[], env: Record<string, string>, helperFlags: string[] = []): {code: number; stdout: string; stderr: string} {
   const out = join(dir2.path, 'stdout')
   const err = join(dir2.path, 'stderr')
-  const r = spawnSync('python3', [join(HELPERS, 'two-ptys.py'), out, err, ...cmd], {env: {...process.env, ...env}, encoding: 'utf8'})
+  const r = spawnSync('python3', [join(HELPERS, 'two-ptys.py'), ...helperFlags, out, err, ...cmd], {env: {...process.env, ...env}, encoding: 'utf8'})
   const read = (p: string) => readFileSync(p, 'utf8').replace(/\r\n/g, '\n') // the pty's line discipline adds CRs
   return {code: r.status ?? -1, stdout: read(out), stderr: read(err)}
 }
