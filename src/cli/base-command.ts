@@ -7,11 +7,12 @@ import {EXIT_CODES, UsageError, VdsnapError, toVdsnapError} from '../errors.js'
 import {openStorage, type StorageOptions} from '../repo/storage.js'
 import {parseSize} from '../repo/config.js'
 import {Repository} from '../repo/repository.js'
-import {assertUnlocked, LockWriteError, RepoLock} from '../repo/lock.js'
+import {assertUnlocked, LockWriteError, RepoLock, type LockInfo} from '../repo/lock.js'
+import {describeHolder} from '../repo/lock-info.js'
 import {parseDuration} from './durations.js'
 import {describeParseError} from './parse-errors.js'
 import {passwordSource, type PasswordFlags} from './password.js'
-import {Output} from './output.js'
+import {formatDuration, Output} from './output.js'
 import {installSignalHandlers} from './signals.js'
 
 /**
@@ -160,7 +161,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   private async takeLock(repo: Repository, exclusive: boolean, command: string): Promise<RepoLock | undefined> {
     const flags = this.flags as Record<string, unknown>
     try {
-      return await RepoLock.acquire(repo.backend, {exclusive, command, waitMs: this.lockWaitMs})
+      // The line tells a user (and a test) the command is waiting, not hung.
+      const onWait = (h: LockInfo) => this.out.log(`waiting up to ${formatDuration(this.lockWaitMs)} for the lock held by ${describeHolder(h)}`)
+      return await RepoLock.acquire(repo.backend, {exclusive, command, waitMs: this.lockWaitMs, onWait})
     } catch (e) {
       if (!(e instanceof LockWriteError)) throw e
       const canSkip = 'no-lock' in flags

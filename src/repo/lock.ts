@@ -55,6 +55,8 @@ export interface LockOptions {
   sleep?: (ms: number) => Promise<void>
   /** Uniform in [0, 1): the back-off jitter after a collision. */
   random?: () => number
+  /** Called once, when a conflicting lock first makes this attempt wait (not when it fails at once). */
+  onWait?: (holder: LockInfo) => void
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
@@ -109,6 +111,7 @@ export class RepoLock {
     const random = opts.random ?? Math.random
     const deadline = now() + (opts.waitMs ?? 0)
     const collisionDeadline = Math.max(deadline, now() + COLLISION_RETRY_MS)
+    let waited = false
     for (;;) {
       const holder = await conflicting(backend, opts.exclusive, now(), undefined)
       if (!holder) {
@@ -142,6 +145,8 @@ export class RepoLock {
         continue
       }
       if (now() >= deadline) throw lockedError(backend, holder.info!)
+      if (!waited) opts.onWait?.(holder.info!)
+      waited = true
       await sleep(Math.min(2000, Math.max(50, deadline - now())))
     }
   }

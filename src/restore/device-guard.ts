@@ -21,7 +21,15 @@ import {targetError} from './target-errors.js'
 const MAX_PROCESSES = 20000
 const MAX_FDS = 200000
 
-export async function openDeviceExclusive(path: string, st: Stats): Promise<FileHandle> {
+/** Where sysfs and procfs are mounted; parameters so the holder search can be tested on a fixture tree. */
+export interface SystemRoots {
+  sys: string
+  proc: string
+}
+
+const REAL_ROOTS: SystemRoots = {sys: '/sys', proc: '/proc'}
+
+export async function openDeviceExclusive(path: string, st: Stats, roots: SystemRoots = REAL_ROOTS): Promise<FileHandle> {
   const dev = majorMinor(st.rdev)
   let fh: FileHandle | undefined
   let busy = false
@@ -31,9 +39,9 @@ export async function openDeviceExclusive(path: string, st: Stats): Promise<File
     if ((e as NodeJS.ErrnoException).code !== 'EBUSY') throw targetError(e, path, 'opening')
     busy = true
   }
-  const devs = await deviceAndPartitions(dev)
-  const holders = await staticHolders(devs)
-  if (busy) holders.push(...(await otherHolders(path, devs)))
+  const devs = await deviceAndPartitions(dev, roots)
+  const holders = await staticHolders(devs, roots)
+  if (busy) holders.push(...(await otherHolders(path, devs, roots)))
   if (holders.length === 0 && !busy) return fh!
   await fh?.close()
   const what = holders.length > 0 ? holders.join('; ') : 'open exclusively by another process'
@@ -59,8 +67,8 @@ interface BlockDev {
 }
 
 /** The device and its partitions, from sysfs (just the device when sysfs does not know it). */
-async function deviceAndPartitions(dev: string): Promise<BlockDev[]> {
-  const sys = await realpath(`/sys/dev/block/${dev}`).catch(() => null)
+async function deviceAndPartitions(dev: string, roots: SystemRoots): Promise<BlockDev[]> {
+  const sys = await realpath(join(roots.sys, 'dev/block', dev)).catch(() => null)
   if (!sys) return [{dev, sys: '', whose: ''}]
   const out: BlockDev[] = [{dev, sys, whose: ''}]
   for (const ent of await readdir(sys, {withFileTypes: true}).catch(() => [])) {
@@ -73,19 +81,19 @@ async function deviceAndPartitions(dev: string): Promise<BlockDev[]> {
 }
 
 /** Mounts in this namespace of the device or its partitions, and the sysfs holders of either. */
-async function staticHolders(devs: BlockDev[]): Promise<string[]> {
+async function staticHolders(devs: BlockDev[], roots: SystemRoots): Promise<string[]> {
   const out: string[] = []
-  const self = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '')
+  const self = await readFile(join(roots.proc, 'self/mountinfo'), 'utf8').catch(() => '')
   for (const {dev, sys, whose} of devs) {
     for (const m of mountsOf(self, dev)) out.push(`${whose}mounted at ${m}`)
     if (!sys) continue
-    for (const h of await readdir(join(sys, 'holders')).catch(() => [])) out.push(`${whose}held by ${await holderName(h)}`)
+    for (const h of await readdir(join(sys, 'holders')).catch(() => [])) out.push(`${whose}held by ${await holderName(h, roots)}`)
   }
   return out
 }
 
-async function holderName(h: string): Promise<string> {
-  const dm = await readFile(`/sys/class/block/${h}/dm/name`, 'utf8').catch(() => null)
+async function holderName(h: string, roots: SystemRoots): Promise<string> {
+  const dm = await readFile(join(roots.sys, 'block', h, 'dm/name'), 'utf8').catch(() => null)
   if (dm !== null) return `${h} (device-mapper/LVM ${dm.trim()})`
   return h.startsWith('md') ? `${h} (MD RAID)` : h
 }
@@ -101,27 +109,28 @@ function mountsOf(mountinfo: string, dev: string): string[] {
 }
 
 /** Mounts in other mount namespaces, and other processes that have the device open. */
-async function otherHolders(path: string, devs: BlockDev[]): Promise<string[]> {
+async function otherHolders(path: string, devs: BlockDev[], roots: SystemRoots): Promise<string[]> {
   const target = await realpath(path).catch(() => path)
-  const seenNs = new Set<string>([await readlink('/proc/self/ns/mnt').catch(() => '')])
+  const proc = roots.proc
+  const seenNs = new Set<string>([await readlink(`${proc}/self/ns/mnt`).catch(() => '')])
   const out: string[] = []
   let fds = 0
-  const pids = (await readdir('/proc').catch(() => [])).filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid).slice(0, MAX_PROCESSES)
+  const pids = (await readdir(proc).catch(() => [])).filter((p) => /^\d+$/.test(p) && Number(p) !== process.pid).slice(0, MAX_PROCESSES)
   for (const pid of pids) {
-    const ns = await readlink(`/proc/${pid}/ns/mnt`).catch(() => null)
+    const ns = await readlink(`${proc}/${pid}/ns/mnt`).catch(() => null)
     if (ns && !seenNs.has(ns)) {
       seenNs.add(ns)
-      const info = await readFile(`/proc/${pid}/mountinfo`, 'utf8').catch(() => '')
+      const info = await readFile(`${proc}/${pid}/mountinfo`, 'utf8').catch(() => '')
       for (const {dev, whose} of devs) {
-        for (const m of mountsOf(info, dev)) out.push(`${whose}mounted at ${m} in the mount namespace of process ${pid} (${await comm(pid)})`)
+        for (const m of mountsOf(info, dev)) out.push(`${whose}mounted at ${m} in the mount namespace of process ${pid} (${await comm(proc, pid)})`)
       }
     }
     if (fds >= MAX_FDS) continue
-    const list = await readdir(`/proc/${pid}/fd`).catch(() => [])
+    const list = await readdir(`${proc}/${pid}/fd`).catch(() => [])
     fds += list.length
     for (const fd of list) {
-      if ((await readlink(`/proc/${pid}/fd/${fd}`).catch(() => null)) === target) {
-        out.push(`open by process ${pid} (${await comm(pid)})`)
+      if ((await readlink(`${proc}/${pid}/fd/${fd}`).catch(() => null)) === target) {
+        out.push(`open by process ${pid} (${await comm(proc, pid)})`)
         break
       }
     }
@@ -129,6 +138,6 @@ async function otherHolders(path: string, devs: BlockDev[]): Promise<string[]> {
   return out
 }
 
-async function comm(pid: string): Promise<string> {
-  return (await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '?')).trim()
+async function comm(proc: string, pid: string): Promise<string> {
+  return (await readFile(`${proc}/${pid}/comm`, 'utf8').catch(() => '?')).trim()
 }

@@ -1,45 +1,88 @@
 // The bandwidth wrapper: one token bucket per direction, shared by
-// concurrent transfers, holds the rate within ±25% over ~2 s.
+// concurrent transfers. The rate tests run on a virtual clock (sleepers wake
+// in deadline order, time jumps to the next deadline), so they check the
+// schedule the limiter makes exactly, whatever the machine's speed.
+import {setImmediate as tick} from 'node:timers/promises'
 import {describe, expect, it} from 'vitest'
-import {BandwidthBackend, TokenBucket} from '../../src/backend/bandwidth.js'
+import {BandwidthBackend, TokenBucket, type Clock} from '../../src/backend/bandwidth.js'
 import {MemoryBackend} from '../helpers/memory-backend.js'
 
-/** Runs `workers` concurrent loops of `op` for `ms` and returns bytes/s. */
-async function measure(workers: number, ms: number, op: () => Promise<number>): Promise<number> {
-  const t0 = performance.now()
+/** Time moves only when every task is asleep: it jumps to the earliest deadline. */
+class VirtualClock implements Clock {
+  private t = 0
+  private timers: {at: number; wake: () => void}[] = []
+  now(): number {
+    return this.t
+  }
+  sleep(ms: number): Promise<void> {
+    return new Promise((wake) => this.timers.push({at: this.t + ms, wake}))
+  }
+  /** Runs until `done` settles; a bounded number of idle turns per step. */
+  async drive(done: Promise<unknown>): Promise<void> {
+    let finished = false
+    void done.finally(() => (finished = true))
+    for (let steps = 0; !finished; steps++) {
+      if (steps > 1_000_000) throw new Error('virtual clock: too many steps')
+      for (let i = 0; i < 20 && !finished; i++) await tick() // let every runnable task reach its next sleep
+      if (finished) break
+      if (this.timers.length === 0) throw new Error('virtual clock: nothing asleep and not finished')
+      this.timers.sort((a, b) => a.at - b.at)
+      const next = this.timers.shift()!
+      this.t = Math.max(this.t, next.at)
+      next.wake()
+    }
+  }
+}
+
+/** Runs `workers` concurrent loops of `op` until virtual time `ms`; returns [time, total bytes] after each completed op. */
+async function schedule(clock: VirtualClock, workers: number, ms: number, op: () => Promise<number>): Promise<[number, number][]> {
+  const log: [number, number][] = []
   let bytes = 0
-  await Promise.all(
+  const all = Promise.all(
     Array.from({length: workers}, async () => {
-      while (performance.now() - t0 < ms) {
+      while (clock.now() < ms) {
         const n = await op() // not `bytes += await op()`: that reads `bytes` before the await
         bytes += n
+        log.push([clock.now(), bytes])
       }
     }),
   )
-  return bytes / ((performance.now() - t0) / 1000)
+  await clock.drive(all)
+  await all
+  return log
+}
+
+/** Every completion keeps within burst + rate*t, the last within `slack` bytes of it. */
+function expectRate(log: [number, number][], rate: number, slack: number): void {
+  const burst = rate / 20
+  for (const [t, bytes] of log) expect(bytes).toBeLessThanOrEqual(burst + (rate * t) / 1000 + 1e-6)
+  const [t, bytes] = log.at(-1)!
+  expect(t).toBeGreaterThanOrEqual(2000)
+  expect(bytes).toBeGreaterThanOrEqual(burst + (rate * t) / 1000 - slack)
 }
 
 describe('bandwidth wrapper', () => {
   const rate = 4 << 20
 
-  it('holds uploads from 4 concurrent transfers to the limit (±25% over ~2 s)', async () => {
-    const b = new BandwidthBackend(new MemoryBackend(), {upload: rate})
+  it('holds uploads from 4 concurrent transfers to the limit, never above it (virtual clock, 2 s)', async () => {
+    const clock = new VirtualClock()
+    const b = new BandwidthBackend(new MemoryBackend(), {upload: rate, clock})
     const obj = Buffer.alloc(128 << 10)
-    const got = await measure(4, 2000, async () => {
+    const log = await schedule(clock, 4, 2000, async () => {
       await b.save('x', obj)
       return obj.length
     })
-    expect(got).toBeGreaterThan(rate * 0.75)
-    expect(got).toBeLessThan(rate * 1.25)
+    expectRate(log, rate, 4 * obj.length) // at most one object per worker still owed
+    expect(log.length).toBeGreaterThan(60) // 8 MiB in 128 KiB objects over 2 s
   })
 
-  it('holds downloads to their own limit, independent of uploads (±25% over ~2 s)', async () => {
+  it('holds downloads to their own limit, independent of uploads (virtual clock, 2 s)', async () => {
+    const clock = new VirtualClock()
     const mem = new MemoryBackend()
     await mem.save('x', Buffer.alloc(256 << 10))
-    const b = new BandwidthBackend(mem, {upload: 1, download: rate})
-    const got = await measure(3, 2000, async () => (await b.load('x')).length + (await b.load('x', {offset: 0, length: 64 << 10})).length)
-    expect(got).toBeGreaterThan(rate * 0.75)
-    expect(got).toBeLessThan(rate * 1.25)
+    const b = new BandwidthBackend(mem, {upload: 1, download: rate, clock})
+    const log = await schedule(clock, 3, 2000, async () => (await b.load('x')).length + (await b.load('x', {offset: 0, length: 64 << 10})).length)
+    expectRate(log, rate, 3 * (320 << 10))
   })
 
   it('lets an object larger than the burst through, then makes the next caller wait', async () => {

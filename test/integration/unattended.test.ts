@@ -307,10 +307,26 @@ describe('prune against backups and kill -9', () => {
     const refused = await vdsnap(['prune'], env)
     expect(refused.code).toBe(4)
     expect(refused.stderr).toMatch(/locked by "backup"/)
-    const waiting = vdsnapJson(['prune', '--lock-wait', '60s'], env)
-    await new Promise((r) => setTimeout(r, 1500))
+    // prune with --lock-wait: its "waiting ... for the lock" line is the known point; the backup still holds
+    // its lock (its pre-hook waits for the release file), so prune cannot have finished there
+    const prune = spawn(process.execPath, [BIN, 'prune', '--lock-wait', '60s', '--json', '--repo', repo], {stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, ...env}})
+    const pruneOut: Buffer[] = []
+    let pruneErr = ''
+    let pruneExited = false
+    prune.stdout.on('data', (d) => pruneOut.push(d))
+    const pruneDone = new Promise<number>((r) => prune.on('close', (c) => ((pruneExited = true), r(c ?? -1))))
+    await new Promise<void>((resolve, reject) => {
+      prune.stderr.on('data', (d) => {
+        pruneErr += d
+        if (/waiting up to \S+ for the lock held by "backup"/.test(pruneErr)) resolve()
+      })
+      void pruneDone.then(() => reject(new Error(`prune ended without waiting: ${pruneErr}`)))
+    })
+    expect(pruneExited).toBe(false)
+    expect(countFiles(join(repo, 'snapshots'))).toBe(1) // the backup has not committed
     writeFileSync(release, '')
-    const waited = await waiting
+    expect(await pruneDone, pruneErr).toBe(0)
+    const waited = JSON.parse(Buffer.concat(pruneOut).toString())
     expect(await done).toBe(0)
     expect(waited.snapshots).toBe(2) // it ran after the backup committed
     const check = await vdsnapJson(['check', '--read-data'], env)

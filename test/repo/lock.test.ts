@@ -24,14 +24,18 @@ describe('repository locks', () => {
     expect(await listLocks(backend)).toEqual([])
   })
 
-  it('waits for a conflicting lock up to the deadline (injected clock)', async () => {
+  it('waits for a conflicting lock up to the deadline (injected clock), saying so once', async () => {
     const x = await RepoLock.acquire(backend, {exclusive: true, command: 'prune'})
+    const waits: LockInfo[] = []
+    await expect(RepoLock.acquire(backend, {exclusive: false, command: 'backup', onWait: (h) => waits.push(h)})).rejects.toBeInstanceOf(LockedError)
+    expect(waits).toEqual([]) // no --lock-wait: refused at once, no waiting announced
     let t = 0
     const slept: number[] = []
     const p = RepoLock.acquire(backend, {
       exclusive: false,
       command: 'backup',
       waitMs: 10_000,
+      onWait: (h) => waits.push(h),
       now: () => t,
       sleep: async (ms) => {
         slept.push(ms)
@@ -41,6 +45,8 @@ describe('repository locks', () => {
     })
     const got = await p
     expect(slept.reduce((s, n) => s + n, 0)).toBeGreaterThanOrEqual(4000)
+    expect(slept.length).toBeGreaterThan(1)
+    expect(waits.map((h) => [h.command, h.exclusive, h.pid])).toEqual([['prune', true, process.pid]]) // once, naming the holder
     await got.release()
   })
 
