@@ -52,7 +52,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     'password-file': Flags.string({summary: 'Read the repository password from this file (beats every VDSNAP_PASSWORD* variable).', helpGroup: 'GLOBAL', exclusive: ['password-command']}),
     'password-command': Flags.string({summary: 'Run this shell command and use what it prints as the password (beats every VDSNAP_PASSWORD* variable).', helpGroup: 'GLOBAL'}),
     json: Flags.boolean({summary: 'Print one JSON document on stdout and nothing else there.', default: false, helpGroup: 'GLOBAL'}),
-    quiet: Flags.boolean({char: 'q', summary: 'Print nothing but errors.', default: false, helpGroup: 'GLOBAL'}),
+    quiet: Flags.boolean({char: 'q', summary: 'Print only warnings and errors (no progress, no success lines).', default: false, helpGroup: 'GLOBAL'}),
     verbose: Flags.boolean({char: 'v', summary: 'Print more detail (stack traces of errors).', default: false, helpGroup: 'GLOBAL'}),
     'json-progress': Flags.boolean({summary: 'Write progress as JSON lines on stderr (type "status", like restic\'s), one a second.', default: false, helpGroup: 'GLOBAL'}),
     'lock-wait': Flags.string({summary: 'How long to wait for a conflicting lock, e.g. 30s, 5m (default 0; two commands whose locks collide retry for 5 s anyway).', default: '0', helpGroup: 'GLOBAL'}),
