@@ -150,6 +150,18 @@ describe('bad input and failures', () => {
     expect(repoState(repo)).toEqual(before)
   })
 
+  it('a character device or FIFO as backup source: exit 2 with a hint to stream it with "backup -"; repository unchanged', async () => {
+    const fifo = join(dir.path, 'pipe')
+    execFileSync('mkfifo', [fifo])
+    const before = repoState(repo)
+    for (const src of ['/dev/null', fifo]) {
+      const r = await vdsnap(['backup', src, '--disk', 'x'], env)
+      expect(r.code, r.stderr).toBe(2)
+      expect(oneLine(r.stderr)).toBe(`vdsnap: error: ${src} is neither a disk image file nor a block device; to back up a stream, pipe it in: vdsnap backup - --disk NAME --size BYTES < ${src}`)
+    }
+    expect(repoState(repo)).toEqual(before)
+  })
+
   it('usage errors: exit 2, and --json puts the error on stdout too; repository unchanged', async () => {
     const before = repoState(repo)
     const r = await vdsnap(['restore', 'latest', '--to', join(dir.path, 'x.img'), '--format', 'bogus'], env)
