@@ -5,6 +5,7 @@ import {table} from '../../src/cli/output.js'
 import {listKeys} from '../../src/repo/key-admin.js'
 
 export default class KeyList extends BaseCommand<typeof KeyList> {
+  static override takesLock = false
   static override summary = 'List the key slots of an encrypted repository.'
   static override examples = ['<%= config.bin %> key list --json']
   static override flags = {

@@ -66,6 +66,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     connections: Flags.integer({summary: 'Transfers in flight at once (default 8 locally, 16 for S3, 32 for SFTP).', min: 1, max: 256, helpGroup: 'STORAGE'}),
   }
 
+  /** False on commands that take no repository lock: a typed --lock-wait would do nothing there, so it is refused. */
+  static takesLock = true
+
   protected flags!: BaseFlags<T>
   protected args!: Interfaces.InferredArgs<T['args']>
   protected out!: Output
@@ -87,6 +90,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.args = args as Interfaces.InferredArgs<T['args']>
     for (const t of raw) if (t.type === 'flag') this.givenFlags.add(t.flag)
     this.out = new Output({json: this.flags.json, quiet: this.flags.quiet, verbose: this.flags.verbose, jsonProgress: this.flags['json-progress']})
+    if (!(this.ctor as typeof BaseCommand).takesLock && this.given('lock-wait')) {
+      throw new UsageError(`--lock-wait does nothing with "${(this.id ?? '').replaceAll(':', ' ')}": it takes no repository lock`, {hint: 'drop --lock-wait'})
+    }
     try {
       const wait = this.flags['lock-wait'] as string | undefined
       this.lockWaitMs = wait === undefined ? 0 : parseDuration(wait)

@@ -48,8 +48,8 @@ describe('a flag beats the environment', () => {
 })
 
 describe('flags that would do nothing are refused', () => {
-  it('a malformed --lock-wait, even for a command that takes no lock: exit 2, one line', async () => {
-    for (const args of [['snapshots'], ['backup', img, '--disk', 'p']]) {
+  it('a malformed --lock-wait: exit 2, one line (a command that takes no lock refuses --lock-wait at all, see errors.test.ts)', async () => {
+    for (const args of [['check'], ['backup', img, '--disk', 'p']]) {
       const before = repoState(repo)
       const r = await vdsnap([...args, '--lock-wait', '5 minutes'], env('right'))
       expect(r.code).toBe(2)
