@@ -105,6 +105,7 @@ export default class Backup extends BaseCommand<typeof Backup> {
         durationMs: st.durationMs,
         warnings: res.warnings,
         notices: res.notices,
+        sizeChange: res.sizeChange,
       },
       () =>
         `${res.dryRun ? 'dry run: would store' : `snapshot ${shortId(s.id)} of disk "${s.disk}" saved`} (${s.parent ? `${s.indexKind} on ${shortId(s.parent)}, chain ${s.chainLength}` : 'full'}): ` +

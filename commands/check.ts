@@ -7,6 +7,7 @@ import {counted} from '../src/cli/output.js'
 import {openArchive} from '../src/archive/open-archive.js'
 import {passwordSource} from '../src/cli/password.js'
 import {checkArchive} from '../src/restore/from-archive.js'
+import {keySlotTemps, keySlotTempsWarning} from '../src/repo/key-admin.js'
 
 export default class Check extends BaseCommand<typeof Check> {
   static override summary = 'Verify the repository: structure, and optionally the data.'
@@ -26,7 +27,11 @@ export default class Check extends BaseCommand<typeof Check> {
     const res = await withProgress(this.out, `check ${repo.location}`, (p) =>
       runCheck(repo, {readData: this.flags['read-data'], readDataSubset: this.flags['read-data-subset'], onProgress: (d, t) => p.update(d, t)}),
     )
-    this.out.result(res, () => {
+    // reported, not removed: check changes nothing (key passwd/remove sweep them)
+    const keyTemps = repo.master ? await keySlotTemps(repo) : []
+    const leftover = keySlotTempsWarning(keyTemps)
+    if (leftover) this.out.warn(leftover)
+    this.out.result({...res, keySlotTemps: keyTemps}, () => {
       const lines = res.findings.map((f) => `error: ${f.message}`)
       if (res.lost.length > 0) {
         lines.push(`lost (cannot be restored): ${res.lost.map((id) => id.slice(0, 8)).join(', ')}`)

@@ -6,6 +6,7 @@ import {shortId} from '../src/repo/manifest.js'
 import {selectSnapshot} from '../src/repo/select.js'
 
 export default class Diff extends BaseCommand<typeof Diff> {
+  static override takesLock = false
   static override summary = 'Show the changed-block map between two snapshots of a disk.'
   static override description =
     'Compares the two snapshots\' indexes (no data is read): the blocks whose content differs, as counts, bytes and byte ranges. When the disk grew or shrank between them, every block past the end of the smaller disk (and its short last block) counts as changed.'

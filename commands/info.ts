@@ -4,6 +4,7 @@ import {formatBytes} from '../src/cli/output.js'
 import {imageInfo} from '../src/disk/info.js'
 
 export default class Info extends BaseCommand<typeof Info> {
+  static override takesLock = false
   static override summary = 'Describe a disk image: format, virtual size, allocated bytes, parents.'
   static override examples = ['<%= config.bin %> info web.qcow2', '<%= config.bin %> info /dev/vg0/db --json']
   static override args = {

@@ -6,6 +6,7 @@ import {initRepository, parseCompression} from '../src/repo/init.js'
 import {formatBytes} from '../src/cli/output.js'
 
 export default class Init extends BaseCommand<typeof Init> {
+  static override takesLock = false
   static override summary = 'Create a repository.'
   static override description =
     'Creates an empty repository at --repo. With a password (VDSNAP_PASSWORD, --password-file, VDSNAP_PASSWORD_COMMAND or a prompt) every object is encrypted with AES-256-GCM; --no-encryption makes a plaintext repository explicitly.'

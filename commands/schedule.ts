@@ -5,6 +5,7 @@ import {cronLines, updateCrontab} from '../src/jobs/crontab.js'
 import {loadJobFile} from '../src/jobs/job-file.js'
 
 export default class Schedule extends BaseCommand<typeof Schedule> {
+  static override takesLock = false
   static override summary = 'Print, install or remove the crontab lines for the job file\'s scheduled jobs.'
   static override description =
     'Prints one crontab line per job that has a "schedule". --install puts them into the user\'s crontab in a block marked with the job file\'s path (installing again replaces the block; the rest of the crontab is left alone); --remove takes the block out. Each line is "vdsnap run JOB --jobs FILE --quiet": a job\'s hooks, summary file and log file come from its "on-failure", "on-success", "summary-file" and "log-file" keys.'

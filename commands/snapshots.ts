@@ -8,6 +8,7 @@ import {snapshotDoc} from '../src/cli/snapshot-doc.js'
 import {formatTime} from '../src/cli/times.js'
 
 export default class Snapshots extends BaseCommand<typeof Snapshots> {
+  static override takesLock = false
   static override summary = 'List snapshots, oldest first.'
   static override examples = [
     '<%= config.bin %> snapshots --repo /srv/backup/vdsnap',

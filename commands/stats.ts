@@ -3,6 +3,7 @@ import {formatBytes} from '../src/cli/output.js'
 import {repoStats} from '../src/check/stats.js'
 
 export default class Stats extends BaseCommand<typeof Stats> {
+  static override takesLock = false
   static override summary = 'Show logical and stored sizes, dedup and compression ratios.'
   static override examples = ['<%= config.bin %> stats --repo /srv/backup/vdsnap', '<%= config.bin %> stats --json']
   static override flags = {...readOnlyFlags}

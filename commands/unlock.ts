@@ -4,6 +4,7 @@ import {describeHolder} from '../src/repo/lock-info.js'
 import {unlockRepository} from '../src/repo/unlock.js'
 
 export default class Unlock extends BaseCommand<typeof Unlock> {
+  static override takesLock = false
   static override summary = 'Remove stale locks (or all locks with --remove-all).'
   static override description =
     'A lock is stale when its process is gone on this host, or it was not refreshed for 15 minutes (any host), or its file is unreadable (damaged, or a field missing): unreadable locks block nobody and are removed by name. Needs no password. --remove-all also removes live locks: only when you know their processes are gone.'

@@ -33,6 +33,7 @@ import type {DiskImage, Range} from '../disk/types.js'
 import {IoError, UsageError} from '../errors.js'
 import {isNbdUrl, parseNbdUrl} from '../nbd/url.js'
 import {resolveSnapshot} from '../repo/chain.js'
+import {formatBytes} from '../repo/config.js'
 import type {LayerFacts, Manifest, SourceFacts} from '../repo/manifest.js'
 import {Repository} from '../repo/repository.js'
 import {bitmapChanges} from './bitmap-source.js'
@@ -79,6 +80,8 @@ export interface BackupResult {
   warnings: string[]
   /** Things worth saying that are not warnings (e.g. a new full after a size change). */
   notices: string[]
+  /** Exact sizes when the disk changed size since its last snapshot (the notice shows them rounded). */
+  sizeChange: {fromBytes: number; toBytes: number} | null
 }
 
 export function defaultDiskName(source: string): string {
@@ -165,10 +168,12 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
       notices.push(`disk "${disk}" changed source (${changes.join(', ')}): allowed by --allow-source-change`)
     }
     let parent: Manifest | null = null
+    let sizeChange: BackupResult['sizeChange'] = null
     if (!opts.full) {
       parent = previous
       if (parent && (parent.virtualSize !== virtualSize || parent.blockSize !== blockSize)) {
-        notices.push(`virtual size changed from ${parent.virtualSize} to ${virtualSize}: taking a new full snapshot (unchanged blocks are still deduplicated)`)
+        sizeChange = {fromBytes: parent.virtualSize, toBytes: virtualSize}
+        notices.push(`virtual size changed from ${formatBytes(parent.virtualSize)} to ${formatBytes(virtualSize)}: taking a new full snapshot (unchanged blocks are still deduplicated)`)
         parent = null
       }
     }
@@ -276,7 +281,7 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
       ...(warnings.length ? {warnings} : {}),
     }
     if (!opts.dryRun) await repo.saveManifest(manifest)
-    return {snapshot: manifest, parent, dryRun: opts.dryRun ?? false, warnings, notices}
+    return {snapshot: manifest, parent, dryRun: opts.dryRun ?? false, warnings, notices, sizeChange}
   } finally {
     await pool.close()
     await image.close()

@@ -73,9 +73,22 @@ export function checkSourceOptions(opts: SourceOptions & {disk?: string}): void 
   if (opts.size !== undefined && (!Number.isSafeInteger(opts.size) || opts.size <= 0)) throw new UsageError(`--size ${opts.size} is not a positive number of bytes`)
 }
 
+/** A character device, FIFO or socket has no size to read up to: it is a stream, read by "backup -". */
+async function refuseSpecialFile(path: string): Promise<void> {
+  const st = await stat(path).catch(() => null)
+  if (st && !st.isFile() && !st.isBlockDevice() && !st.isDirectory()) {
+    throw new UsageError(`${path} is neither a disk image file nor a block device`, {
+      hint: `to back up a stream, pipe it in: vdsnap backup - --disk NAME --size BYTES < ${path}`,
+    })
+  }
+}
+
 /** Opens the source; `previousSize` is the disk's newest snapshot's size (streams without --size). */
 export async function openSource(opts: SourceOptions, disk: string, previousSize: () => Promise<number | undefined>): Promise<DiskImage> {
-  if (!isStream(opts)) return openImage(opts.source, {format: opts.format, imageSnapshot: opts.imageSnapshot, bitmap: opts.bitmap})
+  if (!isStream(opts)) {
+    if (!isNbdUrl(opts.source)) await refuseSpecialFile(opts.source)
+    return openImage(opts.source, {format: opts.format, imageSnapshot: opts.imageSnapshot, bitmap: opts.bitmap})
+  }
   const size = opts.size ?? (await previousSize())
   if (size === undefined) {
     throw new UsageError(`disk "${disk}" has no snapshot yet, so a stream needs --size BYTES`, {

@@ -53,7 +53,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     'password-file': Flags.string({summary: 'Read the repository password from this file (beats every VDSNAP_PASSWORD* variable).', helpGroup: 'GLOBAL', exclusive: ['password-command']}),
     'password-command': Flags.string({summary: 'Run this shell command and use what it prints as the password (beats every VDSNAP_PASSWORD* variable).', helpGroup: 'GLOBAL'}),
     json: Flags.boolean({summary: 'Print one JSON document on stdout and nothing else there.', default: false, helpGroup: 'GLOBAL'}),
-    quiet: Flags.boolean({char: 'q', summary: 'Print nothing but errors.', default: false, helpGroup: 'GLOBAL'}),
+    quiet: Flags.boolean({char: 'q', summary: 'Print only warnings and errors (no progress, no success lines).', default: false, helpGroup: 'GLOBAL'}),
     verbose: Flags.boolean({char: 'v', summary: 'Print more detail (stack traces of errors).', default: false, helpGroup: 'GLOBAL'}),
     'json-progress': Flags.boolean({summary: 'Write progress as JSON lines on stderr (type "status", like restic\'s), one a second.', default: false, helpGroup: 'GLOBAL'}),
     'lock-wait': Flags.string({summary: 'How long to wait for a conflicting lock, e.g. 30s, 5m (default 0; two commands whose locks collide retry for 5 s anyway).', default: '0', helpGroup: 'GLOBAL'}),
@@ -66,6 +66,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     'limit-download': Flags.string({summary: 'Download bandwidth limit, e.g. 50MiB (default: none).', helpGroup: 'STORAGE'}),
     connections: Flags.integer({summary: 'Transfers in flight at once (default 8 locally, 16 for S3, 32 for SFTP).', min: 1, max: 256, helpGroup: 'STORAGE'}),
   }
+
+  /** False on commands that take no repository lock: a typed --lock-wait would do nothing there, so it is refused. */
+  static takesLock = true
 
   protected flags!: BaseFlags<T>
   protected args!: Interfaces.InferredArgs<T['args']>
@@ -88,6 +91,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     this.args = args as Interfaces.InferredArgs<T['args']>
     for (const t of raw) if (t.type === 'flag') this.givenFlags.add(t.flag)
     this.out = new Output({json: this.flags.json, quiet: this.flags.quiet, verbose: this.flags.verbose, jsonProgress: this.flags['json-progress']})
+    if (!(this.ctor as typeof BaseCommand).takesLock && this.given('lock-wait')) {
+      throw new UsageError(`--lock-wait does nothing with "${(this.id ?? '').replaceAll(':', ' ')}": it takes no repository lock`, {hint: 'drop --lock-wait'})
+    }
     try {
       const wait = this.flags['lock-wait'] as string | undefined
       this.lockWaitMs = wait === undefined ? 0 : parseDuration(wait)

@@ -12,6 +12,8 @@ export function forgetDoc(res: RunForgetResult): object {
     remove: res.removed.map((m) => ({id: m.id, disk: m.disk, time: m.time})),
     rebased: res.rebased,
     damagedRemoved: res.damagedRemoved,
+    /** Every snapshot removed, readable or damaged. */
+    removedCount: res.removed.length + res.damagedRemoved.length,
     manifestsRewritten: res.manifestsRewritten,
     indexesRemoved: res.indexesRemoved,
     prune: res.prune,
@@ -25,7 +27,9 @@ export function forgetText(res: RunForgetResult, localTime = false): string {
   const lines = rows.length > 1 ? [table(rows)] : []
   for (const id of res.damagedRemoved) lines.push(`${shortId(id)} (damaged) ${res.dryRun ? 'would be' : 'was'} removed`)
   for (const r of res.rebased) lines.push(`${shortId(r.id)} ${res.dryRun ? 'would rest' : 'now rests'} on ${r.newParent ? shortId(r.newParent) : 'nothing'} (${r.indexKind} index)`)
-  lines.push(`${res.removed.length} snapshot${res.removed.length === 1 ? '' : 's'} ${res.dryRun ? 'would be ' : ''}removed, ${res.kept.length || 'the others'} kept`)
+  const damaged = res.damagedRemoved.length
+  const removed = res.removed.length + damaged
+  lines.push(`${counted(removed, 'snapshot')}${damaged ? ` (${damaged} damaged)` : ''} ${res.dryRun ? 'would be ' : ''}removed, ${res.kept.length || 'the others'} kept`)
   if (res.prune) lines.push(pruneLine(res.prune))
   return lines.join('\n')
 }

@@ -42,16 +42,8 @@ export function counted(n: number, noun: string, plural = `${noun}s`): string {
   return `${n} ${n === 1 ? noun : plural}`
 }
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
-  let v = n
-  let i = 0
-  while (Math.abs(v) >= 1024 && i < units.length - 1) {
-    v /= 1024
-    i++
-  }
-  return i === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`
-}
+// Lives next to parseSize (the backup engine words notices with it too).
+export {formatBytes} from '../repo/config.js'
 
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${ms} ms`

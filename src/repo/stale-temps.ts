@@ -7,7 +7,7 @@
 // (it commits nothing more). Every backend that offers listTemps is swept.
 // A key slot written by "key add" or "key passwd" that died before its
 // rename is such a temporary object: it goes at the next prune after
-// STALE_MS, or at the next key command (key-admin.ts) after the same age.
+// STALE_MS, or at the start of the next key command (key-admin.ts).
 import type {StorageBackend} from '../backend/types.js'
 import {STALE_MS} from './lock.js'
 

@@ -10,8 +10,9 @@ import {open, rename, stat, unlink, type FileHandle} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 import {FORMATS} from '../disk/formats.js'
 import type {ImageWriter} from '../disk/types.js'
-import {IoError, UsageError} from '../errors.js'
+import {DataError, IoError, UsageError} from '../errors.js'
 import {trackTempFile} from '../flow/interrupt.js'
+import {formatBytes} from '../repo/config.js'
 import {openDeviceExclusive} from './device-guard.js'
 import {targetError} from './target-errors.js'
 
@@ -149,7 +150,8 @@ export async function openTarget(opts: TargetOptions & {virtualSize: number; del
   if (opts.delta) {
     if (!st) throw new UsageError(`--delta-from needs ${opts.to} to exist and hold that snapshot`)
     if (st.size !== opts.virtualSize) {
-      throw new UsageError(`${opts.to} is ${st.size} bytes but the snapshot's disk is ${opts.virtualSize}`, {hint: 'restore in full instead'})
+      // A target of another size cannot hold SNAP: that is the data-error case of --delta-from (exit 6), like a block that differs.
+      throw new DataError(`${opts.to} does not hold that snapshot: it is ${formatBytes(st.size)} (${st.size} bytes), the snapshot's disk ${formatBytes(opts.virtualSize)} (${opts.virtualSize} bytes); nothing was written; restore in full without --delta-from`)
     }
     const fh = await open(opts.to, 'r+').catch((e) => Promise.reject(targetError(e, opts.to, 'opening')))
     return deviceTarget(opts.to, fh, opts.virtualSize, false)

@@ -150,6 +150,37 @@ describe('bad input and failures', () => {
     expect(repoState(repo)).toEqual(before)
   })
 
+  it('a character device or FIFO as backup source: exit 2 with a hint to stream it with "backup -"; repository unchanged', async () => {
+    const fifo = join(dir.path, 'pipe')
+    execFileSync('mkfifo', [fifo])
+    const before = repoState(repo)
+    for (const src of ['/dev/null', fifo]) {
+      const r = await vdsnap(['backup', src, '--disk', 'x'], env)
+      expect(r.code, r.stderr).toBe(2)
+      expect(oneLine(r.stderr)).toBe(`vdsnap: error: ${src} is neither a disk image file nor a block device; to back up a stream, pipe it in: vdsnap backup - --disk NAME --size BYTES < ${src}`)
+    }
+    expect(repoState(repo)).toEqual(before)
+  })
+
+  it('--lock-wait is refused (exit 2, one line) by commands that take no lock, and kept by those that do', async () => {
+    const fresh = join(dir.path, 'never-created')
+    const before = repoState(repo)
+    for (const [argv, name] of [
+      [['init'], 'init'], [['unlock'], 'unlock'], [['info', img], 'info'], [['snapshots'], 'snapshots'],
+      [['key', 'list'], 'key list'], [['stats'], 'stats'],
+    ] as const) {
+      const r = await vdsnap([...argv, '--lock-wait', '1s'], argv[0] === 'init' ? {...env, VDSNAP_REPOSITORY: fresh} : env)
+      expect(r.code, `${name}: ${r.stderr}`).toBe(2)
+      expect(oneLine(r.stderr)).toBe(`vdsnap: error: --lock-wait does nothing with "${name}": it takes no repository lock; drop --lock-wait`)
+    }
+    expect(existsSync(fresh)).toBe(false)
+    expect(repoState(repo)).toEqual(before)
+    const p = await vdsnap(['prune', '--dry-run', '--lock-wait', '1s'], env)
+    expect(p.code, p.stderr).toBe(0)
+    const c = await vdsnap(['check', '--lock-wait', '1s'], env)
+    expect(c.code, c.stderr).toBe(0)
+  })
+
   it('usage errors: exit 2, and --json puts the error on stdout too; repository unchanged', async () => {
     const before = repoState(repo)
     const r = await vdsnap(['restore', 'latest', '--to', join(dir.path, 'x.img'), '--format', 'bogus'], env)

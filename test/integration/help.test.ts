@@ -22,6 +22,13 @@ describe('help', () => {
     expect(r.stdout).toMatch(/--repo/)
   })
 
+  it('--quiet says what it keeps: warnings and errors, in --help and README alike', async () => {
+    const r = await vdsnap(['backup', '--help'])
+    expect(r.stdout).toMatch(/-q, --quiet\s+Print only warnings and errors \(no progress,\s+no success lines\)/)
+    expect(r.stdout).not.toMatch(/nothing but errors/)
+    expect(readFileSync(join(ROOT, 'README.md'), 'utf8')).toMatch(/`--quiet` \(print only\s+warnings and errors: no progress, no success lines\)/)
+  })
+
   it('vdsnap --help lists the commands', async () => {
     const r = await vdsnap(['--help'])
     expect(r.code).toBe(0)

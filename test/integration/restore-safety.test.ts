@@ -83,6 +83,13 @@ describe('restore safety', () => {
     expect(n.code, n.stderr).toBe(6)
     expect(oneLine(n.stderr)).toMatch(/1 of \d+ checked blocks differ \(the first at offset 12582912\)/)
     expect(sha256File(nearly)).toBe(want)
+    // a target of another size cannot hold it either: exit 6 too, naming it and both sizes
+    const small = at('delta-small.img')
+    execFileSync('truncate', ['-s', String(4 * MiB), small])
+    const s = await vdsnap(['restore', 'web@latest', '--to', small, '--delta-from', web1], env)
+    expect(s.code, s.stderr).toBe(6)
+    expect(oneLine(s.stderr)).toBe(`vdsnap: error: ${small} does not hold that snapshot: it is 4.00 MiB (4194304 bytes), the snapshot's disk 16.0 MiB (${16 * MiB} bytes); nothing was written; restore in full without --delta-from`)
+    expect(statSync(small).size).toBe(4 * MiB)
     expect(treeState(repo)).toEqual(before)
     noTemps(dir.path)
   })

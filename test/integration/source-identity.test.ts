@@ -66,7 +66,8 @@ describe('a disk\'s source is checked against its previous snapshot', () => {
     expect(same.parent).not.toBeNull()
     execFileSync('truncate', ['-s', String(3 * MiB), at('disk.raw')])
     const grown = await vdsnapJson(['backup', at('disk.raw'), '--disk', 'lv'], env)
-    expect(grown.notices.join('\n')).toMatch(/virtual size changed from 2097152 to 3145728/)
+    expect(grown.notices.join('\n')).toMatch(/virtual size changed from 2\.00 MiB to 3\.00 MiB/)
+    expect(grown.sizeChange).toEqual({fromBytes: 2 * MiB, toBytes: 3 * MiB})
   })
 
   it('another host is refused; --allow-source-change takes it', () => {
