@@ -10,6 +10,8 @@ export interface GateProxy {
   port: number
   /** Forwards `bytes` more client→server bytes, then holds the rest; resolves when the stall begins. */
   stallAfter(bytes: number): Promise<void>
+  /** Cuts every connection (as a network failure would) and lets new ones through ungated. */
+  dropConnections(): void
   close(): Promise<void>
 }
 
@@ -47,6 +49,10 @@ export async function startGateProxy(targetPort: number): Promise<GateProxy> {
     stallAfter(bytes: number) {
       budget = bytes
       return new Promise<void>((r) => (onStall = r))
+    },
+    dropConnections() {
+      budget = Infinity
+      for (const s of sockets) s.destroy()
     },
     close: () =>
       new Promise<void>((r) => {
