@@ -26,6 +26,8 @@ export default class Check extends BaseCommand<typeof Check> {
     const repo = await this.openRepo({lock: 'shared', command: 'check'})
     const res = await withProgress(this.out, `check ${repo.location}`, (p) =>
       runCheck(repo, {readData: this.flags['read-data'], readDataSubset: this.flags['read-data-subset'], onProgress: (d, t) => p.update(d, t)}),
+      false,
+      'chunk',
     )
     // reported, not removed: check changes nothing (key passwd/remove sweep them)
     const keyTemps = repo.master ? await keySlotTemps(repo) : []

@@ -37,6 +37,8 @@ export default class Copy extends BaseCommand<typeof Copy> {
     for (const sel of argv as string[]) ids.push((await selectSnapshot(from, sel)).id)
     const res = await withProgress(this.out, `copy ${from.location} → ${to.location}`, (p) =>
       copySnapshots(from, to, {ids, disk: f.disk, onProgress: (d, t) => p.update(d, t), beforeCommit: () => this.assertLockHeld()}),
+      false,
+      'snapshot',
     )
     this.out.result(res, () =>
       `copied ${res.copied.length} snapshot${res.copied.length === 1 ? '' : 's'} (${res.skipped.length} already there): ${res.chunksSent} chunks sent (${formatBytes(res.bytesSent)}), ${res.chunksPresent} already present`,

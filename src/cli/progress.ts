@@ -23,6 +23,8 @@ export const PROGRESS_INTERVAL_MS = 10_000
 const JSON_INTERVAL_MS = 1_000
 
 interface Figures {
+  /** What is counted: bytes (undefined), or a unit such as "snapshot". */
+  unit?: string
   phase: string
   done: number
   total: number
@@ -31,15 +33,16 @@ interface Figures {
   etaMs: number | null
 }
 
-function figures(phase: string, done: number, total: number, startedMs: number): Figures {
+function figures(phase: string, done: number, total: number, startedMs: number, unit?: string): Figures {
   const elapsedMs = Math.max(1, Date.now() - startedMs)
   const rate = (done / elapsedMs) * 1000
-  return {phase, done, total, elapsedMs, rate, etaMs: rate > 0 && total > done ? ((total - done) / rate) * 1000 : total > 0 && done >= total ? 0 : null}
+  return {unit, phase, done, total, elapsedMs, rate, etaMs: rate > 0 && total > done ? ((total - done) / rate) * 1000 : total > 0 && done >= total ? 0 : null}
 }
 
 function describe(f: Figures): string {
   const pct = f.total > 0 ? ` (${Math.min(100, (100 * f.done) / f.total).toFixed(1)}%)` : ''
   const eta = f.etaMs !== null && f.etaMs > 0 ? `, ETA ${formatDuration(Math.round(f.etaMs))}` : ''
+  if (f.unit) return `${f.phase}: ${f.done} of ${f.total} ${f.unit}${f.total === 1 ? '' : 's'}${pct}${eta}`
   return `${f.phase}: ${formatBytes(f.done)} of ${formatBytes(f.total)}${pct}, ${formatBytes(f.rate)}/s${eta}`
 }
 
@@ -47,8 +50,7 @@ function statusLine(f: Figures): string {
   return JSON.stringify({
     type: 'status',
     phase: f.phase,
-    bytesDone: f.done,
-    bytesTotal: f.total,
+    ...(f.unit ? {unit: f.unit, done: f.done, total: f.total} : {bytesDone: f.done, bytesTotal: f.total}),
     percentDone: f.total > 0 ? Math.min(1, f.done / f.total) : 0,
     secondsElapsed: Math.round(f.elapsedMs / 1000),
     secondsRemaining: f.etaMs === null ? null : Math.round(f.etaMs / 1000),
@@ -56,9 +58,10 @@ function statusLine(f: Figures): string {
 }
 
 /** `stdoutBusy`: stdout carries data (restore --to -): listr2 must not touch it. */
-export async function withProgress<T>(out: Output, title: string, work: (p: Progress) => Promise<T>, stdoutBusy = false): Promise<T> {
-  if (out.mode.jsonProgress) return withStatusLines(title, work)
-  if (out.tty && !stdoutBusy && !out.mode.quiet && process.stderr.columns) return withListr(title, work)
+/** `unit`: what done/total count when it is not bytes ("snapshot" for copy). */
+export async function withProgress<T>(out: Output, title: string, work: (p: Progress) => Promise<T>, stdoutBusy = false, unit?: string): Promise<T> {
+  if (out.mode.jsonProgress) return withStatusLines(title, work, unit)
+  if (out.tty && !stdoutBusy && !out.mode.quiet && process.stderr.columns) return withListr(title, work, unit)
   let phase = title
   let started = Date.now()
   let last = 0
@@ -76,17 +79,17 @@ export async function withProgress<T>(out: Output, title: string, work: (p: Prog
       if ((now - last < PROGRESS_INTERVAL_MS && !end) || (end && ended === phase)) return
       last = now
       if (end) ended = phase // the phase's last line once, whatever the interval
-      out.log(describe(figures(phase, done, total, started)))
+      out.log(describe(figures(phase, done, total, started, unit)))
     },
   })
 }
 
-async function withStatusLines<T>(title: string, work: (p: Progress) => Promise<T>): Promise<T> {
+async function withStatusLines<T>(title: string, work: (p: Progress) => Promise<T>, unit?: string): Promise<T> {
   let phase = title
   let started = Date.now()
   let last = 0
   let ended = ''
-  const emit = (done: number, total: number) => process.stderr.write(statusLine(figures(phase, done, total, started)) + '\n')
+  const emit = (done: number, total: number) => process.stderr.write(statusLine(figures(phase, done, total, started, unit)) + '\n')
   emit(0, 0)
   return work({
     phase(name) {
@@ -106,7 +109,7 @@ async function withStatusLines<T>(title: string, work: (p: Progress) => Promise<
   })
 }
 
-async function withListr<T>(title: string, work: (p: Progress) => Promise<T>): Promise<T> {
+async function withListr<T>(title: string, work: (p: Progress) => Promise<T>, unit?: string): Promise<T> {
   const {Listr, ListrLogger, ProcessOutput} = await import('listr2')
   let result: T
   let phase = title
@@ -123,7 +126,7 @@ async function withListr<T>(title: string, work: (p: Progress) => Promise<T>): P
               task.output = name
             },
             update(done, total) {
-              task.output = describe(figures(phase, done, total, started))
+              task.output = describe(figures(phase, done, total, started, unit))
             },
           })
         },

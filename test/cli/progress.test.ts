@@ -64,4 +64,13 @@ describe('withProgress without a TTY', () => {
     const last = docs[4]
     expect(last).toEqual({type: 'status', phase: 'reading', bytesDone: 3_000_000, bytesTotal: 3_000_000, percentDone: 1, secondsElapsed: 3, secondsRemaining: 0})
   })
+
+  it('counts what is not bytes in its own unit (copy: snapshots, check: chunks), in text and JSON', async () => {
+    await withProgress(new Output({json: false, quiet: false, verbose: false}), 'copy a → b', async (p) => p.update(1, 1), false, 'snapshot')
+    expect(lines.at(-1)).toMatch(/copy a → b: 1 of 1 snapshot \(100\.0%\)\n$/)
+    lines = []
+    await withProgress(new Output({json: true, quiet: false, verbose: false, jsonProgress: true}), 'check r', async (p) => p.update(4, 4), false, 'chunk')
+    expect(JSON.parse(lines.at(-1)!)).toMatchObject({unit: 'chunk', done: 4, total: 4, percentDone: 1})
+    expect(lines.join('')).not.toContain('bytesDone')
+  })
 })
