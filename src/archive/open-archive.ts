@@ -20,6 +20,7 @@ import {decodeIndex} from '../repo/index-codec.js'
 import {openKeySlot, type KeySlot, type MasterKey} from '../repo/keys.js'
 import type {Manifest} from '../repo/manifest.js'
 import type {ResolvedIndex} from '../repo/chain.js'
+import {ChunkCodec} from '../repo/chunk-store.js'
 import {BlockSource, type BlockSourceOptions} from '../restore/block-source.js'
 import type {BlockStream} from '../restore/restore.js'
 import type {ArchiveSource} from './archive-source.js'
@@ -140,8 +141,9 @@ export class ArchiveBlocks {
     let inner: BlockStream & {close(): Promise<void>}
     if (a.resolved) {
       a.source.planUses(lastUses(a.resolved))
-      const store = {idKey: a.master?.idKey, encKey: a.master?.encKey, level: a.config?.compression.level ?? 0, loadChunkObject: (hex: string, b: number) => a.source.loadChunk(hex, b)}
-      inner = BlockSource.fromResolved(store, a.snapshot, a.resolved, opts)
+      const codec = new ChunkCodec({idKey: a.master?.idKey, encKey: a.master?.encKey}, a.config?.compression.level ?? 0, a.resolved.blockSize)
+      const reader = {getObject: (hex: string, b: number) => a.source.loadChunk(hex, b), decode: codec.decode.bind(codec), close: () => codec.close()}
+      inner = BlockSource.fromResolved(reader, a.snapshot, a.resolved, opts)
     } else inner = new PortableBlocks(a.snapshot, a.source.image())
     const hash = this.hash
     const zero = Buffer.alloc(inner.blockCount > 0 ? Math.min(a.snapshot.blockSize, inner.virtualSize) : 0)

@@ -27,7 +27,6 @@ import {basename, extname} from 'node:path'
 import {readChangedRanges, rangesToBlocks} from '../cbt/change-source.js'
 import {ChangedBlockMap} from '../cbt/changed-block-map.js'
 import {DIGEST_SIZE, ZERO_ID} from '../chunk/digest.js'
-import {ChunkPool} from '../chunk/pool.js'
 import {NbdImage} from '../disk/nbd-image.js'
 import type {DiskImage, Range} from '../disk/types.js'
 import {IoError, UsageError} from '../errors.js'
@@ -146,7 +145,6 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
   const now = opts.now ?? (() => new Date())
   const host = opts.hostname ?? hostname()
   const image = await openSource(opts, disk, async () => (await repo.listSnapshots(disk)).at(-1)?.virtualSize)
-  const pool = new ChunkPool({idKey: repo.idKey, encKey: repo.encKey}, repo.level)
   const warnings: string[] = []
   const notices: string[] = []
   const tags = [...new Set(opts.tags ?? [])]
@@ -222,7 +220,6 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
     const scan: BlockScanStats = await writeBlocks({
       image,
       repo,
-      pool,
       entries,
       cbm,
       candidates,
@@ -283,7 +280,6 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
     if (!opts.dryRun) await repo.saveManifest(manifest)
     return {snapshot: manifest, parent, dryRun: opts.dryRun ?? false, warnings, notices, sizeChange}
   } finally {
-    await pool.close()
     await image.close()
   }
 }
