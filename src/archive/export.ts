@@ -72,7 +72,7 @@ export async function runExport(repo: Repository, opts: ExportOptions): Promise<
   let out: VolumeWriter | undefined
   try {
     const first = firstUses(source)
-    const manifest = archiveManifest(snap, source, first.size, portable, repo.encKey !== undefined)
+    const manifest = archiveManifest(snap, source, first.size, portable, repo.chunks.encrypted)
     const head = portable ? [] : await repositoryHead(repo, snap, source, manifest)
     out = new VolumeWriter({to: opts.to, force: opts.force, recordSize: opts.recordSize, split: opts.split, format: opts.format, time: snap.time, comment: `vdsnap archive of ${snap.disk} snapshot ${snap.id}; see README.txt`}, manifest, head)
     await out.open()

@@ -9,7 +9,7 @@
 //   (RepoLock.assertHeld): a backup whose lock went stale (so a prune may
 //   have run) writes no snapshot. Hence every chunk a future manifest will
 //   reference was either referenced when prune listed the manifests, or is
-//   written (or re-checked with hasChunk, which asks the storage) by a
+//   written (or re-checked with ChunkStore.has, which asks the storage) by a
 //   backup that started after prune released its lock;
 // - a backup killed half-way wrote no manifest: its chunks are garbage
 //   here, and its re-run uploads again whatever prune removed;
