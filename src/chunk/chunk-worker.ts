@@ -43,7 +43,7 @@ const handlers: {[M in Method]: Handler<M>} = {
     const plain = items.map(({name, data, digest}) => {
       const body = decodeObject(ObjectKind.Chunk, name, Buffer.from(data.buffer, data.byteOffset, data.byteLength), encKey, maxSize)
       if ((rehash || !encKey) && !chunkDigest(body, idKey).equals(digest)) {
-        throw new DataError(`${name} does not match its digest (corrupt chunk)`, {hint: 'run "vdsnap check --read-data" to list damaged chunks (plain check reads no chunk)'})
+        throw new DataError(`${name} does not match its digest (corrupt chunk)`, {hint: 'run "vdsnap check --read-data" to list damaged chunks (plain check reads no chunk)', code: 'CHUNK_CORRUPT', object: name})
       }
       return own(body)
     })

@@ -191,7 +191,7 @@ export class ChunkStore extends ChunkCodec {
       return await this.backend.load(chunkObjectName(id))
     } catch (e) {
       if (e instanceof NotFoundError) {
-        throw new DataError(`chunk ${id.slice(0, 16)}… is missing from ${this.backend.location}`, {hint: 'run "vdsnap check" to find the damaged snapshots'})
+        throw new DataError(`chunk ${id.slice(0, 16)}… is missing from ${this.backend.location}`, {hint: 'run "vdsnap check" to find the damaged snapshots', code: 'CHUNK_MISSING', object: chunkObjectName(id)})
       }
       throw e
     }

@@ -24,6 +24,7 @@ import {ZERO_ID} from '../chunk/digest.js'
 import {LruCache} from '../disk/lru-cache.js'
 import {DataError} from '../errors.js'
 import {entryAt, resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
+import {chunkObjectName} from '../repo/chunk-store.js'
 import type {Manifest} from '../repo/manifest.js'
 import type {Repository} from '../repo/repository.js'
 
@@ -209,7 +210,7 @@ export class BlockSource {
 
   private settle(b: number, buf: Buffer): void {
     const len = this.blockLength(b)
-    if (buf.length !== len) throw new DataError(`chunk for block ${b} holds ${buf.length} bytes, expected ${len}`, {hint: 'run "vdsnap check --read-data"'})
+    if (buf.length !== len) throw new DataError(`chunk for block ${b} holds ${buf.length} bytes, expected ${len}`, {hint: 'run "vdsnap check --read-data"', code: 'CHUNK_CORRUPT', object: chunkObjectName(this.entry(b).toString('hex'))})
     const hex = this.entry(b).toString('hex')
     if (this.inflight.delete(hex)) this.cache.set(hex, buf)
   }

@@ -57,6 +57,7 @@ describe('errors cross the worker boundary intact', () => {
     expect((err as DataError).kind).toBe('data')
     expect((err as DataError).message).toBe('chunks/aa/x does not match its digest (corrupt chunk)')
     expect((err as DataError).hint).toMatch(/check --read-data/)
+    expect([(err as DataError).code, (err as DataError).object]).toEqual(['CHUNK_CORRUPT', 'chunks/aa/x'])
   })
 
   it('an encrypted chunk in a pool without a key rejects with a PasswordError', async () => {
@@ -68,13 +69,13 @@ describe('errors cross the worker boundary intact', () => {
   })
 
   it('serialization keeps the class and every plain field, whatever the constructor takes', () => {
-    const data = Object.assign(new DataError('chunks/ab/cd is truncated', {hint: 'run check', retryable: false}), {code: 'CHUNK_TRUNCATED', object: 'chunks/ab/cd', offset: 4096})
-    const back = deserializeError(structuredClone(serializeError(data))) as DataError & {code: string; object: string; offset: number}
+    const data = new DataError('chunks/ab/cd is truncated', {hint: 'run check', code: 'CHUNK_CORRUPT', object: 'chunks/ab/cd', offset: 4096})
+    const back = deserializeError(structuredClone(serializeError(data))) as DataError
     expect(back).toBeInstanceOf(DataError)
-    expect([back.message, back.hint, back.kind, back.code, back.object, back.offset, back.retryable]).toEqual(['chunks/ab/cd is truncated', 'run check', 'data', 'CHUNK_TRUNCATED', 'chunks/ab/cd', 4096, false])
+    expect([back.message, back.hint, back.kind, back.code, back.object, back.offset, back.retryable]).toEqual(['chunks/ab/cd is truncated', 'run check', 'data', 'CHUNK_CORRUPT', 'chunks/ab/cd', 4096, false])
     const img = deserializeError(structuredClone(serializeError(new ImageFormatError('/x.vdi', 'bad header')))) as ImageFormatError
     expect(img).toBeInstanceOf(ImageFormatError)
-    expect([img.message, img.path, img.kind]).toEqual(['/x.vdi: bad header', '/x.vdi', 'data'])
+    expect([img.message, img.path, img.kind, img.code]).toEqual(['/x.vdi: bad header', '/x.vdi', 'data', new ImageFormatError('/y', 'z').code])
     const io = deserializeError(structuredClone(serializeError(new IoError('reset', {retryable: true})))) as IoError
     expect([io instanceof IoError, io.retryable]).toEqual([true, true])
     expect(deserializeError(structuredClone(serializeError(new RangeError('r'))))).toBeInstanceOf(RangeError)

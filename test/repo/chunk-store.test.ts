@@ -58,6 +58,7 @@ describe.each([
     const missing = await store.get(id).catch((e: unknown) => e)
     expect(missing).toBeInstanceOf(DataError)
     expect((missing as Error).message).toBe(`chunk ${id.slice(0, 16)}… is missing from ${root}`)
+    expect([(missing as DataError).code, (missing as DataError).object]).toEqual(['CHUNK_MISSING', chunkObjectName(id)])
   })
 
   it('stores an object encoded by another store with the same keys as it is; concurrent puts of one id write once', async () => {
@@ -86,6 +87,7 @@ describe.each([
     const err = await store.get(id).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(DataError)
     expect((err as Error).message).toMatch('encKey' in keys ? /failed authentication/ : /does not match its digest/)
+    expect([(err as DataError).code, (err as DataError).object]).toEqual(['CHUNK_CORRUPT', chunkObjectName(id)])
   })
 })
 
