@@ -218,6 +218,23 @@ describe('VHD differencing', () => {
     renameSync(p2, p)
     await expect(VhdImage.open(c)).rejects.toThrow(/loop/)
   })
+
+  it('a child smaller than its parent lists no allocated range past its own end', async () => {
+    const parent = at('big-parent.vhd')
+    const w = await createVhdWriter(parent, 8 * 1024 * 1024)
+    await w.write(6 * 1024 * 1024, Buffer.alloc(65536, 1)) // data only past the child's end
+    await w.close()
+    const child = at('small-child.vhd')
+    const c = await createVhdWriter(child, 4 * 1024 * 1024, {parent})
+    await c.write(0, Buffer.alloc(65536, 2))
+    await c.close()
+    const img = await openImage(child)
+    const ranges = await img.allocatedRanges()
+    expect(ranges.length).toBeGreaterThan(0)
+    for (const r of ranges) expect(r.offset + r.length).toBeLessThanOrEqual(img.virtualSize)
+    expect((await img.info()).allocatedBytes).toBeLessThanOrEqual(img.virtualSize)
+    await img.close()
+  })
 })
 
 describe('VHD corrupt input', () => {
