@@ -24,11 +24,9 @@ import {BlockSource, type BlockSourceOptions} from '../restore/block-source.js'
 import type {BlockStream} from '../restore/restore.js'
 import type {ArchiveSource} from './archive-source.js'
 import {PortableBlocks} from './portable-blocks.js'
-import {openZipFile} from './zip-file-source.js'
+import {isZipFile, openZipFile} from './zip-file-source.js'
 import {openPipe} from './pipe-source.js'
 import {openVolumes} from './volume-source.js'
-import {open} from 'node:fs/promises'
-import {SIG_LOCAL} from './zip-format.js'
 
 export interface OpenedArchive {
   source: ArchiveSource
@@ -44,10 +42,7 @@ export async function openArchiveSource(path: string): Promise<ArchiveSource> {
   if (st.isFIFO() || st.isCharacterDevice()) return openPipe(createReadStream(path, {highWaterMark: 1024 * 1024}), path)
   if (!st.isFile()) throw new UsageError(`${path} is not an archive file, a pipe or a tape`)
   // A ZIP file is read by entry; a tar file (no index to seek by) in one pass.
-  const fh = await open(path, 'r')
-  const magic = Buffer.alloc(4)
-  const {bytesRead} = await fh.read(magic, 0, 4, 0).finally(() => fh.close())
-  if (bytesRead === 4 && magic.readUInt32LE(0) === SIG_LOCAL) return openZipFile(path)
+  if (await isZipFile(path)) return openZipFile(path)
   return openPipe(createReadStream(path, {highWaterMark: 1024 * 1024}), path)
 }
 

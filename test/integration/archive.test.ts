@@ -245,15 +245,18 @@ describe('import', () => {
 })
 
 describe('--split volumes', () => {
-  it('each volume passes unzip -t alone with its manifest and number; restore, check and import take them in any order; a missing volume and a volume of another archive are named', async () => {
-    // 4 MiB of incompressible data in a plaintext repository of 64 KiB blocks: four volumes of 1280 KiB
-    const src = join(dir, 'repo-volsrc')
-    const image = join(dir, 'vol-disk.img')
+  // 4 MiB of incompressible data in a plaintext repository of 64 KiB blocks: four volumes of 1280 KiB
+  const image = join(dir, 'vol-disk.img')
+  const env = {VDSNAP_REPOSITORY: join(dir, 'repo-volsrc')}
+  let snap = ''
+  beforeAll(async () => {
     execFileSync('truncate', ['-s', String(5 * MiB + 333), image])
     randomAt(image, 0, 4 * MiB)
-    const env = {VDSNAP_REPOSITORY: src}
     expect((await vdsnap(['init', '--no-encryption', '--block-size', '64KiB'], env)).code).toBe(0)
-    const snap = (await vdsnapJson(['backup', image, '--disk', 'vol'], env)).snapshot
+    snap = (await vdsnapJson(['backup', image, '--disk', 'vol'], env)).snapshot
+  }, 120_000)
+
+  it('each volume passes unzip -t alone with its manifest and number; restore, check and import take them in any order; a missing volume and a volume of another archive are named', async () => {
     const r = {snap, image, env}
     const base = join(dir, 'vol.zip')
     const res = await vdsnapJson(['export', r.snap, '--to', base, '--split', '1280KiB', '--record-size', '64KiB'], r.env)
@@ -287,6 +290,49 @@ describe('--split volumes', () => {
     expect(alone.code).toBe(2)
     expect(oneLine(alone.stderr)).toMatch(/is volume 1 of a split archive; give every volume/)
     expect(existsSync(join(dir, 'never-vol.raw'))).toBe(false)
+  })
+
+  it('--archive-format tar: each volume is a tar GNU tar lists alone, with its manifest and number; restore (file and check) takes them in any order; missing, foreign and --to - are refused', async () => {
+    const base = join(dir, 'vol.tar')
+    const res = await vdsnapJson(['export', snap, '--to', base, '--archive-format', 'tar', '--split', '1280KiB', '--record-size', '64KiB'], env)
+    expect(res.volumes.length).toBeGreaterThanOrEqual(3)
+    res.volumes.forEach((v: string, i: number) => {
+      expect(statSync(v).size).toBeLessThanOrEqual(1280 * 1024)
+      expect(statSync(v).size % 65536).toBe(0)
+      const list = sh(`tar -tvf ${v}`)
+      expect(list.code, list.stderr).toBe(0)
+      expect(list.stdout).toMatch(/manifest\.json[\s\S]*indexes\/[\s\S]*chunks\//)
+      expect(list.stdout.includes('SHA256SUMS')).toBe(i === res.volumes.length - 1)
+      expect(JSON.parse(sh(`tar -xOf ${v} manifest.json`).stdout)).toMatchObject({volume: i + 1, snapshot: snap})
+    })
+    const shuffled = [res.volumes[1], ...res.volumes.slice(2).reverse(), res.volumes[0]]
+    const to = join(dir, 'vol-tar.raw')
+    const restored = await vdsnap(['restore', '--from-archive', ...shuffled, '--to', to])
+    expect(restored.code, restored.stderr).toBe(0)
+    expect(sh(`cmp ${to} ${image}`).code).toBe(0)
+    expect((await vdsnap(['check', '--archive', ...shuffled])).code).toBe(0)
+    const repo = join(dir, 'repo-voltar')
+    expect((await vdsnap(['init', '--repo', repo, '--no-encryption', '--block-size', '64KiB'])).code).toBe(0)
+    const imp = await vdsnap(['import', ...shuffled, '--repo', repo])
+    expect(imp.code, imp.stderr).toBe(0)
+    expect(sh(`node ${BIN} restore latest --repo ${repo} --to vol-tar-imported.raw -q && cmp vol-tar-imported.raw ${image}`).code).toBe(0)
+
+    const never = join(dir, 'never-voltar.raw')
+    const n = res.volumes.length
+    const withoutMiddle = await vdsnap(['restore', '--from-archive', ...res.volumes.filter((_: string, i: number) => i !== 1), '--to', never])
+    expect(withoutMiddle.code).toBe(6)
+    expect(oneLine(withoutMiddle.stderr)).toContain(`volume ${base}.002 of ${n} is missing`)
+    const withoutLast = await vdsnap(['restore', '--from-archive', ...res.volumes.slice(0, -1), '--to', never])
+    expect(withoutLast.code).toBe(6)
+    expect(oneLine(withoutLast.stderr)).toMatch(/the last volume of .*vol\.tar .*is missing/)
+    const other = await vdsnapJson(['export', snap, '--to', join(dir, 'other.tar'), '--archive-format', 'tar', '--split', '1280KiB'], env)
+    const mixed = await vdsnap(['restore', '--from-archive', res.volumes[0], other.volumes[1], ...res.volumes.slice(2), '--to', never])
+    expect(mixed.code).toBe(6)
+    expect(oneLine(mixed.stderr)).toMatch(/other\.tar\.002 is a volume of another archive/)
+    expect(existsSync(never)).toBe(false)
+    const piped = await vdsnap(['export', snap, '--to', '-', '--archive-format', 'tar', '--split', '1280KiB'], env)
+    expect(piped.code).toBe(2)
+    expect(oneLine(piped.stderr)).toMatch(/--split writes volume files.*not -/)
   })
 })
 
