@@ -12,7 +12,6 @@
 //    compared with SHA256SUMS by verifyImage() before the target is kept.
 import {createReadStream} from 'node:fs'
 import {stat} from 'node:fs/promises'
-import {createHash} from 'node:crypto'
 import {decodeObject, ObjectKind} from '../chunk/object-codec.js'
 import {DataError, PasswordError, UsageError, toVdsnapError} from '../errors.js'
 import {parseConfig, type RepoConfig} from '../repo/config.js'
@@ -23,6 +22,7 @@ import type {ResolvedIndex} from '../repo/chain.js'
 import {BlockSource, type BlockSourceOptions} from '../restore/block-source.js'
 import type {BlockStream} from '../restore/restore.js'
 import type {ArchiveSource} from './archive-source.js'
+import {ImageHasher} from './image-hasher.js'
 import {PortableBlocks} from './portable-blocks.js'
 import {isZipFile, openZipFile} from './zip-file-source.js'
 import {openPipe} from './pipe-source.js'
@@ -123,10 +123,10 @@ function lastUses(r: ResolvedIndex): Map<string, number> {
   return last
 }
 
-/** The archive's blocks in offset order, hashed on the way for verifyImage(). */
+/** The archive's blocks in offset order, hashed on the way (in the image hash worker) for verifyImage(). */
 export class ArchiveBlocks {
   readonly stream: BlockStream & {close(): Promise<void>}
-  private readonly hash = createHash('sha256')
+  private readonly hasher = new ImageHasher()
 
   constructor(
     private readonly a: OpenedArchive,
@@ -138,14 +138,17 @@ export class ArchiveBlocks {
       const store = {idKey: a.master?.idKey, encKey: a.master?.encKey, level: a.config?.compression.level ?? 0, loadChunkObject: (hex: string, b: number) => a.source.loadChunk(hex, b)}
       inner = BlockSource.fromResolved(store, a.snapshot, a.resolved, opts)
     } else inner = new PortableBlocks(a.snapshot, a.source.image())
-    const hash = this.hash
-    const zero = Buffer.alloc(inner.blockCount > 0 ? Math.min(a.snapshot.blockSize, inner.virtualSize) : 0)
+    const hasher = this.hasher
     this.stream = Object.assign(Object.create(inner) as typeof inner, {
       async *blocks(wanted?: (b: number) => boolean) {
         for await (const block of inner.blocks(wanted)) {
-          hash.update(block.data ?? zero.subarray(0, block.length))
+          await hasher.update(block.data, block.length)
           yield block
         }
+      },
+      async close() {
+        await hasher.close()
+        await inner.close()
       },
     })
   }
@@ -153,7 +156,7 @@ export class ArchiveBlocks {
   /** Compares the hash of every block with SHA256SUMS (all blocks must have passed). */
   async verifyImage(): Promise<string> {
     const want = await this.a.source.imageSha256()
-    const have = this.hash.digest('hex')
+    const have = await this.hasher.digest()
     if (have !== want) throw new DataError(`${this.a.source.describe}: the restored image's SHA-256 ${have} differs from SHA256SUMS ${want} (corrupt archive)`, {hint: 'use another copy of the archive'})
     return have
   }
