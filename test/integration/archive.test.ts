@@ -345,6 +345,7 @@ describe('--split volumes', () => {
       expect(list.stdout).toMatch(/manifest\.json[\s\S]*indexes\/[\s\S]*chunks\//)
       expect(list.stdout.includes('SHA256SUMS')).toBe(i === res.volumes.length - 1)
       expect(JSON.parse(sh(`tar -xOf ${v} manifest.json`).stdout)).toMatchObject({volume: i + 1, snapshot: snap})
+      expect(sh(`tar -xOf ${v} README.txt`).stdout).toContain(`volume ${i + 1} of a split archive`)
     })
     const shuffled = [res.volumes[1], ...res.volumes.slice(2).reverse(), res.volumes[0]]
     const to = join(dir, 'vol-tar.raw')
@@ -370,6 +371,9 @@ describe('--split volumes', () => {
     const mixed = await vdsnap(['restore', '--from-archive', res.volumes[0], other.volumes[1], ...res.volumes.slice(2), '--to', never])
     expect(mixed.code).toBe(6)
     expect(oneLine(mixed.stderr)).toMatch(/other\.tar\.002 is a volume of another archive/)
+    const alone = await vdsnap(['restore', '--from-archive', res.volumes[1], '--to', never])
+    expect(alone.code).toBe(2)
+    expect(oneLine(alone.stderr)).toMatch(/is volume 2 of a split archive; give every volume/)
     expect(existsSync(never)).toBe(false)
     const piped = await vdsnap(['export', snap, '--to', '-', '--archive-format', 'tar', '--split', '1280KiB'], env)
     expect(piped.code).toBe(2)
