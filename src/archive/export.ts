@@ -45,6 +45,8 @@ export interface ExportOptions {
   /** Cut the archive into volumes of at most this many bytes (NAME.001, …). */
   split?: number
   force?: boolean
+  /** Decode and verify every chunk and hash the image even when the repository holds the image SHA-256. */
+  verify?: boolean
   onProgress?: (done: number, total: number) => void
 }
 
@@ -73,7 +75,7 @@ export async function runExport(repo: Repository, opts: ExportOptions): Promise<
   const snap = opts.snapshot
   const portable = opts.portable ?? false
   const resolved = await resolveSnapshot(repo, snap)
-  const known = portable ? null : await loadImageSum(repo, snap, resolved.virtualSize)
+  const known = portable || opts.verify ? null : await loadImageSum(repo, snap, resolved.virtualSize)
   let out: VolumeWriter | undefined
   let source: BlockSource | undefined
   let hasher: ImageHasher | undefined

@@ -133,6 +133,8 @@ describe.each(['plain', 'enc'])('%s repository', (name) => {
     expect(recomputed.imageSha256From).toBe('computed')
     expect(recomputed.imageSha256).toBe(res.imageSha256)
     expect((await vdsnapJson(['export', r().snap, '--to', join(dir, `${name}-again3.zip`)], r().env)).imageSha256From).toBe('repository')
+    const verified = await vdsnapJson(['export', r().snap, '--to', join(dir, `${name}-again4.zip`), '--verify'], r().env)
+    expect([verified.imageSha256From, verified.imageSha256]).toEqual(['computed', res.imageSha256])
   })
 
   it('restores byte for byte from the archive file, with no repository', async () => {
