@@ -170,10 +170,11 @@ export class Repository {
     return m
   }
 
-  /** Deletes a manifest (forget). A missing one is not an error. */
+  /** Deletes a manifest (forget), and the image SHA-256 export recorded for it. A missing one is not an error. */
   async removeManifest(id: string): Promise<void> {
     this.manifestCache.delete(id)
     await this.backend.remove(`snapshots/${id}`)
+    await this.backend.remove(`imagesums/${id}`) // archive/image-sum.ts
   }
 
   async listSnapshotIds(): Promise<string[]> {
