@@ -9,14 +9,19 @@ import type {ByteRange} from './types.js'
 
 /** A ranged load asked for bytes beyond the end of the object. Permanent (retrying reads the same object). */
 export class ObjectRangeError extends DataError {
+  declare readonly object: string
+
   constructor(
-    readonly object: string,
+    object: string,
     location: string,
     readonly range: ByteRange,
     readonly size: number,
   ) {
     super(`reading ${describeRange(range)} of ${object} (${location}): the object has only ${size} bytes`, {
       hint: 'the object is truncated or the reference to it is wrong; run vdsnap check',
+      code: 'OBJECT_RANGE',
+      object,
+      offset: range.offset,
     })
   }
 }

@@ -106,6 +106,7 @@ export function backendConformance(open: Opener, limits: ServerLimits = {}): voi
         const e = err as ObjectRangeError
         expect(e.retryable).toBe(false)
         expect(e.kind).toBe('data')
+        expect(e.code).toBe('OBJECT_RANGE')
         expect(e.object).toBe('dir/obj')
         expect(e.size).toBe(10_000)
         expect(e.message).toContain('dir/obj')
