@@ -13,7 +13,7 @@ import {DataError, NotFoundError} from '../../src/errors.js'
 import {PACK_FOOTER_SIZE, decodePackTail, packIdOf, type PackEntry} from '../../src/repo/pack-format.js'
 import {coalesce, readPackChunks, readPackEntries, TAIL_GUESS} from '../../src/repo/pack-reader.js'
 import {PackWriter} from '../../src/repo/pack-writer.js'
-import {Repository} from '../../src/repo/repository.js'
+import {chunkObjectName} from '../../src/repo/chunk-store.js'
 
 const KEY = randomBytes(32)
 const OTHER_KEY = randomBytes(32)
@@ -35,7 +35,7 @@ function build(count: number, key: Buffer | undefined, size = 3000): Built {
     const id = chunkDigest(data)
     const hex = id.toString('hex')
     plain.set(hex, data)
-    w.add(id, encodeObject(ObjectKind.Chunk, Repository.chunkName(hex), data, {level: 3, key}), data.length)
+    w.add(id, encodeObject(ObjectKind.Chunk, chunkObjectName(hex), data, {level: 3, key}), data.length)
   }
   expect(w.count).toBe(count)
   const sealed = w.seal()
@@ -70,7 +70,7 @@ describe('pack format', () => {
       expect(entries).toEqual(b.entries)
       for (const e of entries) {
         const hex = e.id.toString('hex')
-        const got = decodeObject(ObjectKind.Chunk, Repository.chunkName(hex), b.data.subarray(e.offset, e.offset + e.length), key)
+        const got = decodeObject(ObjectKind.Chunk, chunkObjectName(hex), b.data.subarray(e.offset, e.offset + e.length), key)
         expect(got.equals(b.plain.get(hex)!)).toBe(true)
         expect(e.rawLength).toBe(got.length)
       }
@@ -142,7 +142,7 @@ describe('pack reads on a local backend', () => {
       const seen: string[] = []
       const reads = await readPackChunks(backend, b.name, wanted, (e, env) => {
         const hex = e.id.toString('hex')
-        expect(decodeObject(ObjectKind.Chunk, Repository.chunkName(hex), env, KEY).equals(b.plain.get(hex)!)).toBe(true)
+        expect(decodeObject(ObjectKind.Chunk, chunkObjectName(hex), env, KEY).equals(b.plain.get(hex)!)).toBe(true)
         seen.push(hex)
       })
       expect(reads).toBe(3)
