@@ -95,8 +95,13 @@ describe('prune against backups and kill -9', () => {
   it('refuses (exit 4) or waits while a backup is mid-upload (chunks written, no index or manifest yet)', async () => {
     randomAt(img, 1 * MiB, 3 * MiB) // about 48 new 64 KiB chunks: 6 s at 512 KiB/s
     const {child, done, snapshots} = await slowBackup(8)
+    // Paused at a known point (chunks stored, ~40 more to upload at 512 KiB/s, no
+    // index or manifest): the prune below cannot outlast it however slow the machine.
+    child.kill('SIGSTOP')
+    expect(countFiles(join(repo, 'snapshots'))).toBe(snapshots)
     const chunksNow = countChunks(repo)
     const refused = await vdsnap(['prune'], env)
+    child.kill('SIGCONT')
     expect(refused.code, refused.stderr).toBe(4)
     expect(child.exitCode).toBeNull()
     expect(countChunks(repo)).toBeGreaterThanOrEqual(chunksNow) // none of the backup's chunks went
