@@ -167,16 +167,12 @@ export function backendConformance(open: Opener, limits: ServerLimits = {}): voi
         expected.set(`chunks/${id.slice(0, 2)}/${id}`, i % 7)
       }
       const names = [...expected.keys()]
-      const t0 = Date.now()
+      // No wall-clock bound here: it would race the machine's load (speed is measured in npm run bench).
       await pool(names.length, 16, (i) => b.save(names[i]!, Buffer.alloc(i % 7, 1)))
       await b.save('index/one', Buffer.from('x'))
-      const t1 = Date.now()
       const listed = await collect(b.list('chunks/'))
-      const t2 = Date.now()
       expect(listed).toEqual(expected)
       expect(await collect(b.list('index/'))).toEqual(new Map([['index/one', 1]]))
-      expect(t1 - t0, 'saving 1200 small objects').toBeLessThan(30_000)
-      expect(t2 - t1, 'listing 1200 objects').toBeLessThan(10_000)
     }))
 
   const atomicTest = 'replaces atomically: concurrent readers see the old or the new object, never a part'
