@@ -106,8 +106,8 @@ describe('FixedIndex.diff', () => {
     const labels = Array.from({length: n}, (_, i) => i % 7)
     const a = full(n * BS, labels)
     const b = full(n * BS, labels)
-    for (const k of [0, 1023, 1024, 2999]) b.set(k, id(100 + k))
-    expect([...a.diff(b).blocks()]).toEqual([0, 1023, 1024, 2999])
+    for (const k of [0, 255, 256, 1023, 1024, 2999]) b.set(k, id(100 + k))
+    expect([...a.diff(b).blocks()]).toEqual([0, 255, 256, 1023, 1024, 2999])
   })
 
   it('refuses other block sizes', () => {
