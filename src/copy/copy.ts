@@ -15,10 +15,10 @@
 //    id. Chunks → index → manifest, so an interrupted copy leaves no visible
 //    half snapshot, and a re-run sends nothing that already arrived.
 import {ChangedBlockMap} from '../cbt/changed-block-map.js'
-import {DIGEST_SIZE, ZERO_ID} from '../chunk/digest.js'
 import {ChunkPool} from '../chunk/pool.js'
 import {TaskGroup} from '../flow/semaphore.js'
 import {resolveSnapshot} from '../repo/chain.js'
+import {FixedIndex} from '../repo/fixed-index.js'
 import type {Manifest} from '../repo/manifest.js'
 import {Repository} from '../repo/repository.js'
 import {UsageError} from '../errors.js'
@@ -78,8 +78,7 @@ async function learnIds(from: Repository, to: Repository, m: Manifest, translate
   const [a, b] = [await resolveSnapshot(from, m), await resolveSnapshot(to, await to.loadManifest(m.id))]
   if (a.blockCount !== b.blockCount) return
   for (let i = 0; i < a.blockCount; i++) {
-    const s = a.entries.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE)
-    if (!s.equals(ZERO_ID)) translate.set(s.toString('hex'), b.entries.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE).toString('hex'))
+    if (!a.entries.isZero(i)) translate.set(a.entries.hex(i), b.entries.hex(i))
   }
 }
 
@@ -97,10 +96,7 @@ async function copyOne(
   const src = await resolveSnapshot(from, m)
   const group = new TaskGroup(16)
   const needed = new Set<string>()
-  for (let i = 0; i < src.blockCount; i++) {
-    const e = src.entries.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE)
-    if (!e.equals(ZERO_ID)) needed.add(e.toString('hex'))
-  }
+  src.entries.addChunkIds(needed)
   for (const srcId of needed) {
     const known = translate.get(srcId)
     if (known && (await to.hasChunk(known))) continue
@@ -130,38 +126,20 @@ async function copyOne(
   }
   await group.wait()
 
-  const entries = Buffer.alloc(src.entries.length)
+  const entries = FixedIndex.empty(src.blockSize, src.virtualSize)
   for (let i = 0; i < src.blockCount; i++) {
-    const e = src.entries.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE)
-    if (!e.equals(ZERO_ID)) Buffer.from(translate.get(e.toString('hex'))!, 'hex').copy(entries, i * DIGEST_SIZE)
+    if (!src.entries.isZero(i)) entries.setHex(i, translate.get(src.entries.hex(i))!)
   }
   const parentManifest = m.parent !== null && present.has(m.parent) ? await to.loadManifest(m.parent) : null
   const delta = parentManifest !== null && parentManifest.chainLength + 1 < to.config.syntheticFullEvery
   let cbm = ChangedBlockMap.all(src.blockCount)
-  let indexEntries = entries
   if (parentManifest) {
     // the map is against the parent, whether this index is a delta or a synthetic full
     const parentDst = await resolveSnapshot(to, parentManifest)
-    cbm = new ChangedBlockMap(src.blockCount)
-    for (let i = 0; i < src.blockCount; i++) {
-      const s = i * DIGEST_SIZE
-      if (entries.compare(parentDst.entries, s, s + DIGEST_SIZE, s, s + DIGEST_SIZE) !== 0) cbm.set(i)
-    }
-  }
-  if (delta) {
-    indexEntries = Buffer.alloc(cbm.count() * DIGEST_SIZE)
-    let k = 0
-    for (const b of cbm.blocks()) entries.copy(indexEntries, k++ * DIGEST_SIZE, b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE)
+    cbm = entries.diff(parentDst.entries)
   }
   await beforeCommit?.()
-  const index = await to.saveIndex({
-    kind: delta ? 'delta' : 'full',
-    blockSize: src.blockSize,
-    virtualSize: src.virtualSize,
-    blockCount: src.blockCount,
-    cbm,
-    entries: indexEntries,
-  })
+  const index = await to.saveIndex(delta ? entries.delta(cbm) : entries.asFull(cbm))
   await to.saveManifest({
     ...m,
     parent: parentManifest ? m.parent : null,
