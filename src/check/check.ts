@@ -13,7 +13,6 @@
 // unreadable manifests, on request).
 import {ChunkPool} from '../chunk/pool.js'
 import {chunkObjectSizeBounds} from '../chunk/object-codec.js'
-import {DIGEST_SIZE, ZERO_ID} from '../chunk/digest.js'
 import {TaskGroup} from '../flow/semaphore.js'
 import {UsageError, VdsnapError} from '../errors.js'
 import {resolveSnapshot} from '../repo/chain.js'
@@ -83,8 +82,7 @@ export async function runCheck(repo: Repository, opts: CheckOptions = {}): Promi
     try {
       const r = await resolveSnapshot(repo, m)
       for (let b = 0; b < r.blockCount; b++) {
-        const e = r.entries.subarray(b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE)
-        if (!e.equals(ZERO_ID)) referenced.set(e.toString('hex'), Math.min(r.blockSize, r.virtualSize - b * r.blockSize))
+        if (!r.entries.isZero(b)) referenced.set(r.entries.hex(b), Math.min(r.blockSize, r.virtualSize - b * r.blockSize))
       }
       usable.push(m)
     } catch (e) {
@@ -141,7 +139,7 @@ export async function runCheck(repo: Repository, opts: CheckOptions = {}): Promi
     for (const m of usable) {
       const r = await resolveSnapshot(repo, m)
       for (let b = 0; b < r.blockCount; b++) {
-        const hex = r.entries.subarray(b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE).toString('hex')
+        const hex = r.entries.hex(b)
         if (bad.has(hex)) {
           const list = damaged.get(hex) ?? []
           if (!list.includes(m.id)) list.push(m.id)
