@@ -15,7 +15,6 @@
 import {createHash, randomBytes, type Hash} from 'node:crypto'
 import {encodeObject, ObjectKind} from '../chunk/object-codec.js'
 import {ChangedBlockMap} from '../cbt/changed-block-map.js'
-import {encodeIndex} from '../repo/index-codec.js'
 import {listKeySlots} from '../repo/keys.js'
 import type {Manifest} from '../repo/manifest.js'
 import type {Repository} from '../repo/repository.js'
@@ -142,14 +141,7 @@ async function repositoryHead(repo: Repository, snap: Manifest, source: BlockSou
   if (repo.encKey) {
     for (const {id} of await listKeySlots(repo.backend)) head.push([`keys/${id}`, await repo.backend.load(`keys/${id}`)])
   }
-  const plainIndex = encodeIndex({
-    kind: 'full',
-    blockSize: source.blockSize,
-    virtualSize: source.virtualSize,
-    blockCount: source.blockCount,
-    cbm: ChangedBlockMap.all(source.blockCount),
-    entries: source.resolved.entries,
-  })
+  const plainIndex = source.resolved.entries.asFull(ChangedBlockMap.all(source.blockCount)).encode()
   const indexId = repo.digest(plainIndex).toString('hex')
   const level = Math.max(1, repo.level)
   const indexName = `indexes/${indexId}`
