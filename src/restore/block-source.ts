@@ -20,11 +20,10 @@
 //    archive (a seekable file read by entry, or a pipe read in one pass:
 //    the store is told which block a load is for, so it can let go of
 //    chunks no later block uses).
-import {ZERO_ID} from '../chunk/digest.js'
 import {ChunkPool} from '../chunk/pool.js'
 import {LruCache} from '../disk/lru-cache.js'
 import {DataError} from '../errors.js'
-import {entryAt, resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
+import {resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
 import type {Manifest} from '../repo/manifest.js'
 import {Repository} from '../repo/repository.js'
 
@@ -127,11 +126,11 @@ export class BlockSource {
 
   /** The chunk id of block `b` (all zero for a zero block); a view, do not keep it. */
   entry(b: number): Buffer {
-    return entryAt(this.resolved.entries, b)
+    return this.resolved.entries.entry(b)
   }
 
   isZero(b: number): boolean {
-    return this.entry(b).equals(ZERO_ID)
+    return this.resolved.entries.isZero(b)
   }
 
   blockLength(b: number): number {
