@@ -217,6 +217,7 @@ describe('FixedIndex encode/decode', () => {
     flipped[70]! ^= 4
     expect(bad(flipped)).toBeInstanceOf(DataError)
     expect((bad(flipped) as Error).message).toMatch(/checksum/)
+    expect(bad(flipped)).toMatchObject({code: 'INDEX_CORRUPT', object: 'indexes/x'})
     // counts that disagree, with a valid checksum
     const resum = (b: Buffer): Buffer => {
       const body = b.subarray(0, b.length - 32)
