@@ -18,11 +18,9 @@
 // Readers verify every chunk's digest and the image SHA-256 whatever path
 // wrote the archive.
 import {randomBytes} from 'node:crypto'
-import {ZERO_ID} from '../chunk/digest.js'
 import {encodeObject, ObjectKind} from '../chunk/object-codec.js'
 import {ChangedBlockMap} from '../cbt/changed-block-map.js'
-import {entryAt, resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
-import {encodeIndex} from '../repo/index-codec.js'
+import {resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
 import {listKeySlots} from '../repo/keys.js'
 import type {Manifest} from '../repo/manifest.js'
 import type {Repository} from '../repo/repository.js'
@@ -126,15 +124,14 @@ export async function runExport(repo: Repository, opts: ExportOptions): Promise<
   }
 }
 
-const isZero = (r: ResolvedIndex, b: number): boolean => entryAt(r.entries, b).equals(ZERO_ID)
 const blockLength = (r: ResolvedIndex, b: number): number => Math.min(r.blockSize, r.virtualSize - b * r.blockSize)
 
 /** The block at which each distinct chunk is first used, in offset order. */
 function firstUses(r: ResolvedIndex): Map<string, number> {
   const first = new Map<string, number>()
   for (let b = 0; b < r.blockCount; b++) {
-    if (isZero(r, b)) continue
-    const hex = entryAt(r.entries, b).toString('hex')
+    if (r.entries.isZero(b)) continue
+    const hex = r.entries.hex(b)
     if (!first.has(hex)) first.set(hex, b)
   }
   return first
@@ -168,14 +165,7 @@ async function repositoryHead(repo: Repository, snap: Manifest, source: Resolved
   if (repo.encKey) {
     for (const {id} of await listKeySlots(repo.backend)) head.push([`keys/${id}`, await repo.backend.load(`keys/${id}`)])
   }
-  const plainIndex = encodeIndex({
-    kind: 'full',
-    blockSize: source.blockSize,
-    virtualSize: source.virtualSize,
-    blockCount: source.blockCount,
-    cbm: ChangedBlockMap.all(source.blockCount),
-    entries: source.entries,
-  })
+  const plainIndex = source.entries.asFull(ChangedBlockMap.all(source.blockCount)).encode()
   const indexId = repo.digest(plainIndex).toString('hex')
   const level = Math.max(1, repo.level)
   const indexName = `indexes/${indexId}`
@@ -246,7 +236,7 @@ async function writeImage(w: ArchiveWriter, source: BlockSource, name: string, h
 function dataSegments(r: ResolvedIndex): Segment[] {
   const out: Segment[] = []
   for (let b = 0; b < r.blockCount; b++) {
-    if (isZero(r, b)) continue
+    if (r.entries.isZero(b)) continue
     const offset = b * r.blockSize
     const last = out[out.length - 1]
     if (last && last.offset + last.length === offset) last.length += blockLength(r, b)

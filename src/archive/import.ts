@@ -15,8 +15,8 @@
 // The imported snapshot is a full: later backups of the disk chain onto it.
 import {hostname} from 'node:os'
 import {ChangedBlockMap} from '../cbt/changed-block-map.js'
-import {DIGEST_SIZE} from '../chunk/digest.js'
 import {UsageError} from '../errors.js'
+import {FixedIndex} from '../repo/fixed-index.js'
 import type {Manifest} from '../repo/manifest.js'
 import type {Repository} from '../repo/repository.js'
 import {BlockSource} from '../restore/block-source.js'
@@ -58,7 +58,7 @@ export async function runImport(repo: Repository, a: OpenedArchive, opts: Import
     const sameKeys = a.resolved !== undefined && repo.chunks.sharesKeysWith(a.master)
     result.reencrypted = !sameKeys
     const blocks = new ArchiveBlocks(a, {keepStored: sameKeys})
-    const entries = Buffer.alloc(Math.ceil(m.virtualSize / m.blockSize) * DIGEST_SIZE)
+    const entries = FixedIndex.empty(m.blockSize, m.virtualSize)
     const seen = new Set<string>()
     const saves = new Set<Promise<void>>()
     try {
@@ -66,7 +66,7 @@ export async function runImport(repo: Repository, a: OpenedArchive, opts: Import
         opts.onProgress?.(block.offset + block.length, m.virtualSize)
         if (block.data === null) continue
         const id = repo.chunks.digest(block.data)
-        id.copy(entries, block.index * DIGEST_SIZE)
+        entries.set(block.index, id)
         const hex = id.toString('hex')
         const stored = sameKeys ? (blocks.stream as BlockSource).takeStored(hex) : undefined
         if (seen.has(hex)) continue
@@ -92,8 +92,7 @@ export async function runImport(repo: Repository, a: OpenedArchive, opts: Import
       await Promise.allSettled(saves)
       await blocks.stream.close()
     }
-    const blockCount = entries.length / DIGEST_SIZE
-    const index = await repo.saveIndex({kind: 'full', blockSize: m.blockSize, virtualSize: m.virtualSize, blockCount, cbm: ChangedBlockMap.all(blockCount), entries})
+    const index = await repo.saveIndex(entries.asFull(ChangedBlockMap.all(entries.blockCount)))
     await opts.beforeCommit?.()
     await repo.saveManifest(importedManifest(a, index, result, Date.now() - started))
     result.durationMs = Date.now() - started

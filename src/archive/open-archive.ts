@@ -15,7 +15,7 @@ import {stat} from 'node:fs/promises'
 import {decodeObject, ObjectKind} from '../chunk/object-codec.js'
 import {DataError, PasswordError, UsageError, toVdsnapError} from '../errors.js'
 import {parseConfig, type RepoConfig} from '../repo/config.js'
-import {decodeIndex} from '../repo/index-codec.js'
+import {FixedIndex} from '../repo/fixed-index.js'
 import {openKeySlot, type KeySlot, type MasterKey} from '../repo/keys.js'
 import type {Manifest} from '../repo/manifest.js'
 import type {ResolvedIndex} from '../repo/chain.js'
@@ -82,7 +82,7 @@ async function decodeHead(source: ArchiveSource, password: () => Promise<string>
   const snapName = m.snapshotObject ?? `snapshots/${m.snapshot}`
   const snapshot = JSON.parse(decodeObject(ObjectKind.Manifest, snapName, need(snapName), master?.encKey).toString('utf8')) as Manifest
   const indexName = m.indexObject
-  const ix = decodeIndex(decodeObject(ObjectKind.Index, indexName ?? '', need(indexName), master?.encKey), `${where}: ${indexName}`)
+  const ix = FixedIndex.decode(decodeObject(ObjectKind.Index, indexName ?? '', need(indexName), master?.encKey), `${where}: ${indexName}`)
   const facts: [string, unknown, unknown][] = [
     ['snapshot', snapshot.id, m.snapshot],
     ['disk', snapshot.disk, m.disk],
@@ -94,7 +94,7 @@ async function decodeHead(source: ArchiveSource, password: () => Promise<string>
     if (have !== said) throw new DataError(`${where}: manifest.json says ${what} ${String(said)}, the archive holds ${String(have)} (corrupt archive)`, {code: 'ARCHIVE_CORRUPT'})
   }
   if (ix.kind !== 'full') throw new DataError(`${where}: ${indexName} is not a full index (corrupt archive)`, {code: 'ARCHIVE_CORRUPT'})
-  const resolved: ResolvedIndex = {blockSize: ix.blockSize, virtualSize: ix.virtualSize, blockCount: ix.blockCount, entries: ix.entries, chain: [snapshot]}
+  const resolved: ResolvedIndex = {blockSize: ix.blockSize, virtualSize: ix.virtualSize, blockCount: ix.blockCount, entries: ix, chain: [snapshot]}
   return {source, snapshot, config, master, resolved}
 }
 
@@ -118,8 +118,7 @@ async function unlock(source: ArchiveSource, password: string): Promise<MasterKe
 function lastUses(r: ResolvedIndex): Map<string, number> {
   const last = new Map<string, number>()
   for (let b = 0; b < r.blockCount; b++) {
-    const e = r.entries.subarray(b * 32, (b + 1) * 32)
-    if (e.some((x) => x !== 0)) last.set(e.toString('hex'), b)
+    if (!r.entries.isZero(b)) last.set(r.entries.hex(b), b)
   }
   return last
 }

@@ -26,12 +26,12 @@ import {hostname} from 'node:os'
 import {basename, extname} from 'node:path'
 import {readChangedRanges, rangesToBlocks} from '../cbt/change-source.js'
 import {ChangedBlockMap} from '../cbt/changed-block-map.js'
-import {DIGEST_SIZE, ZERO_ID} from '../chunk/digest.js'
 import {NbdImage} from '../disk/nbd-image.js'
 import type {DiskImage, Range} from '../disk/types.js'
 import {IoError, UsageError} from '../errors.js'
 import {isNbdUrl, parseNbdUrl} from '../nbd/url.js'
 import {resolveSnapshot} from '../repo/chain.js'
+import {FixedIndex} from '../repo/fixed-index.js'
 import {formatBytes} from '../repo/config.js'
 import type {LayerFacts, Manifest, SourceFacts} from '../repo/manifest.js'
 import {Repository} from '../repo/repository.js'
@@ -175,16 +175,15 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
         parent = null
       }
     }
-    const entries = parent ? (await resolveSnapshot(repo, parent)).entries : Buffer.alloc(blockCount * DIGEST_SIZE)
+    const entries = parent ? (await resolveSnapshot(repo, parent)).entries : FixedIndex.empty(blockSize, virtualSize)
     const cbm = new ChangedBlockMap(blockCount)
 
     const allocated = rangesToBlocks(await image.allocatedRanges(), blockSize, virtualSize)
     let bytesChanged = 0
     for (let b = 0; b < blockCount; b++) {
       if (allocated.has(b)) continue
-      const e = entries.subarray(b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE)
-      if (!e.equals(ZERO_ID)) {
-        e.fill(0)
+      if (!entries.isZero(b)) {
+        entries.setZero(b)
         cbm.set(b)
         bytesChanged += Math.min(blockSize, virtualSize - b * blockSize)
       }
@@ -245,10 +244,8 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
     const full = !parent || chainLength >= every
     const finalCbm = parent ? cbm : ChangedBlockMap.all(blockCount)
     opts.onProgress?.({phase: 'index', bytesDone: 0, bytesTotal: 0})
-    let blocksUsed = 0
-    for (let b = 0; b < blockCount; b++) if (!entries.subarray(b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE).equals(ZERO_ID)) blocksUsed++
-    const indexEntries = full ? entries : deltaEntries(entries, finalCbm)
-    const indexDoc = {kind: full ? ('full' as const) : ('delta' as const), blockSize, virtualSize, blockCount, cbm: finalCbm, entries: indexEntries}
+    const blocksUsed = entries.usedCount()
+    const indexDoc = full ? entries.asFull(finalCbm) : entries.delta(finalCbm)
     if (!opts.dryRun) await opts.beforeCommit?.()
     const indexId = opts.dryRun ? '' : await repo.saveIndex(indexDoc)
     const manifest: Manifest = {
@@ -282,11 +279,4 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
   } finally {
     await image.close()
   }
-}
-
-function deltaEntries(entries: Buffer, cbm: ChangedBlockMap): Buffer {
-  const out = Buffer.alloc(cbm.count() * DIGEST_SIZE)
-  let i = 0
-  for (const b of cbm.blocks()) entries.copy(out, i++ * DIGEST_SIZE, b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE)
-  return out
 }

@@ -9,9 +9,9 @@
 // workers keep compressing while the storage fsyncs. Batch buffers are
 // recycled (they travel to the workers and back) to keep the GC quiet.
 import type {ChangedBlockMap} from '../cbt/changed-block-map.js'
-import {DIGEST_SIZE} from '../chunk/digest.js'
 import type {DiskImage} from '../disk/types.js'
 import {Semaphore, TaskGroup} from '../flow/semaphore.js'
+import type {FixedIndex} from '../repo/fixed-index.js'
 import type {Repository} from '../repo/repository.js'
 
 export const BATCH_BYTES = 4 * 1024 * 1024
@@ -38,7 +38,7 @@ export interface ScanInput {
   image: DiskImage
   repo: Repository
   /** Resolved entries of the parent; updated in place to the new snapshot's. */
-  entries: Buffer
+  entries: FixedIndex
   /** Receives the blocks that differ from the parent. */
   cbm: ChangedBlockMap
   candidates: ChangedBlockMap
@@ -109,16 +109,13 @@ export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
     const items: {start: number; end: number; id: string}[] = []
     for (let i = 0; i < batch.blocks; i++) {
       const b = batch.firstBlock + i
-      const digest = hashed.digests.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE)
-      const entry = entries.subarray(b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE)
-      if (entry.equals(digest)) continue
-      entry.set(digest)
+      if (!entries.update(b, hashed.digests, i)) continue
       cbm.set(b)
       const start = i * blockSize
       const end = Math.min(start + blockSize, length)
       stats.bytesChanged += end - start
-      if (digest.every((x) => x === 0)) continue
-      const hex = Buffer.from(digest).toString('hex')
+      if (entries.isZero(b)) continue
+      const hex = entries.hex(b)
       if (claimed.has(hex)) continue
       claimed.add(hex)
       if (await chunks.has(hex)) continue

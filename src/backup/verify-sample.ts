@@ -3,14 +3,15 @@
 // compare with the parent's entries. Returns the first block that differs,
 // or null when the sample agrees.
 import type {ChangedBlockMap} from '../cbt/changed-block-map.js'
-import {DIGEST_SIZE, ZERO_ID, isAllZero} from '../chunk/digest.js'
+import {ZERO_ID, isAllZero} from '../chunk/digest.js'
 import type {DiskImage} from '../disk/types.js'
+import type {FixedIndex} from '../repo/fixed-index.js'
 import type {Repository} from '../repo/repository.js'
 
 export async function verifySample(
   image: DiskImage,
   repo: Repository,
-  parentEntries: Buffer,
+  parentEntries: FixedIndex,
   allocated: ChangedBlockMap,
   candidates: ChangedBlockMap,
   samples: number,
@@ -48,7 +49,7 @@ export async function verifySample(
       }),
     )
     for (const [k, b] of group.entries()) {
-      if (!ids[k]!.equals(parentEntries.subarray(b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE))) return b
+      if (!parentEntries.matches(b, ids[k]!)) return b
     }
   }
   return null

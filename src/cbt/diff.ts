@@ -7,12 +7,10 @@
 //    whole block differs: its short last block (now longer) and the blocks
 //    only the larger disk has.
 // Ranges are clipped to the larger disk's size.
-import {DIGEST_SIZE} from '../chunk/digest.js'
 import {UsageError} from '../errors.js'
 import {resolveSnapshot} from '../repo/chain.js'
 import type {Manifest} from '../repo/manifest.js'
 import type {Repository} from '../repo/repository.js'
-import {ChangedBlockMap} from './changed-block-map.js'
 
 export interface DiffResult {
   from: string
@@ -34,15 +32,8 @@ export async function diffSnapshots(repo: Repository, a: Manifest, b: Manifest):
   const blockSize = a.blockSize
   const [ra, rb] = [await resolveSnapshot(repo, a), await resolveSnapshot(repo, b)]
   const size = Math.max(a.virtualSize, b.virtualSize)
-  const blockCount = Math.max(ra.blockCount, rb.blockCount)
-  // Blocks both disks hold with the same length; the rest all differ.
-  const comparable = a.virtualSize === b.virtualSize ? blockCount : Math.floor(Math.min(a.virtualSize, b.virtualSize) / blockSize)
-  const map = new ChangedBlockMap(blockCount)
-  for (let i = 0; i < comparable; i++) {
-    const s = i * DIGEST_SIZE
-    if (ra.entries.compare(rb.entries, s, s + DIGEST_SIZE, s, s + DIGEST_SIZE) !== 0) map.set(i)
-  }
-  for (let i = comparable; i < blockCount; i++) map.set(i)
+  const map = ra.entries.diff(rb.entries)
+  const blockCount = map.blockCount
   const ranges = map.ranges().map((r) => {
     const offset = r.firstBlock * blockSize
     return {offset, length: Math.min(r.count * blockSize, size - offset)}

@@ -11,7 +11,6 @@
 // Findings are listed, never repaired; the snapshots they damage are named,
 // and every snapshot is reported as lost or intact (repair.ts removes
 // unreadable manifests, on request).
-import {DIGEST_SIZE, ZERO_ID} from '../chunk/digest.js'
 import {TaskGroup} from '../flow/semaphore.js'
 import {UsageError, VdsnapError} from '../errors.js'
 import {resolveSnapshot} from '../repo/chain.js'
@@ -107,8 +106,7 @@ async function referencedChunks(repo: Repository, manifests: Manifest[], finding
     try {
       const r = await resolveSnapshot(repo, m)
       for (let b = 0; b < r.blockCount; b++) {
-        const e = r.entries.subarray(b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE)
-        if (!e.equals(ZERO_ID)) referenced.set(e.toString('hex'), Math.min(r.blockSize, r.virtualSize - b * r.blockSize))
+        if (!r.entries.isZero(b)) referenced.set(r.entries.hex(b), Math.min(r.blockSize, r.virtualSize - b * r.blockSize))
       }
       usable.push(m)
     } catch (e) {
@@ -162,7 +160,7 @@ async function chunkFindings(repo: Repository, usable: Manifest[], bad: Bad): Pr
   for (const m of usable) {
     const r = await resolveSnapshot(repo, m)
     for (let b = 0; b < r.blockCount; b++) {
-      const hex = r.entries.subarray(b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE).toString('hex')
+      const hex = r.entries.hex(b)
       if (bad.has(hex)) {
         const list = damaged.get(hex) ?? []
         if (!list.includes(m.id)) list.push(m.id)

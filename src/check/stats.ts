@@ -3,7 +3,6 @@
 //   unique bytes   = plaintext bytes of the distinct chunks referenced
 //   stored bytes   = bytes of every object in the repository
 // dedup ratio = logical / unique; compression ratio = unique / chunk bytes.
-import {DIGEST_SIZE, ZERO_ID} from '../chunk/digest.js'
 import {resolveSnapshot} from '../repo/chain.js'
 import type {Repository} from '../repo/repository.js'
 
@@ -27,11 +26,10 @@ export async function repoStats(repo: Repository): Promise<RepoStats> {
   for (const m of snaps) {
     const r = await resolveSnapshot(repo, m)
     for (let b = 0; b < r.blockCount; b++) {
-      const e = r.entries.subarray(b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE)
-      if (e.equals(ZERO_ID)) continue
+      if (r.entries.isZero(b)) continue
       const len = Math.min(r.blockSize, r.virtualSize - b * r.blockSize)
       logical += len
-      unique.set(e.toString('hex'), len)
+      unique.set(r.entries.hex(b), len)
     }
   }
   let chunkBytes = 0

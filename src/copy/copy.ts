@@ -15,9 +15,9 @@
 //    id. Chunks → index → manifest, so an interrupted copy leaves no visible
 //    half snapshot, and a re-run sends nothing that already arrived.
 import {ChangedBlockMap} from '../cbt/changed-block-map.js'
-import {DIGEST_SIZE, ZERO_ID} from '../chunk/digest.js'
 import {TaskGroup} from '../flow/semaphore.js'
 import {resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
+import {FixedIndex} from '../repo/fixed-index.js'
 import type {Manifest} from '../repo/manifest.js'
 import type {Repository} from '../repo/repository.js'
 import {UsageError} from '../errors.js'
@@ -70,8 +70,7 @@ async function learnIds(from: Repository, to: Repository, m: Manifest, translate
   const [a, b] = [await resolveSnapshot(from, m), await resolveSnapshot(to, await to.loadManifest(m.id))]
   if (a.blockCount !== b.blockCount) return
   for (let i = 0; i < a.blockCount; i++) {
-    const s = a.entries.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE)
-    if (!s.equals(ZERO_ID)) translate.set(s.toString('hex'), b.entries.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE).toString('hex'))
+    if (!a.entries.isZero(i)) translate.set(a.entries.hex(i), b.entries.hex(i))
   }
 }
 
@@ -82,16 +81,10 @@ async function copyOne(from: Repository, to: Repository, m: Manifest, present: S
   const entries = translatedEntries(src, translate)
   const parentManifest = m.parent !== null && present.has(m.parent) ? await to.loadManifest(m.parent) : null
   const delta = parentManifest !== null && parentManifest.chainLength + 1 < to.config.syntheticFullEvery
-  const cbm = parentManifest ? changedSince(entries, src.blockCount, await resolveSnapshot(to, parentManifest)) : ChangedBlockMap.all(src.blockCount)
+  // the map is against the parent, whether this index is a delta or a synthetic full
+  const cbm = parentManifest ? entries.diff((await resolveSnapshot(to, parentManifest)).entries) : ChangedBlockMap.all(src.blockCount)
   await beforeCommit?.()
-  const index = await to.saveIndex({
-    kind: delta ? 'delta' : 'full',
-    blockSize: src.blockSize,
-    virtualSize: src.virtualSize,
-    blockCount: src.blockCount,
-    cbm,
-    entries: delta ? deltaEntries(entries, cbm) : entries,
-  })
+  const index = await to.saveIndex(delta ? entries.delta(cbm) : entries.asFull(cbm))
   await to.saveManifest({
     ...m,
     parent: parentManifest ? m.parent : null,
@@ -101,13 +94,10 @@ async function copyOne(from: Repository, to: Repository, m: Manifest, present: S
   })
 }
 
-/** The distinct chunk ids a resolved snapshot uses. */
+/** Each chunk the snapshot uses, once. */
 function chunkIds(src: ResolvedIndex): Set<string> {
   const needed = new Set<string>()
-  for (let i = 0; i < src.blockCount; i++) {
-    const e = src.entries.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE)
-    if (!e.equals(ZERO_ID)) needed.add(e.toString('hex'))
-  }
+  src.entries.addChunkIds(needed)
   return needed
 }
 
@@ -142,28 +132,10 @@ async function sendChunk(from: Repository, to: Repository, srcId: string, result
 }
 
 /** The source's entries under the destination's ids. */
-function translatedEntries(src: ResolvedIndex, translate: Map<string, string>): Buffer {
-  const entries = Buffer.alloc(src.entries.length)
+function translatedEntries(src: ResolvedIndex, translate: Map<string, string>): FixedIndex {
+  const entries = FixedIndex.empty(src.blockSize, src.virtualSize)
   for (let i = 0; i < src.blockCount; i++) {
-    const e = src.entries.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE)
-    if (!e.equals(ZERO_ID)) Buffer.from(translate.get(e.toString('hex'))!, 'hex').copy(entries, i * DIGEST_SIZE)
+    if (!src.entries.isZero(i)) entries.setHex(i, translate.get(src.entries.hex(i))!)
   }
   return entries
-}
-
-/** The blocks whose entry differs from the parent's (whether the index is a delta or a synthetic full). */
-function changedSince(entries: Buffer, blockCount: number, parent: ResolvedIndex): ChangedBlockMap {
-  const cbm = new ChangedBlockMap(blockCount)
-  for (let i = 0; i < blockCount; i++) {
-    const s = i * DIGEST_SIZE
-    if (entries.compare(parent.entries, s, s + DIGEST_SIZE, s, s + DIGEST_SIZE) !== 0) cbm.set(i)
-  }
-  return cbm
-}
-
-function deltaEntries(entries: Buffer, cbm: ChangedBlockMap): Buffer {
-  const out = Buffer.alloc(cbm.count() * DIGEST_SIZE)
-  let k = 0
-  for (const b of cbm.blocks()) entries.copy(out, k++ * DIGEST_SIZE, b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE)
-  return out
 }

@@ -28,7 +28,6 @@
 // snapshot resolves to the same entries as before; a re-run finishes the
 // job (an index written in step 2 whose manifest was not is left to prune).
 import {ChangedBlockMap} from '../cbt/changed-block-map.js'
-import {DIGEST_SIZE} from '../chunk/digest.js'
 import {DataError, NotFoundError} from '../errors.js'
 import {resolveSnapshot} from '../repo/chain.js'
 import type {Manifest} from '../repo/manifest.js'
@@ -146,15 +145,14 @@ function describePlan(p: RebasePlan): RebasedSnapshot {
 async function rebase(repo: Repository, plan: RebasePlan): Promise<Manifest> {
   const {kept, parent, run, full} = plan
   const resolved = await resolveSnapshot(repo, kept)
-  const {blockCount, blockSize, virtualSize} = resolved
+  const {blockCount} = resolved
   let cbm: ChangedBlockMap
   if (!parent) cbm = ChangedBlockMap.all(blockCount)
   else {
     cbm = new ChangedBlockMap(blockCount)
     for (const m of [kept, ...run]) cbm.union((await repo.loadIndex(m.index)).cbm)
   }
-  const entries = full ? resolved.entries : pickEntries(resolved.entries, cbm)
-  const index = await repo.saveIndex({kind: full ? 'full' : 'delta', blockSize, virtualSize, blockCount, cbm, entries})
+  const index = await repo.saveIndex(full ? resolved.entries.asFull(cbm) : resolved.entries.delta(cbm))
   const next: Manifest = {
     ...kept,
     parent: parent?.id ?? null,
@@ -164,13 +162,6 @@ async function rebase(repo: Repository, plan: RebasePlan): Promise<Manifest> {
   }
   await repo.saveManifest(next)
   return next
-}
-
-function pickEntries(entries: Buffer, cbm: ChangedBlockMap): Buffer {
-  const out = Buffer.alloc(cbm.count() * DIGEST_SIZE)
-  let i = 0
-  for (const b of cbm.blocks()) entries.copy(out, i++ * DIGEST_SIZE, b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE)
-  return out
 }
 
 /** Distance from a snapshot to the root of its chain (memoized). */

@@ -31,7 +31,6 @@
 // 5. dryRun: count and add up, delete nothing.
 // Resumable: deletion is idempotent; a prune killed half-way has removed
 // only garbage, and the next run removes the rest.
-import {ZERO_ID, DIGEST_SIZE} from '../chunk/digest.js'
 import {TaskGroup} from '../flow/semaphore.js'
 import {DataError, VdsnapError} from '../errors.js'
 import {resolveSnapshot} from '../repo/chain.js'
@@ -96,7 +95,7 @@ async function referenced(repo: Repository, planned?: PruneOptions['plannedForge
     const m = await repo.loadManifest(id).catch((e: unknown) => {
       throw new DataError(`prune stopped: snapshot ${id.slice(0, 8)} cannot be read (${(e as Error).message})`, {hint: 'run "vdsnap check" and forget or repair that snapshot first'})
     })
-    if (planned?.rebased.has(id)) addEntries(chunks, (await resolveSnapshot(repo, m)).entries)
+    if (planned?.rebased.has(id)) (await resolveSnapshot(repo, m)).entries.addChunkIds(chunks)
     else indexes.add(m.index)
   }
   const group = new TaskGroup(8)
@@ -105,18 +104,11 @@ async function referenced(repo: Repository, planned?: PruneOptions['plannedForge
       const ix = await repo.loadIndex(index).catch((e: unknown) => {
         throw e instanceof VdsnapError && e.kind === 'data' ? new DataError(`prune stopped: ${e.message}`, {hint: 'run "vdsnap check"; prune never runs on a repository with a broken snapshot'}) : e
       })
-      addEntries(chunks, ix.entries)
+      ix.addChunkIds(chunks)
     })
   }
   await group.wait()
   return {chunks, indexes, snapshots: ids.length}
-}
-
-function addEntries(chunks: Set<string>, entries: Buffer): void {
-  for (let off = 0; off < entries.length; off += DIGEST_SIZE) {
-    const entry = entries.subarray(off, off + DIGEST_SIZE)
-    if (!entry.equals(ZERO_ID)) chunks.add(entry.toString('hex'))
-  }
 }
 
 /** Bounded parallel deletes with a lock check every LOCK_CHECK_EVERY. */

@@ -45,16 +45,21 @@ export function encodeIndex(ix: SnapshotIndex): Buffer {
   const entryCount = ix.entries.length / DIGEST_SIZE
   const expected = ix.kind === 'full' ? ix.blockCount : ix.cbm.count()
   if (entryCount !== expected) throw new Error(`index has ${entryCount} entries, expected ${expected}`)
-  const header = Buffer.alloc(INDEX_HEADER_SIZE)
-  INDEX_MAGIC.copy(header, 0)
-  header[8] = ix.kind === 'full' ? INDEX_FULL : INDEX_DELTA
-  header[9] = DIGEST_SIZE
-  header.writeUInt32LE(ix.blockSize, 12)
-  header.writeBigUInt64LE(BigInt(ix.virtualSize), 16)
-  header.writeBigUInt64LE(BigInt(ix.blockCount), 24)
-  header.writeBigUInt64LE(BigInt(entryCount), 32)
-  const body = Buffer.concat([header, ix.cbm.bits, ix.entries])
-  return Buffer.concat([body, createHash('sha256').update(body).digest()])
+  // One buffer for header, map, entries and trailer: an index of a large
+  // disk (1 GiB of entries at 16 TiB) is copied once, not twice.
+  const bodyLength = INDEX_HEADER_SIZE + ix.cbm.bits.length + ix.entries.length
+  const out = Buffer.alloc(bodyLength + 32)
+  INDEX_MAGIC.copy(out, 0)
+  out[8] = ix.kind === 'full' ? INDEX_FULL : INDEX_DELTA
+  out[9] = DIGEST_SIZE
+  out.writeUInt32LE(ix.blockSize, 12)
+  out.writeBigUInt64LE(BigInt(ix.virtualSize), 16)
+  out.writeBigUInt64LE(BigInt(ix.blockCount), 24)
+  out.writeBigUInt64LE(BigInt(entryCount), 32)
+  out.set(ix.cbm.bits, INDEX_HEADER_SIZE)
+  ix.entries.copy(out, INDEX_HEADER_SIZE + ix.cbm.bits.length)
+  createHash('sha256').update(out.subarray(0, bodyLength)).digest().copy(out, bodyLength)
+  return out
 }
 
 /** The code and object of every decoding error: `name` is the index id. */
@@ -95,6 +100,8 @@ export function decodeIndex(buf: Buffer, name: string): SnapshotIndex {
   if (kind === 'full' ? entryCount !== blockCount : entryCount !== cbm.count()) {
     throw new DataError(`index ${name} has ${entryCount} entries for its map`, corrupt(name))
   }
-  const entries = Buffer.from(body.subarray(INDEX_HEADER_SIZE + bitmapBytes))
+  // A view, not a copy: the decoded plaintext is the caller's to drop, and
+  // copying it would hold a large index twice.
+  const entries = body.subarray(INDEX_HEADER_SIZE + bitmapBytes)
   return {kind, blockSize, virtualSize, blockCount, cbm, entries}
 }

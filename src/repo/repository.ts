@@ -11,13 +11,13 @@
 // the backend, so a crash never leaves a visible snapshot pointing at
 // missing data. Objects are immutable once written except for locks.
 import {randomBytes} from 'node:crypto'
-import {DIGEST_SIZE, chunkDigest} from '../chunk/digest.js'
+import {chunkDigest} from '../chunk/digest.js'
 import {decodeObject, encodeObject, ObjectKind} from '../chunk/object-codec.js'
 import {DataError, NotFoundError, UsageError, VdsnapError} from '../errors.js'
 import {ChunkStore} from './chunk-store.js'
 import type {StorageBackend} from '../backend/types.js'
 import {newConfig, parseConfig, type RepoConfig} from './config.js'
-import {decodeIndex, encodeIndex, type SnapshotIndex} from './index-codec.js'
+import {FixedIndex} from './fixed-index.js'
 import {makeKeySlot, newMasterKey, saveKeySlot, unlockMasterKey, type MasterKey} from './keys.js'
 import type {Manifest} from './manifest.js'
 
@@ -108,16 +108,16 @@ export class Repository {
 
   // ---- indexes ----
 
-  async saveIndex(ix: SnapshotIndex): Promise<string> {
+  async saveIndex(ix: FixedIndex): Promise<string> {
     await this.chunks.flush() // the chunks it names are durable first
-    const plain = encodeIndex(ix)
+    const plain = ix.encode()
     const id = this.digest(plain).toString('hex')
     const name = `indexes/${id}`
     await this.backend.save(name, encodeObject(ObjectKind.Index, name, plain, {level: Math.max(1, this.level), key: this.encKey}))
     return id
   }
 
-  async loadIndex(id: string): Promise<SnapshotIndex> {
+  async loadIndex(id: string): Promise<FixedIndex> {
     const name = `indexes/${id}`
     let data: Buffer
     try {
@@ -126,7 +126,7 @@ export class Repository {
       if (e instanceof NotFoundError) throw new DataError(`index ${id.slice(0, 16)}… is missing from ${this.location}`, {hint: 'run "vdsnap check"', code: 'INDEX_MISSING', object: name})
       throw e
     }
-    return decodeIndex(decodeObject(ObjectKind.Index, name, data, this.encKey), id)
+    return FixedIndex.decode(decodeObject(ObjectKind.Index, name, data, this.encKey), id)
   }
 
   /** Deletes an index object (forget, prune). A missing one is not an error. */
@@ -223,5 +223,3 @@ export class Repository {
     await this.backend.close()
   }
 }
-
-export const ENTRY_SIZE = DIGEST_SIZE

@@ -20,10 +20,9 @@
 //    archive's (a seekable file read by entry, or a pipe read in one pass:
 //    the reader is told which block a load is for, so it can let go of
 //    chunks no later block uses).
-import {ZERO_ID} from '../chunk/digest.js'
 import {LruCache} from '../disk/lru-cache.js'
 import {DataError} from '../errors.js'
-import {entryAt, resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
+import {resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
 import {chunkObjectName} from '../repo/chunk-store.js'
 import type {Manifest} from '../repo/manifest.js'
 import type {Repository} from '../repo/repository.js'
@@ -126,11 +125,11 @@ export class BlockSource {
 
   /** The chunk id of block `b` (all zero for a zero block); a view, do not keep it. */
   entry(b: number): Buffer {
-    return entryAt(this.resolved.entries, b)
+    return this.resolved.entries.entry(b)
   }
 
   isZero(b: number): boolean {
-    return this.entry(b).equals(ZERO_ID)
+    return this.resolved.entries.isZero(b)
   }
 
   blockLength(b: number): number {
@@ -210,7 +209,7 @@ export class BlockSource {
 
   private settle(b: number, buf: Buffer): void {
     const len = this.blockLength(b)
-    if (buf.length !== len) throw new DataError(`chunk for block ${b} holds ${buf.length} bytes, expected ${len}`, {hint: 'run "vdsnap check --read-data"', code: 'CHUNK_CORRUPT', object: chunkObjectName(this.entry(b).toString('hex'))})
+    if (buf.length !== len) throw new DataError(`chunk for block ${b} holds ${buf.length} bytes, expected ${len}`, {hint: 'run "vdsnap check --read-data"', code: 'CHUNK_CORRUPT', object: chunkObjectName(this.resolved.entries.hex(b))})
     const hex = this.entry(b).toString('hex')
     if (this.inflight.delete(hex)) this.cache.set(hex, buf)
   }

@@ -11,7 +11,7 @@ import {randomInt} from 'node:crypto'
 import {open} from 'node:fs/promises'
 import {chunkDigest, isAllZero, isZeroId} from '../chunk/digest.js'
 import {DataError} from '../errors.js'
-import {entryAt, type ResolvedIndex} from '../repo/chain.js'
+import type {ResolvedIndex} from '../repo/chain.js'
 import {shortId, type Manifest} from '../repo/manifest.js'
 import {targetError} from './target-errors.js'
 
@@ -43,7 +43,7 @@ export async function verifyDeltaTarget(c: DeltaCheck): Promise<number> {
       const len = Math.min(blockSize, virtualSize - b * blockSize)
       const data = buf.subarray(0, len)
       const {bytesRead} = await fh.read(data, 0, len, b * blockSize).catch((e) => Promise.reject(targetError(e, c.path, 'reading')))
-      const want = entryAt(c.have.entries, b)
+      const want = c.have.entries.entry(b)
       const same = bytesRead === len && (isZeroId(want) ? isAllZero(data) : chunkDigest(data, c.idKey).equals(want))
       if (!same) {
         differ++

@@ -16,7 +16,7 @@
 //    --delta-from plan also takes every block the overlay touches.
 import {DataError} from '../errors.js'
 import type {Manifest} from '../repo/manifest.js'
-import {entryAt, resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
+import {resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
 import type {Repository} from '../repo/repository.js'
 import {OverlayFile} from '../overlay/overlay-file.js'
 import {BlockSource} from './block-source.js'
@@ -90,7 +90,7 @@ async function planBlocks(repo: Repository, source: BlockSource, deltaFrom?: Man
     throw new DataError(`--delta-from ${deltaFrom.id.slice(0, 8)} has another disk geometry than ${snap.id.slice(0, 8)}; restore in full instead`)
   }
   const have = await resolveSnapshot(repo, deltaFrom)
-  return {wanted: (b) => !source.entry(b).equals(entryAt(have.entries, b)), have}
+  return {wanted: (b) => !have.entries.matches(b, source.entry(b)), have}
 }
 
 /** What copyBlocks reads: a BlockSource, over a repository or an archive, or a wrapper around one. */

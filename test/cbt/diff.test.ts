@@ -6,6 +6,7 @@ import {ChangedBlockMap} from '../../src/cbt/changed-block-map.js'
 import {diffSnapshots} from '../../src/cbt/diff.js'
 import {DIGEST_SIZE} from '../../src/chunk/digest.js'
 import {UsageError} from '../../src/errors.js'
+import {FixedIndex} from '../../src/repo/fixed-index.js'
 import type {Manifest} from '../../src/repo/manifest.js'
 import {Repository} from '../../src/repo/repository.js'
 import {MemoryBackend} from '../helpers/memory-backend.js'
@@ -27,7 +28,7 @@ async function snap(repo: Repository, virtualSize: number, labels: number[], par
   const cbm = full ? ChangedBlockMap.all(blockCount) : new ChangedBlockMap(blockCount)
   for (const b of changed ?? []) cbm.set(b)
   const entries = Buffer.concat([...cbm.blocks()].map((b) => id(labels[b]!)))
-  const index = await repo.saveIndex({kind: full ? 'full' : 'delta', blockSize: BS, virtualSize, blockCount, cbm, entries})
+  const index = await repo.saveIndex(FixedIndex.fromRecord({kind: full ? 'full' : 'delta', blockSize: BS, virtualSize, blockCount, cbm, entries}))
   const m: Manifest = {
     version: 1, id: Repository.newSnapshotId(), disk: 'vm', time: new Date(Date.UTC(2026, 0, 1) + clock++ * 60_000).toISOString(),
     parent: parent?.id ?? null, index, indexKind: full ? 'full' : 'delta', chainLength: full ? 0 : parent.chainLength + 1,

@@ -5,6 +5,7 @@ import {randomBytes} from 'node:crypto'
 import {ChangedBlockMap} from '../../src/cbt/changed-block-map.js'
 import {DIGEST_SIZE} from '../../src/chunk/digest.js'
 import {resolveSnapshot} from '../../src/repo/chain.js'
+import {FixedIndex} from '../../src/repo/fixed-index.js'
 import type {Manifest} from '../../src/repo/manifest.js'
 import {Repository} from '../../src/repo/repository.js'
 import type {StorageBackend} from '../../src/backend/types.js'
@@ -39,7 +40,7 @@ export async function buildChain(backend: StorageBackend, opts: {count: number; 
     const chainLength = parent ? parent.chainLength + 1 : 0
     const full = !parent || chainLength >= (opts.fullEvery ?? 1000)
     const entries = full ? Buffer.from(current) : Buffer.concat([...cbm.blocks()].map((b) => current.subarray(b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE)))
-    const index = await repo.saveIndex({kind: full ? 'full' : 'delta', blockSize: BLOCK, virtualSize: blocks * BLOCK, blockCount: blocks, cbm, entries})
+    const index = await repo.saveIndex(FixedIndex.fromRecord({kind: full ? 'full' : 'delta', blockSize: BLOCK, virtualSize: blocks * BLOCK, blockCount: blocks, cbm, entries}))
     const m: Manifest = {
       version: 1, id: Repository.newSnapshotId(), disk: opts.disk ?? 'vm', time: new Date(Date.UTC(2026, 0, 1) + i * 3_600_000).toISOString(),
       parent: parent?.id ?? null, index, indexKind: full ? 'full' : 'delta', chainLength: full ? 0 : chainLength, blockSize: BLOCK, virtualSize: blocks * BLOCK,
@@ -60,7 +61,8 @@ export async function verifyAll(backend: StorageBackend, expected: Map<string, B
   const snaps = await repo.listSnapshots()
   for (const m of snaps) {
     const r = await resolveSnapshot(repo, m)
-    if (!r.entries.equals(expected.get(m.id)!)) throw new Error(`snapshot ${m.id.slice(0, 8)} resolves differently`)
+    const want = FixedIndex.fromRecord({kind: 'full', blockSize: r.blockSize, virtualSize: r.virtualSize, blockCount: r.blockCount, cbm: ChangedBlockMap.all(r.blockCount), entries: expected.get(m.id)!})
+    if (!r.entries.sameEntries(want)) throw new Error(`snapshot ${m.id.slice(0, 8)} resolves differently`)
   }
   return snaps
 }

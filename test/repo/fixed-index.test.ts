@@ -106,8 +106,8 @@ describe('FixedIndex.diff', () => {
     const labels = Array.from({length: n}, (_, i) => i % 7)
     const a = full(n * BS, labels)
     const b = full(n * BS, labels)
-    for (const k of [0, 1023, 1024, 2999]) b.set(k, id(100 + k))
-    expect([...a.diff(b).blocks()]).toEqual([0, 1023, 1024, 2999])
+    for (const k of [0, 255, 256, 1023, 1024, 2999]) b.set(k, id(100 + k))
+    expect([...a.diff(b).blocks()]).toEqual([0, 255, 256, 1023, 1024, 2999])
   })
 
   it('refuses other block sizes', () => {
@@ -170,6 +170,20 @@ describe('FixedIndex encode/decode', () => {
     expect(buf.equals(encodeIndex({kind: 'full', blockSize: BS, virtualSize: size, blockCount: 11, cbm: map(11, [0, 3, 10]), entries: Buffer.concat([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0].map(id))}))).toBe(true)
   })
 
+  it('lays out the bytes docs/FORMAT.md describes', () => {
+    const d = full(size, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0]).delta(map(11, [0, 3, 10]))
+    const header = Buffer.alloc(64)
+    header.write('VDSINDX1', 0, 'ascii')
+    header[8] = 2 // delta
+    header[9] = 32
+    header.writeUInt32LE(BS, 12)
+    header.writeBigUInt64LE(BigInt(size), 16)
+    header.writeBigUInt64LE(11n, 24)
+    header.writeBigUInt64LE(3n, 32)
+    const body = Buffer.concat([header, Buffer.from([0b00001001, 0b00000100]), id(1), id(4), id(0)])
+    expect(d.encode().equals(Buffer.concat([body, createHash('sha256').update(body).digest()]))).toBe(true)
+  })
+
   it('round-trips a delta index', () => {
     const d = full(size, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0]).delta(map(11, [0, 3, 10]))
     const back = FixedIndex.decode(d.encode(), 'x')
@@ -203,6 +217,7 @@ describe('FixedIndex encode/decode', () => {
     flipped[70]! ^= 4
     expect(bad(flipped)).toBeInstanceOf(DataError)
     expect((bad(flipped) as Error).message).toMatch(/checksum/)
+    expect(bad(flipped)).toMatchObject({code: 'INDEX_CORRUPT', object: 'indexes/x'})
     // counts that disagree, with a valid checksum
     const resum = (b: Buffer): Buffer => {
       const body = b.subarray(0, b.length - 32)
