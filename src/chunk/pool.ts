@@ -121,7 +121,20 @@ export class ChunkPool {
 
   async close(): Promise<void> {
     this.closing = true
-    await Promise.all(this.workers.map((w) => w.terminate()))
+    const closed = new VdsnapError('chunk pool closed')
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id)
+      p.reject(closed)
+    }
+    // A worker terminated while it holds requests (a read failed and the caller
+    // closes with decodes still in flight) sometimes never emits 'exit' on
+    // Node 20, and with nothing else holding the event loop the process then
+    // ends with an unsettled await (exit code 13) instead of its error. Wait
+    // for 'exit' at most a second, with a timer that holds the loop.
+    let timer: NodeJS.Timeout | undefined
+    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, 1000)))
+    await Promise.race([Promise.all(this.workers.map((w) => w.terminate())), grace])
+    clearTimeout(timer)
     this.workers.length = 0
   }
 }
