@@ -9,10 +9,10 @@
 // Ranges are clipped to the larger disk's size.
 import {DIGEST_SIZE} from '../chunk/digest.js'
 import {UsageError} from '../errors.js'
-import {resolveSnapshot} from '../repo/chain.js'
-import type {Manifest} from '../repo/manifest.js'
-import type {Repository} from '../repo/repository.js'
-import {ChangedBlockMap} from './changed-block-map.js'
+import {ChangedBlockMap} from '../cbt/changed-block-map.js'
+import {resolveSnapshot} from './chain.js'
+import type {Manifest} from './manifest.js'
+import type {Repository} from './repository.js'
 
 export interface DiffResult {
   from: string
