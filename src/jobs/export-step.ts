@@ -20,7 +20,7 @@ import {parseSize} from '../repo/config.js'
 import {withRepoLock} from '../repo/session.js'
 import type {Repository} from '../repo/repository.js'
 import {readState, writeState} from './check-state.js'
-import type {ErrorSummary} from './summary.js'
+import type {ExportSummary} from './summary.js'
 
 export interface ExportSpec {
   /** Path template, relative paths resolved against the job file's directory. */
@@ -33,14 +33,6 @@ export interface ExportSpec {
   split?: number
 }
 
-export interface ExportSummary {
-  disk: string
-  to: string
-  ok: boolean
-  snapshot: string | null
-  archiveBytes: number
-  error: ErrorSummary | null
-}
 
 type Obj = Record<string, unknown>
 
