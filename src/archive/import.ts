@@ -20,7 +20,7 @@ import {DIGEST_SIZE} from '../chunk/digest.js'
 import {UsageError} from '../errors.js'
 import type {Manifest} from '../repo/manifest.js'
 import {Repository} from '../repo/repository.js'
-import {BlockSource} from '../restore/block-source.js'
+import {BlockSource} from '../repo/block-source.js'
 import {ArchiveBlocks, type OpenedArchive} from './open-archive.js'
 
 export interface ImportOptions {

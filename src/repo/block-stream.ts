@@ -2,6 +2,6 @@
 // BlockSource over a repository, or one over an archive, or a wrapper
 // around one (restore's copyBlocks, an archive's stream). Its own module so
 // that archive readers, below the use cases, can name it.
-import type {BlockSource} from '../restore/block-source.js'
+import type {BlockSource} from './block-source.js'
 
 export type BlockStream = Pick<BlockSource, 'snapshot' | 'virtualSize' | 'blockCount' | 'blockLength' | 'blocks' | 'chunksRead' | 'bytesFetched'>
