@@ -18,8 +18,9 @@
 //    restore, export and serving alike.
 //  - formats: the archive layout, readers and writers (not its use cases).
 //  - use cases: backup, restore, copy, check, prune, serve, and archive
-//    export/import — pipelines over the layers below; they do not import
-//    each other... except through this layer, which the cycle check guards.
+//    export/import — pipelines over the layers below. Imports inside one
+//    layer are allowed (today no use case imports another); the cycle
+//    check keeps them from going round.
 //  - jobs: runs use cases unattended (`vdsnap run`).
 //  - cli: what commands share (base command, rendering, passwords).
 //  - commands: thin oclif adapters, the top.
