@@ -3,7 +3,7 @@ import {BaseCommand} from '../src/cli/base-command.js'
 import {counted, formatBytes, formatDuration} from '../src/cli/output.js'
 import {withProgress} from '../src/cli/progress.js'
 import {runBackup} from '../src/backup/backup.js'
-import {parseDuration} from '../src/cli/durations.js'
+import {parseDuration} from '../src/flow/duration.js'
 import {parseSize} from '../src/repo/config.js'
 import {shortId} from '../src/repo/manifest.js'
 

@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {BaseCommand, readOnlyFlags} from '../src/cli/base-command.js'
 import {counted, formatBytes} from '../src/cli/output.js'
-import {diffSnapshots} from '../src/cbt/diff.js'
+import {diffSnapshots} from '../src/repo/diff.js'
 import {shortId} from '../src/repo/manifest.js'
 import {selectSnapshot} from '../src/repo/select.js'
 

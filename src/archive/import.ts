@@ -19,7 +19,7 @@ import {UsageError} from '../errors.js'
 import {FixedIndex} from '../repo/fixed-index.js'
 import type {Manifest} from '../repo/manifest.js'
 import type {Repository} from '../repo/repository.js'
-import {BlockSource} from '../restore/block-source.js'
+import {BlockSource} from '../repo/block-source.js'
 import {ArchiveBlocks, type OpenedArchive} from './open-archive.js'
 
 export interface ImportOptions {

@@ -4,7 +4,7 @@
 import {isAllZero} from '../chunk/digest.js'
 import {DataError} from '../errors.js'
 import type {Manifest} from '../repo/manifest.js'
-import type {Block} from '../restore/block-source.js'
+import type {Block} from '../repo/block-source.js'
 
 export class PortableBlocks {
   chunksRead = 0

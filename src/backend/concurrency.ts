@@ -5,40 +5,8 @@
 // A listing holds a slot only while it fetches its next entry, not while the
 // caller handles it, so a caller may load objects while iterating a listing
 // even with a limit of 1 without deadlocking.
+import {Semaphore} from '../flow/semaphore.js'
 import type {ByteRange, ObjectInfo, StorageBackend, TempObject} from './types.js'
-
-/** FIFO counting semaphore. */
-export class Semaphore {
-  private active = 0
-  private readonly waiters: Array<() => void> = []
-
-  constructor(readonly limit: number) {
-    if (!(limit >= 1)) throw new RangeError(`concurrency limit must be at least 1, got ${limit}`)
-  }
-
-  async acquire(): Promise<void> {
-    if (this.active < this.limit) {
-      this.active++
-      return
-    }
-    await new Promise<void>((resolve) => this.waiters.push(resolve))
-  }
-
-  release(): void {
-    const next = this.waiters.shift()
-    if (next) next()
-    else this.active--
-  }
-
-  async with<T>(fn: () => Promise<T>): Promise<T> {
-    await this.acquire()
-    try {
-      return await fn()
-    } finally {
-      this.release()
-    }
-  }
-}
 
 export class ConcurrencyBackend implements StorageBackend {
   readonly create?: () => Promise<void>
@@ -48,6 +16,7 @@ export class ConcurrencyBackend implements StorageBackend {
     private readonly inner: StorageBackend,
     limit: number,
   ) {
+    if (!(limit >= 1)) throw new RangeError(`concurrency limit must be at least 1, got ${limit}`)
     this.slots = new Semaphore(limit)
     if (inner.create) this.create = () => this.slots.with(() => inner.create!())
   }

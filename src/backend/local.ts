@@ -1,13 +1,13 @@
 // Local file system backend. Objects are files below the root; save writes
-// a temporary file in the same directory, fsyncs it, renames it over the
-// final name, then fsyncs the directory, so a crash leaves either the old
-// object or the new one.
+// them with writeFileAtomic (temporary file in the same directory, fsync,
+// rename over the final name, fsync the directory), so a crash leaves
+// either the old object or the new one.
 import {randomBytes} from 'node:crypto'
 import type {Dirent} from 'node:fs'
-import {mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle} from 'node:fs/promises'
+import {mkdir, open, readdir, rename, rm, stat, type FileHandle} from 'node:fs/promises'
 import {dirname, join, sep} from 'node:path'
 import {NotFoundError, UsageError, toVdsnapError} from '../errors.js'
-import {trackTempFile} from '../flow/interrupt.js'
+import {syncDir, writeFileAtomic} from '../fs/atomic-write.js'
 import {checkRangeInside, validateRange} from './range.js'
 import {compareNames, type ByteRange, type ObjectInfo, type StorageBackend, type TempObject} from './types.js'
 
@@ -31,30 +31,18 @@ export class LocalBackend implements StorageBackend {
   async save(name: string, data: Buffer): Promise<void> {
     const final = this.path(name)
     const dir = dirname(final)
-    const tmp = join(dir, `.tmp-${randomBytes(6).toString('hex')}`)
-    const untrack = trackTempFile(tmp)
+    // Chunk directories are fsynced once, by flush(), before the index that
+    // names them is written; everything else is durable when save returns.
+    const deferSync = name.startsWith('chunks/')
     try {
       if (!this.madeDirs.has(dir)) {
         await mkdir(dir, {recursive: true})
         this.madeDirs.add(dir)
       }
-      const fh = await open(tmp, 'wx', 0o600)
-      try {
-        await fh.writeFile(data)
-        await fh.sync()
-      } finally {
-        await fh.close()
-      }
-      await rename(tmp, final)
-      // Chunk directories are fsynced once, by flush(), before the index that
-      // names them is written; everything else is durable when save returns.
-      if (name.startsWith('chunks/')) this.dirtyDirs.add(dir)
-      else await syncDir(dir)
+      await writeFileAtomic(final, data, {tempPath: join(dir, `.tmp-${randomBytes(6).toString('hex')}`), mode: 0o600, syncDir: !deferSync})
+      if (deferSync) this.dirtyDirs.add(dir)
     } catch (e) {
-      await unlink(tmp).catch(() => {})
       throw toVdsnapError(e, `writing ${name} to ${this.location}`)
-    } finally {
-      untrack()
     }
   }
 
@@ -166,14 +154,5 @@ async function* walk(dir: string, namePrefix: string): AsyncIterable<ObjectInfo>
       const st = await stat(full).catch(() => null)
       if (st) yield {name: namePrefix + ent.name, size: st.size}
     }
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r')
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
   }
 }

@@ -4,12 +4,13 @@
 // engine call, rendering.
 import {Command, Flags, Errors, type Interfaces} from '@oclif/core'
 import {EXIT_CODES, UsageError, VdsnapError, toVdsnapError} from '../errors.js'
-import {openStorage, type StorageOptions} from '../repo/storage.js'
+import {type StorageOptions} from '../repo/storage.js'
 import {parseSize} from '../repo/config.js'
 import {Repository} from '../repo/repository.js'
 import {assertUnlocked, LockWriteError, RepoLock, type LockInfo} from '../repo/lock.js'
+import {RepoSession} from '../repo/session.js'
 import {describeHolder} from '../repo/lock-info.js'
-import {parseDuration} from './durations.js'
+import {parseDuration} from '../flow/duration.js'
 import {describeParseError} from './parse-errors.js'
 import {passwordSource, type PasswordFlags} from './password.js'
 import {errorDocument, formatDuration, Output, type ErrorReport} from './output.js'
@@ -73,7 +74,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected flags!: BaseFlags<T>
   protected args!: Interfaces.InferredArgs<T['args']>
   protected out!: Output
-  private readonly opened: {repo: Repository; lock?: RepoLock}[] = []
+  /** The repositories this command opened and the locks it took; closed in finally(). */
+  private readonly session = new RepoSession()
   /** Flags typed on the command line (not filled in from the environment or a default). */
   private readonly givenFlags = new Set<string>()
   private lockWaitMs = 0
@@ -147,19 +149,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     password: () => Promise<string>,
     opts: {lock: 'shared' | 'exclusive' | 'none'; command?: string},
   ): Promise<Repository> {
-    const backend = await openStorage(location, this.storageOptions())
-    let repo: Repository
-    try {
-      repo = await Repository.open(backend, password)
-    } catch (e) {
-      await backend.close().catch(() => {})
-      throw e
-    }
-    const entry: {repo: Repository; lock?: RepoLock} = {repo}
-    this.opened.push(entry)
+    const repo = await this.session.open(location, password, this.storageOptions())
     const flags = this.flags as Record<string, unknown>
     if (opts.lock === 'shared' && flags['no-lock'] === true) return repo
-    if (opts.lock !== 'none') entry.lock = await this.takeLock(repo, opts.lock === 'exclusive', opts.command ?? this.id ?? 'vdsnap')
+    if (opts.lock !== 'none') await this.takeLock(repo, opts.lock === 'exclusive', opts.command ?? this.id ?? 'vdsnap')
     return repo
   }
 
@@ -169,7 +162,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     try {
       // The line tells a user (and a test) the command is waiting, not hung.
       const onWait = (h: LockInfo) => this.out.log(`waiting up to ${formatDuration(this.lockWaitMs)} for the lock held by ${describeHolder(h)}`)
-      return await RepoLock.acquire(repo.backend, {exclusive, command, waitMs: this.lockWaitMs, onWait})
+      return await this.session.lock(repo, {exclusive, command, waitMs: this.lockWaitMs, onWait})
     } catch (e) {
       if (!(e instanceof LockWriteError)) throw e
       const canSkip = 'no-lock' in flags
@@ -196,7 +189,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** Verifies the repository lock is still held (before committing a snapshot). */
   protected async assertLockHeld(): Promise<void> {
-    for (const {lock} of this.opened) await lock?.assertHeld()
+    await this.session.assertLocksHeld()
   }
 
   /** Exits with the "warning" code when there were warnings, after output was written. */
@@ -211,7 +204,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   /** Warnings for damaged manifests the repositories' listings skipped, each once. */
   private damagedWarnings(): string[] {
     const out: string[] = []
-    for (const {repo} of this.opened) {
+    for (const repo of this.session.repositories) {
       for (const w of repo.damagedWarnings()) {
         if (this.damagedReported.has(w)) continue
         this.damagedReported.add(w)
@@ -249,10 +242,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     const skipped = this.damagedWarnings()
     for (const w of skipped) this.out.warn(w)
     if (skipped.length > 0 && err === undefined) process.exitCode = EXIT_CODES.warning
-    for (const {repo, lock} of this.opened.reverse()) {
-      await lock?.release().catch(() => {})
-      await repo.close().catch(() => {})
-    }
+    await this.session.close()
     return super.finally(err)
   }
 }

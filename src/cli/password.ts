@@ -6,7 +6,7 @@
 import {spawn} from 'node:child_process'
 import {readFile} from 'node:fs/promises'
 import {PasswordError, UsageError, toVdsnapError} from '../errors.js'
-import {parseDuration} from './durations.js'
+import {parseDuration} from '../flow/duration.js'
 
 export const PASSWORD_COMMAND_TIMEOUT_MS = 60_000
 const PASSWORD_COMMAND_MAX_OUTPUT = 1 << 16

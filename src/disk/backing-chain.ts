@@ -7,6 +7,9 @@
 // The chain state (real paths of the images above) rides along in the open
 // options, so it crosses the format registry (openImage) unchanged and a
 // format's opener passes it on without knowing about the other formats.
+// So does the opener of a parent of any format (openParent): openImage
+// puts it there, so this module needs neither the registry nor openImage,
+// which import the format readers that import this module (a cycle).
 // Name resolution differs by origin: qcow2 and VMDK store POSIX names
 // (openBacking, qemu's rule); VHD and VHDX store paths from Windows or
 // macOS hosts (findParent: backslashes become slashes, and an absolute path
@@ -14,16 +17,22 @@
 import {realpath, stat} from 'node:fs/promises'
 import {basename, dirname, isAbsolute, resolve} from 'node:path'
 import {ImageFormatError, VdsnapError} from '../errors.js'
-import {FORMATS} from './formats.js'
-import {openImage} from './open.js'
 import {normalizeRanges, type DiskImage, type ImageInfo, type OpenOptions, type Range} from './types.js'
 
 /** Deepest chain we open; deeper chains are refused as corrupt or looping. */
 export const MAX_CHAIN_DEPTH = 64
 
+/**
+ * Opens the parent image at `path` whatever its format, `format` forced
+ * when it names one vdsnap reads (the registry's openImage, see open.ts).
+ */
+export type ParentOpener = (path: string, chainAbove: string[], format?: string) => Promise<DiskImage>
+
 /** Open options plus the real paths of the images above this one in its chain. */
 export interface ChainOpenOptions extends OpenOptions {
   chainAbove?: string[]
+  /** Set by openImage for the format openers (openBacking uses it). */
+  openParent?: ParentOpener
 }
 
 /**
@@ -49,6 +58,7 @@ export async function openBacking(
   childPath: string,
   name: string,
   chain: string[],
+  openParent: ParentOpener | undefined,
   format?: string,
 ): Promise<DiskImage> {
   const resolved = isAbsolute(name) ? name : resolve(dirname(childPath), name)
@@ -59,11 +69,9 @@ export async function openBacking(
   if (chain.length >= MAX_CHAIN_DEPTH) {
     throw new ImageFormatError(childPath, `backing chain is deeper than ${MAX_CHAIN_DEPTH} images`)
   }
-  const options: ChainOpenOptions = {chainAbove: chain}
-  // A format name we do not know (qemu's "vpc", say) is left to detection.
-  if (format && (format === 'raw' || FORMATS.some((f) => f.name === format))) options.format = format
+  if (!openParent) throw new VdsnapError(`internal: ${childPath} was not opened through openImage, so its backing file cannot be opened`)
   try {
-    return await openImage(resolved, options)
+    return await openParent(resolved, chain, format)
   } catch (e) {
     if (e instanceof VdsnapError) throw e
     throw new ImageFormatError(childPath, `opening backing file "${name}" failed: ${(e as Error).message}`, {cause: e})

@@ -2,26 +2,16 @@
 // first PROBE_BYTES of the file and opens it; formats vdsnap can write also
 // create an ImageWriter. Order matters only where two probes could both
 // match (none do today).
-import type {DiskImage, ImageWriter, OpenOptions} from './types.js'
+import type {FormatEntry} from './types.js'
 import {qcow2Format} from './qcow2-format.js'
 import {vmdkFormat} from './vmdk-format.js'
 import {VHD_FORMAT} from './vhd-format.js'
 import {VHDX_FORMAT} from './vhdx-format.js'
 import {VDI_FORMAT} from './vdi-format.js'
 
-export interface CreateOptions {
-  /** e.g. "monolithicSparse" or "streamOptimized" for VMDK, "dynamic" or "fixed" for VHD/VHDX/VDI. */
-  subformat?: string
-}
-
-export interface FormatEntry {
-  name: string
-  probe(head: Buffer, path: string): boolean
-  open(path: string, options: OpenOptions): Promise<DiskImage>
-  /** Whether the format has internal snapshots that OpenOptions.imageSnapshot can select. */
-  internalSnapshots?: boolean
-  create?(path: string, virtualSize: number, options: CreateOptions): Promise<ImageWriter>
-}
+// The entry types live in types.ts, so the format modules can name them
+// without importing this registry, which imports them (a cycle).
+export type {CreateOptions, FormatEntry} from './types.js'
 
 export const FORMATS: FormatEntry[] = []
 FORMATS.push(qcow2Format)

@@ -10,6 +10,7 @@ import {FORMATS} from './formats.js'
 import {NbdImage} from './nbd-image.js'
 import {isNbdUrl} from '../nbd/url.js'
 import {RawImage} from './raw.js'
+import type {ChainOpenOptions} from './backing-chain.js'
 import type {DiskImage, OpenOptions} from './types.js'
 
 export const PROBE_BYTES = 4096
@@ -49,7 +50,8 @@ export async function openImage(path: string, options: OpenOptions = {}): Promis
           if (options.imageSnapshot !== undefined && !fmt.internalSnapshots) throw noSnapshots(path, fmt.name, options.imageSnapshot)
           await fh.close()
           fh = undefined
-          return await fmt.open(path, options)
+          const withOpener: ChainOpenOptions = {...options, openParent: openParentImage}
+          return await fmt.open(path, withOpener)
         }
       }
     }
@@ -61,6 +63,14 @@ export async function openImage(path: string, options: OpenOptions = {}): Promis
   } finally {
     await fh?.close()
   }
+}
+
+/** ChainOpenOptions.openParent: a qcow2 backing file or VMDK parent, of any format. */
+function openParentImage(path: string, chainAbove: string[], format?: string): Promise<DiskImage> {
+  const options: ChainOpenOptions = {chainAbove}
+  // A format name we do not know (qemu's "vpc", say) is left to detection.
+  if (format && (format === 'raw' || FORMATS.some((f) => f.name === format))) options.format = format
+  return openImage(path, options)
 }
 
 /**

@@ -1,7 +1,7 @@
 // The qcow2 entry of the format registry: detection by magic and version,
 // the native reader, and the v3 writer.
 import {UsageError} from '../errors.js'
-import type {CreateOptions, FormatEntry} from './formats.js'
+import type {CreateOptions, FormatEntry} from './types.js'
 import {QCOW2_MAGIC} from './qcow2-header.js'
 import {Qcow2Image} from './qcow2-reader.js'
 import {Qcow2Writer} from './qcow2-writer.js'

@@ -101,7 +101,7 @@ export class Qcow2Image implements DiskImage, UnitMap {
         })
       }
       const l1 = await loadL1(file, h, l1Offset, l1Size)
-      if (h.backingName !== undefined) parent = await openBacking(path, h.backingName, chain, h.backingFormat)
+      if (h.backingName !== undefined) parent = await openBacking(path, h.backingName, chain, options.openParent, h.backingFormat)
       return new Qcow2Image(path, file, dataFile ?? file, h, l1, virtualSize, parent)
     } catch (e) {
       await parent?.close()

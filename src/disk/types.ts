@@ -106,3 +106,18 @@ export function normalizeRanges(ranges: Range[]): Range[] {
   }
   return out
 }
+
+/** Options of a format's create (the registry in formats.ts). */
+export interface CreateOptions {
+  /** e.g. "monolithicSparse" or "streamOptimized" for VMDK, "dynamic" or "fixed" for VHD/VHDX/VDI. */
+  subformat?: string
+}
+
+export interface FormatEntry {
+  name: string
+  probe(head: Buffer, path: string): boolean
+  open(path: string, options: OpenOptions): Promise<DiskImage>
+  /** Whether the format has internal snapshots that OpenOptions.imageSnapshot can select. */
+  internalSnapshots?: boolean
+  create?(path: string, virtualSize: number, options: CreateOptions): Promise<ImageWriter>
+}

@@ -1,6 +1,6 @@
 // Registry entry for VirtualBox VDI: detected by the signature at byte 64
 // (the banner text before it varies by VirtualBox version and is ignored).
-import type {FormatEntry} from './formats.js'
+import type {FormatEntry} from './types.js'
 import {isVdiHead} from './vdi-header.js'
 import {VdiImage} from './vdi-reader.js'
 import {VdiWriter} from './vdi-writer.js'

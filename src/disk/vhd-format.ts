@@ -4,7 +4,7 @@
 // with one small synchronous read (the registry's probe is synchronous).
 import {closeSync, fstatSync, openSync, readSync} from 'node:fs'
 import {open} from 'node:fs/promises'
-import type {FormatEntry} from './formats.js'
+import type {FormatEntry} from './types.js'
 import {FOOTER_COOKIE, FOOTER_SIZE, parseFooter} from './vhd-footer.js'
 import {VhdImage} from './vhd-reader.js'
 import {createVhdWriter} from './vhd-writer.js'

@@ -11,9 +11,8 @@ import {open, unlink, type FileHandle} from 'node:fs/promises'
 import {basename, relative, dirname, resolve} from 'node:path'
 import {randomBytes} from 'node:crypto'
 import {UsageError, toVdsnapError} from '../errors.js'
-import type {CreateOptions} from './formats.js'
 import {writeAt} from './image-output.js'
-import type {ImageWriter} from './types.js'
+import type {CreateOptions, ImageWriter} from './types.js'
 import {
   DISK_DIFFERENCING, DISK_DYNAMIC, DISK_FIXED, DYN_HEADER_SIZE, FOOTER_SIZE, MAX_VHD_BYTES, SECTOR, UNALLOCATED,
   encodeDynamicHeader, encodeFooter, vhdGeometry, type EncodedLocator, type VhdFooter,

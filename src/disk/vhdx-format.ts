@@ -1,5 +1,5 @@
 // Registry entry for VHDX: recognised by the "vhdxfile" identifier at offset 0.
-import type {FormatEntry} from './formats.js'
+import type {FormatEntry} from './types.js'
 import {VhdxImage} from './vhdx-reader.js'
 import {FILE_SIGNATURE} from './vhdx-structures.js'
 import {createVhdxWriter} from './vhdx-writer.js'

@@ -1,7 +1,7 @@
 // The VMDK entry of the format registry: detection (sparse magic or a text
 // descriptor), the native reader, and the monolithicSparse /
 // streamOptimized writer.
-import type {CreateOptions, FormatEntry} from './formats.js'
+import type {CreateOptions, FormatEntry} from './types.js'
 import {looksLikeDescriptor} from './vmdk-descriptor.js'
 import {VmdkImage} from './vmdk-reader.js'
 import {isSeSparseHead} from './vmdk-sesparse.js'

@@ -75,7 +75,7 @@ export class VmdkImage implements DiskImage, UnitMap {
         await openExtents(path, descriptor, extents)
       }
       const chain = await enterChain(path, options)
-      if (hasParent(descriptor)) parent = await openBacking(path, descriptor.parentFileNameHint!, chain)
+      if (hasParent(descriptor)) parent = await openBacking(path, descriptor.parentFileNameHint!, chain, options.openParent)
       return new VmdkImage(path, extents, descriptor, parent)
     } catch (e) {
       await parent?.close()

@@ -1,10 +1,18 @@
-// A counting semaphore: bounds work in flight (bytes or tasks) so memory
-// stays flat whatever the size of the disk.
+// A counting semaphore: bounds work in flight (bytes, tasks, connections)
+// so memory stays flat whatever the size of the disk. The one semaphore of
+// the code base: the scan's byte budgets, the NBD client's request slots and
+// the storage concurrency wrapper all use it.
+//
+// Waiters are served in FIFO order, and a waiter at the head blocks those
+// behind it even when they would fit: a large request is never starved by a
+// stream of small ones.
 
 export class Semaphore {
   private waiters: {n: number; resolve: () => void}[] = []
 
-  constructor(private available: number) {}
+  constructor(private available: number) {
+    if (!(available >= 1)) throw new RangeError(`a semaphore needs a capacity of at least 1, got ${available}`)
+  }
 
   async acquire(n = 1): Promise<void> {
     if (this.waiters.length === 0 && this.available >= n) {
@@ -21,6 +29,11 @@ export class Semaphore {
       this.available -= w.n
       w.resolve()
     }
+  }
+
+  /** Runs `fn` holding one unit (a slot). */
+  with<T>(fn: () => Promise<T>): Promise<T> {
+    return this.use(1, fn)
   }
 
   async use<T>(n: number, fn: () => Promise<T>): Promise<T> {

@@ -4,8 +4,8 @@
 // m selects the chunks whose id, as a number, is n−1 modulo m).
 //
 //   {"jobs": {"nightly": {"lastCheck": "2026-11-25T02:10:00.000Z", "nextPart": 3}}}
-import {randomBytes} from 'node:crypto'
-import {mkdir, readFile, rename, writeFile} from 'node:fs/promises'
+import {mkdir, readFile} from 'node:fs/promises'
+import {writeFileAtomic} from '../fs/atomic-write.js'
 import {dirname} from 'node:path'
 import {toVdsnapError} from '../errors.js'
 
@@ -30,13 +30,11 @@ export async function readState(path: string): Promise<StateFile> {
   }
 }
 
-/** Atomic: temporary file, then rename. */
+/** Atomic and durable (writeFileAtomic): a crash leaves the old state or the new one. */
 export async function writeState(path: string, state: StateFile): Promise<void> {
-  const tmp = `${path}.tmp-${randomBytes(4).toString('hex')}`
   try {
     await mkdir(dirname(path), {recursive: true})
-    await writeFile(tmp, JSON.stringify(state, null, 2) + '\n')
-    await rename(tmp, path)
+    await writeFileAtomic(path, JSON.stringify(state, null, 2) + '\n')
   } catch (e) {
     throw toVdsnapError(e, `writing state file ${path}`)
   }

@@ -17,10 +17,10 @@ import {resolve} from 'node:path'
 import {runExport} from '../archive/export.js'
 import {EXIT_CODES, toVdsnapError, UsageError} from '../errors.js'
 import {parseSize} from '../repo/config.js'
-import {RepoLock} from '../repo/lock.js'
+import {withRepoLock} from '../repo/session.js'
 import type {Repository} from '../repo/repository.js'
 import {readState, writeState} from './check-state.js'
-import type {ErrorSummary} from './summary.js'
+import type {ExportSummary} from './summary.js'
 
 export interface ExportSpec {
   /** Path template, relative paths resolved against the job file's directory. */
@@ -33,14 +33,6 @@ export interface ExportSpec {
   split?: number
 }
 
-export interface ExportSummary {
-  disk: string
-  to: string
-  ok: boolean
-  snapshot: string | null
-  archiveBytes: number
-  error: ErrorSummary | null
-}
 
 type Obj = Record<string, unknown>
 
@@ -106,20 +98,17 @@ export async function exportStep(
 async function exportOne(repo: Repository, spec: ExportSpec, disk: string, o: {job: string; lockWaitMs: number; now: Date; log?: (l: string) => void}): Promise<ExportSummary> {
   const base: ExportSummary = {disk, to: spec.to, ok: false, snapshot: null, archiveBytes: 0, error: null}
   try {
-    const lock = await RepoLock.acquire(repo.backend, {exclusive: false, command: 'run export', waitMs: o.lockWaitMs})
-    try {
+    return await withRepoLock(repo, {exclusive: false, command: 'run export', waitMs: o.lockWaitMs}, async () => {
       const snap = (await repo.listSnapshots(disk)).at(-1)
       if (!snap) throw new UsageError(`disk ${disk} has no snapshot to export`)
       const to = exportPath(spec.to, disk, snap.id, o.now)
       const res = await runExport(repo, {snapshot: snap, to, portable: spec.portable, format: spec.format, recordSize: spec.recordSize, split: spec.split})
       o.log?.(`${o.job}: export ${disk} to ${to}: ${res.archiveBytes} bytes`)
       return {...base, to, ok: true, snapshot: snap.id, archiveBytes: res.archiveBytes}
-    } finally {
-      await lock.release().catch(() => {})
-    }
+    })
   } catch (e) {
     const err = toVdsnapError(e)
     o.log?.(`${o.job}: export ${disk}: failed: ${err.oneLine()}`)
-    return {...base, error: {message: err.oneLine(), kind: err.kind, exitCode: EXIT_CODES[err.kind]}}
+    return {...base, error: {message: err.oneLine(), kind: err.kind, code: err.code, exitCode: EXIT_CODES[err.kind]}}
   }
 }

@@ -10,6 +10,7 @@ import {readFile} from 'node:fs/promises'
 import {dirname, resolve} from 'node:path'
 import {parse as parseYaml} from 'yaml'
 import {UsageError, toVdsnapError} from '../errors.js'
+import {readDuration} from '../flow/duration.js'
 import {parseKeepCount, parseWithin, type RetentionPolicy} from '../prune/retention.js'
 import {parseSize} from '../repo/config.js'
 import type {StorageOptions} from '../repo/storage.js'
@@ -120,9 +121,7 @@ function strings(o: Obj, k: string, key: string): string[] {
 
 /** Durations in job files: 30s, 10m, 2h, 1d, 1w. */
 function duration(text: string, key: string): number {
-  const m = /^(\d+)(s|m|h|d|w)$/.exec(text)
-  if (!m) fail(key, `"${text}" is not a duration (e.g. 10m, 1d, 1w)`)
-  return Number(m[1]) * {s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000}[m[2] as 's']
+  return readDuration(text, {strict: true}) ?? fail(key, `"${text}" is not a duration (e.g. 10m, 1d, 1w)`)
 }
 
 function password(v: unknown, key: string): PasswordSpec | undefined {

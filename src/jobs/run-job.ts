@@ -30,9 +30,10 @@ import {runForget} from '../prune/run-forget.js'
 import {runPrune} from '../prune/prune.js'
 import {applyPolicy} from '../prune/retention.js'
 import type {Manifest} from '../repo/manifest.js'
-import {RepoLock} from '../repo/lock.js'
-import {Repository, type PasswordSource} from '../repo/repository.js'
-import {openStorage, type StorageOptions} from '../repo/storage.js'
+import type {RepoLock} from '../repo/lock.js'
+import type {PasswordSource, Repository} from '../repo/repository.js'
+import {RepoSession, withRepoLock} from '../repo/session.js'
+import type {StorageOptions} from '../repo/storage.js'
 import {afterCheck, dueCheck, readState, writeState} from './check-state.js'
 import {exportStep} from './export-step.js'
 import type {Job, JobFile, PasswordSpec, RetentionSpec, StorageSpec} from './job-file.js'
@@ -69,23 +70,14 @@ export function errorSummary(e: unknown): ErrorSummary {
   return {message: err.oneLine(), kind: err.kind, code: err.code, exitCode: EXIT_CODES[err.kind]}
 }
 
-async function openRepo(location: string, spec: PasswordSpec | undefined, storage: StorageSpec, deps: RunDeps): Promise<Repository> {
-  const backend = await openStorage(location, storageFor(storage, deps.storage))
-  try {
-    return await Repository.open(backend, deps.passwordFor(spec))
-  } catch (e) {
-    await backend.close().catch(() => {})
-    throw e
-  }
+// Repositories are opened and locked as the CLI's commands do it
+// (src/repo/session.ts): a job's session closes what it opened.
+function openRepo(session: RepoSession, location: string, spec: PasswordSpec | undefined, storage: StorageSpec, deps: RunDeps): Promise<Repository> {
+  return session.open(location, deps.passwordFor(spec), storageFor(storage, deps.storage))
 }
 
-async function withLock<T>(repo: Repository, exclusive: boolean, command: string, waitMs: number, fn: (lock: RepoLock) => Promise<T>): Promise<T> {
-  const lock = await RepoLock.acquire(repo.backend, {exclusive, command, waitMs})
-  try {
-    return await fn(lock)
-  } finally {
-    await lock.release().catch(() => {})
-  }
+function withLock<T>(repo: Repository, exclusive: boolean, command: string, waitMs: number, fn: (lock: RepoLock) => Promise<T>): Promise<T> {
+  return withRepoLock(repo, {exclusive, command, waitMs}, fn)
 }
 
 async function backupDisk(repo: Repository, job: Job, d: Job['disks'][number], deps: RunDeps): Promise<DiskSummary> {
@@ -108,10 +100,10 @@ async function backupDisk(repo: Repository, job: Job, d: Job['disks'][number], d
   }
 }
 
-async function copyStep(repo: Repository, job: Job, c: Job['copies'][number], disks: string[], deps: RunDeps): Promise<CopySummary> {
+async function copyStep(session: RepoSession, repo: Repository, job: Job, c: Job['copies'][number], disks: string[], deps: RunDeps): Promise<CopySummary> {
   try {
     const {copySnapshots} = await import('../copy/copy.js')
-    const to = await openRepo(c.repository, c.password, c.storage, deps)
+    const to = await openRepo(session, c.repository, c.password, c.storage, deps)
     try {
       const res = await withLock(repo, false, 'run copy', waitMs(job, deps), () =>
         withLock(to, false, 'run copy', waitMs(job, deps), async (toLock) => {
@@ -124,7 +116,7 @@ async function copyStep(repo: Repository, job: Job, c: Job['copies'][number], di
       const retention = c.retention ? await retentionStep(to, job, c.retention, disks, deps, `copy to ${c.repository}: retention`) : null
       return {repository: c.repository, ok: retention?.ok ?? true, copied: res.copied.length, skipped: res.skipped.length, error: retention?.error ?? null, retention}
     } finally {
-      await to.close().catch(() => {})
+      await session.close(to)
     }
   } catch (e) {
     const error = errorSummary(e)
@@ -179,7 +171,7 @@ async function checkStep(repo: Repository, job: Job, file: JobFile, now: Date, d
     deps.log?.(`${job.name}: check ${subset}: ${res.chunksRead} chunks read, ${res.findings.length} findings`)
     const detail = {subset, snapshots: res.snapshots, chunksRead: res.chunksRead, findings: res.findings}
     if (res.findings.length === 0) return {ok: true, detail, error: null}
-    return {ok: false, detail, error: {message: `check ${subset} found ${res.findings.length} problems: ${res.findings[0]!.message}`, kind: 'data', exitCode: EXIT_CODES.data}}
+    return {ok: false, detail, error: {message: `check ${subset} found ${res.findings.length} problems: ${res.findings[0]!.message}`, kind: 'data', code: 'DATA', exitCode: EXIT_CODES.data}}
   } catch (e) {
     return {ok: false, detail: {subset}, error: errorSummary(e)}
   }
@@ -206,12 +198,12 @@ export async function runJob(file: JobFile, job: Job, deps: RunDeps): Promise<Jo
   const now = deps.now ?? (() => new Date())
   const started = now()
   const summary: Omit<JobSummary, 'exitCode'> = {job: job.name, repository: job.repository, started: started.toISOString(), finished: '', durationMs: 0, disks: [], copies: [], retention: null, check: null, error: null}
-  let repo: Repository | undefined
+  const session = new RepoSession()
   try {
-    repo = await openRepo(job.repository, job.password, job.storage, deps)
+    const repo = await openRepo(session, job.repository, job.password, job.storage, deps)
     for (const d of job.disks) summary.disks.push(await backupDisk(repo, job, d, deps))
     const names = summary.disks.map((d) => d.name)
-    for (const c of job.copies) summary.copies.push(await copyStep(repo, job, c, names, deps))
+    for (const c of job.copies) summary.copies.push(await copyStep(session, repo, job, c, names, deps))
     if (job.exports.length > 0) {
       summary.exports = await exportStep(repo, {job: job.name, specs: job.exports, disks: names, stateFile: file.stateFile, lockWaitMs: waitMs(job, deps), now: now(), log: deps.log})
     }
@@ -221,7 +213,7 @@ export async function runJob(file: JobFile, job: Job, deps: RunDeps): Promise<Jo
     summary.error = errorSummary(e)
     deps.log?.(`${job.name}: failed: ${summary.error.message}`)
   } finally {
-    await repo?.close().catch(() => {})
+    await session.close()
   }
   summary.finished = now().toISOString()
   summary.durationMs = Date.parse(summary.finished) - started.getTime()

@@ -5,7 +5,6 @@
 import {spawn} from 'node:child_process'
 import {writeFile} from 'node:fs/promises'
 import {IoError, toVdsnapError} from '../errors.js'
-import type {ExportSummary} from './export-step.js'
 
 export interface ErrorSummary {
   message: string
@@ -13,6 +12,16 @@ export interface ErrorSummary {
   /** The error's code (ERROR_CODES in src/errors.ts). */
   code?: string
   exitCode: number
+}
+
+/** One export of `vdsnap run` (export-step.ts). */
+export interface ExportSummary {
+  disk: string
+  to: string
+  ok: boolean
+  snapshot: string | null
+  archiveBytes: number
+  error: ErrorSummary | null
 }
 
 export interface DiskSummary {

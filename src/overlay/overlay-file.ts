@@ -15,11 +15,10 @@
 // 3. A new overlay is written under a temporary name and renamed into place.
 // Mutations run one at a time (a partial-sector write reads, merges and
 // writes back its sector); reads run alongside.
-import {randomBytes} from 'node:crypto'
 import {constants} from 'node:fs'
-import {open, rename, rm, stat, type FileHandle} from 'node:fs/promises'
-import {dirname} from 'node:path'
+import {open, stat, type FileHandle} from 'node:fs/promises'
 import {DataError, NotFoundError, UsageError, toVdsnapError} from '../errors.js'
+import {writeFileAtomic} from '../fs/atomic-write.js'
 import {assertOverlayFree, lockOverlay} from './overlay-lock.js'
 import {decodeHeader, encodeHeader, HEADER_SIZE, newHeader, SECTOR, type OverlayHeader} from './overlay-header.js'
 
@@ -262,21 +261,12 @@ export class OverlayFile {
 
 /** Writes a new, empty overlay (header, all-base map, sparse data area) and renames it into place. */
 async function createOverlay(path: string, h: OverlayHeader): Promise<void> {
-  const tmp = `${path}.tmp-${randomBytes(4).toString('hex')}`
   try {
-    const fh = await open(tmp, 'wx')
-    try {
+    await writeFileAtomic(path, async (fh) => {
       await fh.write(encodeHeader(h), 0, HEADER_SIZE, 0)
       await fh.truncate(h.dataOffset + Math.ceil(h.virtualSize / SECTOR) * SECTOR)
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
-    await rename(tmp, path)
-    const dir = await open(dirname(path), 'r')
-    await dir.sync().finally(() => dir.close())
+    })
   } catch (e) {
-    await rm(tmp, {force: true})
     throw toVdsnapError(e, `creating overlay ${path}`)
   }
 }

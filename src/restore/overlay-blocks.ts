@@ -2,7 +2,7 @@
 // top. The overlay (src/overlay/) replaces whatever sectors it holds; blocks
 // it does not touch pass through untouched (a zero block stays a hole).
 import type {OverlayFile} from '../overlay/overlay-file.js'
-import type {Block, BlockSource} from './block-source.js'
+import type {Block, BlockSource} from '../repo/block-source.js'
 
 /** Also wants every block the overlay touches (a delta restore must write them). */
 export function wantedWithOverlay(wanted: (b: number) => boolean, source: BlockSource, overlay: OverlayFile): (b: number) => boolean {

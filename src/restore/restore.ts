@@ -19,7 +19,8 @@ import type {Manifest} from '../repo/manifest.js'
 import {resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
 import type {Repository} from '../repo/repository.js'
 import {OverlayFile} from '../overlay/overlay-file.js'
-import {BlockSource} from './block-source.js'
+import {BlockSource} from '../repo/block-source.js'
+import type {BlockStream} from '../repo/block-stream.js'
 import {verifyDeltaTarget} from './delta-verify.js'
 import {overlayBlocks, wantedWithOverlay} from './overlay-blocks.js'
 import {openTarget, type RestoreTarget, type TargetOptions} from './targets.js'
@@ -94,7 +95,7 @@ async function planBlocks(repo: Repository, source: BlockSource, deltaFrom?: Man
 }
 
 /** What copyBlocks reads: a BlockSource, over a repository or an archive, or a wrapper around one. */
-export type BlockStream = Pick<BlockSource, 'snapshot' | 'virtualSize' | 'blockCount' | 'blockLength' | 'blocks' | 'chunksRead' | 'bytesFetched'>
+export type {BlockStream}
 
 /** Stream the wanted blocks from the source into the target, in offset order. */
 export async function copyBlocks(

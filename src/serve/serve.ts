@@ -14,7 +14,7 @@ import {NbdServer, type ListenAddress} from '../nbd/server.js'
 import {OverlayFile} from '../overlay/overlay-file.js'
 import {SECTOR} from '../overlay/overlay-header.js'
 import {IoError, UsageError, toVdsnapError, type VdsnapError} from '../errors.js'
-import {BlockSource} from '../restore/block-source.js'
+import {BlockSource} from '../repo/block-source.js'
 import {ServedDisk} from './served-disk.js'
 
 export const SERVE_CACHE_BYTES = 64 * 1024 * 1024

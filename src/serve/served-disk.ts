@@ -9,7 +9,7 @@ import {STATE_HOLE, STATE_ZERO} from '../nbd/protocol.js'
 import {type Extent} from '../nbd/transmission-codec.js'
 import {BASE, DATA, type OverlayFile} from '../overlay/overlay-file.js'
 import {SECTOR} from '../overlay/overlay-header.js'
-import type {BlockSource} from '../restore/block-source.js'
+import type {BlockSource} from '../repo/block-source.js'
 
 /** The largest request a client may send (NBD_INFO_BLOCK_SIZE maximum). */
 export const MAX_REQUEST = 32 * 1024 * 1024

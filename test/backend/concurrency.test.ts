@@ -1,7 +1,8 @@
 // The concurrency wrapper: never more than `limit` calls reach the backend.
 import {setTimeout as delay} from 'node:timers/promises'
 import {describe, expect, it} from 'vitest'
-import {ConcurrencyBackend, Semaphore} from '../../src/backend/concurrency.js'
+import {ConcurrencyBackend} from '../../src/backend/concurrency.js'
+import {Semaphore} from '../../src/flow/semaphore.js'
 import {MemoryBackend} from '../helpers/memory-backend.js'
 
 class SlowBackend extends MemoryBackend {

@@ -3,7 +3,7 @@
 import {createHash} from 'node:crypto'
 import {describe, expect, it} from 'vitest'
 import {ChangedBlockMap} from '../../src/cbt/changed-block-map.js'
-import {diffSnapshots} from '../../src/cbt/diff.js'
+import {diffSnapshots} from '../../src/repo/diff.js'
 import {DIGEST_SIZE} from '../../src/chunk/digest.js'
 import {UsageError} from '../../src/errors.js'
 import {FixedIndex} from '../../src/repo/fixed-index.js'

@@ -8,9 +8,9 @@
 //    only the larger disk has.
 // Ranges are clipped to the larger disk's size.
 import {UsageError} from '../errors.js'
-import {resolveSnapshot} from '../repo/chain.js'
-import type {Manifest} from '../repo/manifest.js'
-import type {Repository} from '../repo/repository.js'
+import {resolveSnapshot} from './chain.js'
+import type {Manifest} from './manifest.js'
+import type {Repository} from './repository.js'
 
 export interface DiffResult {
   from: string
