@@ -4,7 +4,7 @@
 // either the old object or the new one.
 import {randomBytes} from 'node:crypto'
 import type {Dirent} from 'node:fs'
-import {mkdir, open, readdir, rename, rm, stat, type FileHandle} from 'node:fs/promises'
+import {mkdir, open, readdir, rm, stat, type FileHandle} from 'node:fs/promises'
 import {dirname, join, sep} from 'node:path'
 import {NotFoundError, UsageError, toVdsnapError} from '../errors.js'
 import {syncDir, writeFileAtomic} from '../fs/atomic-write.js'
