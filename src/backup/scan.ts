@@ -10,6 +10,7 @@
 // recycled (they travel to the workers and back) to keep the GC quiet.
 import type {ChangedBlockMap} from '../cbt/changed-block-map.js'
 import {DIGEST_SIZE} from '../chunk/digest.js'
+import {IdSet} from '../chunk/id-set.js'
 import type {ChunkPool} from '../chunk/pool.js'
 import type {DiskImage} from '../disk/types.js'
 import {Semaphore, TaskGroup} from '../flow/semaphore.js'
@@ -68,7 +69,8 @@ export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
   const size = image.virtualSize
   const stats: BlockScanStats = {bytesRead: 0, bytesChanged: 0, bytesNew: 0, bytesStored: 0, blocksNew: 0}
   const total = Math.min(size, candidates.count() * blockSize)
-  const claimed = new Set<string>()
+  // Chunks this run has stored or is storing: a new chunk met twice is stored once.
+  const claimed = new IdSet()
   const uploadBytes = new Semaphore(UPLOAD_BYTES)
   const uploads = new TaskGroup(UPLOADS_IN_FLIGHT)
   const group = new TaskGroup(BATCHES_IN_FLIGHT)
@@ -120,9 +122,8 @@ export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
       const end = Math.min(start + blockSize, length)
       stats.bytesChanged += end - start
       if (digest.every((x) => x === 0)) continue
+      if (!claimed.add(digest)) continue
       const hex = Buffer.from(digest).toString('hex')
-      if (claimed.has(hex)) continue
-      claimed.add(hex)
       if (await repo.hasChunk(hex)) continue
       items.push({start, end, name: Repository.chunkName(hex), hex})
     }
