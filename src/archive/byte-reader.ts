@@ -51,6 +51,8 @@ export class ByteReader {
   async read(n: number, what: string): Promise<Buffer> {
     if ((await this.fill(n)) < n) {
       throw new DataError(`${this.describe} is truncated: it ends inside ${what} at byte ${this.position + this.buffered}`, {
+        code: 'ARCHIVE_CORRUPT',
+        offset: this.position + this.buffered,
         hint: 'the archive was cut short; use a complete copy',
       })
     }

@@ -65,7 +65,7 @@ export function encodeSums(sha256: string, image: string): Buffer {
 
 export function decodeSums(buf: Buffer, where: string): string {
   const m = /^([0-9a-f]{64}) {2}\S.*\n?$/.exec(buf.toString('utf8'))
-  if (!m) throw new DataError(`${where}: ${SUMS_NAME} is malformed (corrupt archive)`)
+  if (!m) throw new DataError(`${where}: ${SUMS_NAME} is malformed (corrupt archive)`, {code: 'ARCHIVE_CORRUPT'})
   return m[1]!
 }
 
@@ -75,18 +75,18 @@ export function decodeManifest(buf: Buffer, where: string): ArchiveManifest {
   try {
     m = JSON.parse(buf.toString('utf8')) as ArchiveManifest
   } catch {
-    throw new DataError(`${where}: ${MANIFEST_NAME} is not valid JSON (corrupt archive)`)
+    throw new DataError(`${where}: ${MANIFEST_NAME} is not valid JSON (corrupt archive)`, {code: 'ARCHIVE_CORRUPT'})
   }
   if (typeof m !== 'object' || m === null || typeof m.vdsnapArchive !== 'number') {
-    throw new DataError(`${where} is not a vdsnap archive (${MANIFEST_NAME} has no format version)`)
+    throw new DataError(`${where} is not a vdsnap archive (${MANIFEST_NAME} has no format version)`, {code: 'ARCHIVE_CORRUPT'})
   }
   if (m.vdsnapArchive > ARCHIVE_FORMAT) {
-    throw new DataError(`${where} has archive format ${m.vdsnapArchive}; this vdsnap reads format ${ARCHIVE_FORMAT}`, {hint: 'use a newer vdsnap release'})
+    throw new DataError(`${where} has archive format ${m.vdsnapArchive}; this vdsnap reads format ${ARCHIVE_FORMAT}`, {code: 'ARCHIVE_CORRUPT', hint: 'use a newer vdsnap release'})
   }
   const sizes = [m.virtualSize, m.blockSize, m.blockCount, m.chunkCount]
   if (!sizes.every((v) => Number.isSafeInteger(v) && v >= 0) || (m.kind !== 'chunks' && m.kind !== 'portable') || typeof m.disk !== 'string') {
-    throw new DataError(`${where}: ${MANIFEST_NAME} is missing fields or has impossible values (corrupt archive)`)
+    throw new DataError(`${where}: ${MANIFEST_NAME} is missing fields or has impossible values (corrupt archive)`, {code: 'ARCHIVE_CORRUPT'})
   }
-  if (m.blockCount !== Math.ceil(m.virtualSize / m.blockSize)) throw new DataError(`${where}: ${MANIFEST_NAME} has an inconsistent block count (corrupt archive)`)
+  if (m.blockCount !== Math.ceil(m.virtualSize / m.blockSize)) throw new DataError(`${where}: ${MANIFEST_NAME} has an inconsistent block count (corrupt archive)`, {code: 'ARCHIVE_CORRUPT'})
   return m
 }

@@ -77,7 +77,7 @@ async function decodeHead(source: ArchiveSource, password: () => Promise<string>
   }
   const need = (name: string | undefined): Buffer => {
     const data = name ? source.head.get(name) : undefined
-    if (!data) throw new DataError(`${where} lacks entry ${name ?? 'indexes/…'} (incomplete or corrupt archive)`)
+    if (!data) throw new DataError(`${where} lacks entry ${name ?? 'indexes/…'} (incomplete or corrupt archive)`, {code: 'ARCHIVE_CORRUPT'})
     return data
   }
   const config = parseConfig(need('config').toString('utf8'), where)
@@ -95,22 +95,22 @@ async function decodeHead(source: ArchiveSource, password: () => Promise<string>
     ['index', `indexes/${snapshot.index}`, indexName],
   ]
   for (const [what, have, said] of facts) {
-    if (have !== said) throw new DataError(`${where}: manifest.json says ${what} ${String(said)}, the archive holds ${String(have)} (corrupt archive)`)
+    if (have !== said) throw new DataError(`${where}: manifest.json says ${what} ${String(said)}, the archive holds ${String(have)} (corrupt archive)`, {code: 'ARCHIVE_CORRUPT'})
   }
-  if (ix.kind !== 'full') throw new DataError(`${where}: ${indexName} is not a full index (corrupt archive)`)
+  if (ix.kind !== 'full') throw new DataError(`${where}: ${indexName} is not a full index (corrupt archive)`, {code: 'ARCHIVE_CORRUPT'})
   const resolved: ResolvedIndex = {blockSize: ix.blockSize, virtualSize: ix.virtualSize, blockCount: ix.blockCount, entries: ix.entries, chain: [snapshot]}
   return {source, snapshot, config, master, resolved}
 }
 
 async function unlock(source: ArchiveSource, password: string): Promise<MasterKey> {
   const slots = [...source.head].filter(([name]) => name.startsWith('keys/'))
-  if (slots.length === 0) throw new DataError(`${source.describe} is encrypted but holds no key slots (incomplete archive)`)
+  if (slots.length === 0) throw new DataError(`${source.describe} is encrypted but holds no key slots (incomplete archive)`, {code: 'ARCHIVE_CORRUPT'})
   for (const [name, data] of slots) {
     let slot: KeySlot
     try {
       slot = JSON.parse(data.toString('utf8')) as KeySlot
     } catch {
-      throw new DataError(`${source.describe}: key slot ${name} is not valid JSON (corrupt archive)`)
+      throw new DataError(`${source.describe}: key slot ${name} is not valid JSON (corrupt archive)`, {code: 'ARCHIVE_CORRUPT'})
     }
     const master = await openKeySlot(password, slot)
     if (master) return master
@@ -159,7 +159,7 @@ export class ArchiveBlocks {
   async verifyImage(): Promise<string> {
     const want = await this.a.source.imageSha256()
     const have = this.hash.digest('hex')
-    if (have !== want) throw new DataError(`${this.a.source.describe}: the restored image's SHA-256 ${have} differs from SHA256SUMS ${want} (corrupt archive)`, {hint: 'use another copy of the archive'})
+    if (have !== want) throw new DataError(`${this.a.source.describe}: the restored image's SHA-256 ${have} differs from SHA256SUMS ${want} (corrupt archive)`, {code: 'ARCHIVE_CORRUPT', hint: 'use another copy of the archive'})
     return have
   }
 }

@@ -32,7 +32,7 @@ export async function openPipe(input: Readable, describe: string, maxHeldBytes =
   const magic = await bytes.peek(4)
   const zip: EntryReader = magic.length === 4 && magic.readUInt32LE(0) === SIG_LOCAL ? new ZipStreamReader(bytes) : new TarStreamReader(bytes)
   const first = await zip.next()
-  if (!first || first.streamed || first.header.name !== MANIFEST_NAME) throw new DataError(`${describe} does not begin with ${MANIFEST_NAME}: not a vdsnap archive`)
+  if (!first || first.streamed || first.header.name !== MANIFEST_NAME) throw new DataError(`${describe} does not begin with ${MANIFEST_NAME}: not a vdsnap archive`, {code: 'ARCHIVE_CORRUPT'})
   const manifest = decodeManifest(first.data, describe)
   const head = new Map<string, Buffer>()
   let pending: StreamEntry | null = null
@@ -90,11 +90,11 @@ class PipeSource implements ArchiveSource {
       const m = e && !e.streamed ? CHUNK_ENTRY.exec(e.header.name) : null
       if (!e || !m || e.streamed) {
         this.pending = e
-        throw new DataError(`${this.describe} lacks chunk ${hex.slice(0, 16)}… (${chunkName(hex)}) needed for block ${atBlock}: incomplete or corrupt archive`)
+        throw new DataError(`${this.describe} lacks chunk ${hex.slice(0, 16)}… (${chunkName(hex)}) needed for block ${atBlock}: incomplete or corrupt archive`, {code: 'ARCHIVE_CORRUPT', object: chunkName(hex)})
       }
       const id = m[1]!
       const last = this.lastUse.get(id)
-      if (last === undefined) throw new DataError(`${this.describe}: entry ${e.header.name} is a chunk the archive's index does not use (corrupt or mixed archive)`)
+      if (last === undefined) throw new DataError(`${this.describe}: entry ${e.header.name} is a chunk the archive's index does not use (corrupt or mixed archive)`, {code: 'ARCHIVE_CORRUPT'})
       if (id === hex) {
         if (last > atBlock) this.hold(id, e.data)
         return e.data
@@ -129,7 +129,7 @@ class PipeSource implements ArchiveSource {
 
   async *image(): AsyncIterable<Buffer> {
     const e = await this.nextEntry()
-    if (!e || !e.streamed || e.header.name !== this.manifest.image) throw new DataError(`${this.describe}: entry ${this.manifest.image} is not where a portable archive holds it (corrupt)`)
+    if (!e || !e.streamed || e.header.name !== this.manifest.image) throw new DataError(`${this.describe}: entry ${this.manifest.image} is not where a portable archive holds it (corrupt)`, {code: 'ARCHIVE_CORRUPT'})
     yield* this.zip.image(e)
   }
 
@@ -137,17 +137,17 @@ class PipeSource implements ArchiveSource {
     if (this.sums) return this.sums
     for (;;) {
       const e = await this.nextEntry()
-      if (!e) throw new DataError(`${this.describe} lacks ${SUMS_NAME} (incomplete archive)`)
-      if (e.streamed) throw new DataError(`${this.describe}: unexpected entry ${e.header.name} after the image (corrupt)`)
+      if (!e) throw new DataError(`${this.describe} lacks ${SUMS_NAME} (incomplete archive)`, {code: 'ARCHIVE_CORRUPT'})
+      if (e.streamed) throw new DataError(`${this.describe}: unexpected entry ${e.header.name} after the image (corrupt)`, {code: 'ARCHIVE_CORRUPT'})
       if (e.header.name === SUMS_NAME) {
         this.sums = decodeSums(e.data, this.describe)
         break
       }
-      if (!CHUNK_ENTRY.test(e.header.name)) throw new DataError(`${this.describe}: unexpected entry ${e.header.name} (corrupt or not a vdsnap archive)`)
+      if (!CHUNK_ENTRY.test(e.header.name)) throw new DataError(`${this.describe}: unexpected entry ${e.header.name} (corrupt or not a vdsnap archive)`, {code: 'ARCHIVE_CORRUPT'})
     }
     let last = await this.zip.next()
     if (last?.header.name === PADDING_NAME && !last.streamed) last = await this.zip.next()
-    if (last) throw new DataError(`${this.describe}: unexpected entry ${last.header.name} after ${SUMS_NAME} (corrupt)`)
+    if (last) throw new DataError(`${this.describe}: unexpected entry ${last.header.name} after ${SUMS_NAME} (corrupt)`, {code: 'ARCHIVE_CORRUPT'})
     await this.zip.finish()
     return this.sums
   }

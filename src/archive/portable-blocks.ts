@@ -47,9 +47,9 @@ export class PortableBlocks {
         if (wanted(b)) yield {index: b, offset: b * bs, length: data.length, data: isAllZero(data) ? null : Buffer.from(data)}
         b++
       }
-      if (b >= this.blockCount && pendingBytes > 0) throw new DataError(`the portable image is longer than the ${this.virtualSize} bytes its manifest says (corrupt archive)`)
+      if (b >= this.blockCount && pendingBytes > 0) throw new DataError(`the portable image is longer than the ${this.virtualSize} bytes its manifest says (corrupt archive)`, {code: 'ARCHIVE_CORRUPT'})
     }
-    if (b < this.blockCount) throw new DataError(`the portable image ends at byte ${b * bs + pendingBytes}, before the ${this.virtualSize} bytes its manifest says (truncated archive)`)
+    if (b < this.blockCount) throw new DataError(`the portable image ends at byte ${b * bs + pendingBytes}, before the ${this.virtualSize} bytes its manifest says (truncated archive)`, {code: 'ARCHIVE_CORRUPT'})
   }
 
   async close(): Promise<void> {}

@@ -51,12 +51,12 @@ export function encodeHeader(h: TarHeader): Buffer {
 
 /** Decodes a header block; null for an all-zero block (the end of the archive). */
 export function decodeHeader(b: Buffer, where: string): TarHeader | null {
-  if (b.length !== BLOCK) throw new DataError(`${where}: a tar header is cut short`)
+  if (b.length !== BLOCK) throw new DataError(`${where}: a tar header is cut short`, {code: 'ARCHIVE_CORRUPT'})
   if (b.every((x) => x === 0)) return null
-  if (b.toString('ascii', 257, 263) !== MAGIC) throw new DataError(`${where}: not a POSIX tar header (no ustar magic); not a vdsnap archive, or corrupt`)
+  if (b.toString('ascii', 257, 263) !== MAGIC) throw new DataError(`${where}: not a POSIX tar header (no ustar magic); not a vdsnap archive, or corrupt`, {code: 'ARCHIVE_CORRUPT'})
   let sum = 0
   for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : b[i]!
-  if (parseOctal(b, 148, 8, where) !== sum) throw new DataError(`${where}: a tar header fails its checksum (corrupt)`)
+  if (parseOctal(b, 148, 8, where) !== sum) throw new DataError(`${where}: a tar header fails its checksum (corrupt)`, {code: 'ARCHIVE_CORRUPT'})
   const nameEnd = b.indexOf(0, 0)
   const prefixEnd = b.indexOf(0, 345)
   const name = b.toString('utf8', 0, nameEnd < 0 || nameEnd > 100 ? 100 : nameEnd)
@@ -66,7 +66,7 @@ export function decodeHeader(b: Buffer, where: string): TarHeader | null {
 
 function parseOctal(b: Buffer, off: number, len: number, where: string): number {
   const text = b.toString('ascii', off, off + len).replace(/[\0 ]+$/, '').trim()
-  if (!/^[0-7]*$/.test(text)) throw new DataError(`${where}: a tar header has a malformed number (corrupt)`)
+  if (!/^[0-7]*$/.test(text)) throw new DataError(`${where}: a tar header has a malformed number (corrupt)`, {code: 'ARCHIVE_CORRUPT'})
   return text ? parseInt(text, 8) : 0
 }
 
@@ -88,10 +88,10 @@ export function decodePax(buf: Buffer, where: string): Map<string, string> {
   while (p < buf.length) {
     const sp = buf.indexOf(0x20, p)
     const len = sp > p ? Number(buf.toString('ascii', p, sp)) : NaN
-    if (!Number.isSafeInteger(len) || len <= 0 || p + len > buf.length || buf[p + len - 1] !== 0x0a) throw new DataError(`${where}: a pax header record is malformed (corrupt)`)
+    if (!Number.isSafeInteger(len) || len <= 0 || p + len > buf.length || buf[p + len - 1] !== 0x0a) throw new DataError(`${where}: a pax header record is malformed (corrupt)`, {code: 'ARCHIVE_CORRUPT'})
     const rec = buf.toString('utf8', sp + 1, p + len - 1)
     const eq = rec.indexOf('=')
-    if (eq <= 0) throw new DataError(`${where}: a pax header record has no key (corrupt)`)
+    if (eq <= 0) throw new DataError(`${where}: a pax header record has no key (corrupt)`, {code: 'ARCHIVE_CORRUPT'})
     out.set(rec.slice(0, eq), rec.slice(eq + 1))
     p += len
   }
@@ -120,14 +120,14 @@ export function decodeSparseMap(buf: Buffer, realSize: number, where: string): {
   while (nums.length < want) {
     const nl = buf.indexOf(0x0a, p)
     if (nl < 0) {
-      if (buf.length - p > 40) throw new DataError(`${where}: the sparse map is malformed (corrupt)`)
+      if (buf.length - p > 40) throw new DataError(`${where}: the sparse map is malformed (corrupt)`, {code: 'ARCHIVE_CORRUPT'})
       return null
     }
     const text = buf.toString('ascii', p, nl)
-    if (!/^\d{1,16}$/.test(text)) throw new DataError(`${where}: the sparse map is malformed (corrupt)`)
+    if (!/^\d{1,16}$/.test(text)) throw new DataError(`${where}: the sparse map is malformed (corrupt)`, {code: 'ARCHIVE_CORRUPT'})
     nums.push(Number(text))
     if (nums.length === 1) {
-      if (nums[0]! > 1e7) throw new DataError(`${where}: the sparse map claims ${nums[0]} segments (corrupt)`)
+      if (nums[0]! > 1e7) throw new DataError(`${where}: the sparse map claims ${nums[0]} segments (corrupt)`, {code: 'ARCHIVE_CORRUPT'})
       want = 1 + 2 * nums[0]!
     }
     p = nl + 1
@@ -136,7 +136,7 @@ export function decodeSparseMap(buf: Buffer, realSize: number, where: string): {
   let end = 0
   for (let i = 1; i < nums.length; i += 2) {
     const s = {offset: nums[i]!, length: nums[i + 1]!}
-    if (s.offset < end || s.offset + s.length > realSize) throw new DataError(`${where}: the sparse map has overlapping or out-of-range segments (corrupt)`)
+    if (s.offset < end || s.offset + s.length > realSize) throw new DataError(`${where}: the sparse map has overlapping or out-of-range segments (corrupt)`, {code: 'ARCHIVE_CORRUPT'})
     end = s.offset + s.length
     segments.push(s)
   }

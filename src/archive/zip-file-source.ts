@@ -25,31 +25,31 @@ export async function openZipFile(path: string): Promise<ArchiveSource & {hasEnt
   } catch (e) {
     const err = toVdsnapError(e, `reading ${path}`)
     if (err.kind !== 'internal') throw err
-    throw new DataError(`${path} is not a readable ZIP archive (${(e as Error).message}): truncated or not a vdsnap archive`, {hint: 'use a complete copy'})
+    throw new DataError(`${path} is not a readable ZIP archive (${(e as Error).message}): truncated or not a vdsnap archive`, {code: 'ARCHIVE_CORRUPT', hint: 'use a complete copy'})
   }
   const fh = await open(path, 'r')
   const damaged = {hint: 'the archive is damaged; use another copy'}
   const readStored = async (entry: StreamZip.ZipEntry): Promise<Buffer> => {
     const local = Buffer.alloc(LOCAL_HEADER_SIZE)
     if ((await fh.read(local, 0, LOCAL_HEADER_SIZE, entry.offset)).bytesRead !== LOCAL_HEADER_SIZE || local.readUInt32LE(0) !== SIG_LOCAL) {
-      throw new DataError(`${path}: entry ${entry.name} has no local header where the central directory says (corrupt)`, damaged)
+      throw new DataError(`${path}: entry ${entry.name} has no local header where the central directory says (corrupt)`, {code: 'ARCHIVE_CORRUPT', ...damaged})
     }
     const start = entry.offset + LOCAL_HEADER_SIZE + local.readUInt16LE(26) + local.readUInt16LE(28)
     const data = Buffer.allocUnsafe(entry.compressedSize)
-    if ((await fh.read(data, 0, data.length, start)).bytesRead !== data.length) throw new DataError(`${path} is truncated inside entry ${entry.name}`, damaged)
+    if ((await fh.read(data, 0, data.length, start)).bytesRead !== data.length) throw new DataError(`${path} is truncated inside entry ${entry.name}`, {code: 'ARCHIVE_CORRUPT', ...damaged})
     return data
   }
   const read = async (name: string): Promise<Buffer> => {
     const entry = entries[name]
-    if (!entry) throw new DataError(`${path} lacks entry ${name} (incomplete archive)`)
+    if (!entry) throw new DataError(`${path} lacks entry ${name} (incomplete archive)`, {code: 'ARCHIVE_CORRUPT'})
     let data: Buffer
     try {
       data = entry.method === METHOD_STORED && !(entry.flags & FLAG_DESCRIPTOR) ? await readStored(entry) : await zip.entryData(entry)
     } catch (e) {
       if (e instanceof DataError) throw e
-      throw new DataError(`${path}: entry ${name} cannot be read (${(e as Error).message})`, {hint: 'the archive is damaged; use another copy'})
+      throw new DataError(`${path}: entry ${name} cannot be read (${(e as Error).message})`, {code: 'ARCHIVE_CORRUPT', hint: 'the archive is damaged; use another copy'})
     }
-    if (!(entry.flags & 8) && crc32(data) !== entry.crc) throw new DataError(`${path}: entry ${name} fails its CRC (corrupt)`, {hint: 'the archive is damaged; use another copy'})
+    if (!(entry.flags & 8) && crc32(data) !== entry.crc) throw new DataError(`${path}: entry ${name} fails its CRC (corrupt)`, {code: 'ARCHIVE_CORRUPT', hint: 'the archive is damaged; use another copy'})
     return data
   }
   let manifest: ArchiveManifest
@@ -71,12 +71,12 @@ export async function openZipFile(path: string): Promise<ArchiveSource & {hasEnt
     planUses: () => {},
     async *image() {
       const entry = entries[manifest.image]
-      if (!entry) throw new DataError(`${path} lacks entry ${manifest.image} (incomplete archive)`)
+      if (!entry) throw new DataError(`${path} lacks entry ${manifest.image} (incomplete archive)`, {code: 'ARCHIVE_CORRUPT'})
       const stream = (await zip.stream(entry)) as AsyncIterable<Buffer>
       try {
         for await (const piece of stream) yield piece
       } catch (e) {
-        throw new DataError(`${path}: entry ${manifest.image} cannot be read (${(e as Error).message})`, {hint: 'the archive is damaged; use another copy'})
+        throw new DataError(`${path}: entry ${manifest.image} cannot be read (${(e as Error).message})`, {code: 'ARCHIVE_CORRUPT', hint: 'the archive is damaged; use another copy'})
       }
     },
     imageSha256: async () => decodeSums(await read(SUMS_NAME), path),

@@ -63,7 +63,7 @@ function writeU64(buf: Buffer, v: number, off: number): void {
 /** Reads a 64-bit field; values past 2^53 are refused rather than rounded. */
 export function readU64(buf: Buffer, off: number, what: string): number {
   const v = buf.readBigUInt64LE(off)
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new DataError(`ZIP ${what} ${v} is too large`)
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new DataError(`ZIP ${what} ${v} is too large`, {code: 'ARCHIVE_CORRUPT'})
   return Number(v)
 }
 
@@ -196,9 +196,9 @@ export interface LocalHeader extends EntryFacts {
  */
 export function decodeLocalHeader(buf: Buffer, where: string): LocalHeader | null {
   if (buf.length < LOCAL_HEADER_SIZE) return null
-  if (buf.readUInt32LE(0) !== SIG_LOCAL) throw new DataError(`${where}: not a ZIP local file header (signature ${buf.readUInt32LE(0).toString(16)})`)
+  if (buf.readUInt32LE(0) !== SIG_LOCAL) throw new DataError(`${where}: not a ZIP local file header (signature ${buf.readUInt32LE(0).toString(16)})`, {code: 'ARCHIVE_CORRUPT'})
   const flags = buf.readUInt16LE(6)
-  if (flags & 1) throw new DataError(`${where}: the entry is ZIP-encrypted, which vdsnap never writes`)
+  if (flags & 1) throw new DataError(`${where}: the entry is ZIP-encrypted, which vdsnap never writes`, {code: 'ARCHIVE_CORRUPT'})
   const nameLen = buf.readUInt16LE(26)
   const extraLen = buf.readUInt16LE(28)
   const headerLength = LOCAL_HEADER_SIZE + nameLen + extraLen
@@ -211,9 +211,9 @@ export function decodeLocalHeader(buf: Buffer, where: string): LocalHeader | nul
   for (let p = 0; p + 4 <= extra.length; ) {
     const id = extra.readUInt16LE(p)
     const len = extra.readUInt16LE(p + 2)
-    if (p + 4 + len > extra.length) throw new DataError(`${where}: entry ${name} has a truncated extra field`)
+    if (p + 4 + len > extra.length) throw new DataError(`${where}: entry ${name} has a truncated extra field`, {code: 'ARCHIVE_CORRUPT'})
     if (id === ZIP64_EXTRA_ID) {
-      if (len < 16) throw new DataError(`${where}: entry ${name} has a short ZIP64 extra field`)
+      if (len < 16) throw new DataError(`${where}: entry ${name} has a short ZIP64 extra field`, {code: 'ARCHIVE_CORRUPT'})
       zip64 = true
       size = readU64(extra, p + 4, 'entry size')
       compressedSize = readU64(extra, p + 12, 'entry size')

@@ -121,17 +121,19 @@ export function encodeObject(kind: ObjectKind, name: string, payload: Buffer, op
 /** Inverse of encodeObject; throws DataError on any malformed or tampered object. */
 export function decodeObject(kind: ObjectKind, name: string, data: Buffer, key?: Buffer, maxSize = 2 ** 31): Buffer {
   // Plain check reads no chunk, so damage inside one is found only by --read-data.
-  const damaged = {hint: kind === ObjectKind.Chunk ? 'run "vdsnap check --read-data" to list damaged chunks' : 'run "vdsnap check" to list damaged objects'}
+  const code = kind === ObjectKind.Chunk ? 'CHUNK_CORRUPT' : kind === ObjectKind.Index ? 'INDEX_CORRUPT' : kind === ObjectKind.Manifest ? 'MANIFEST_CORRUPT' : 'OBJECT_CORRUPT'
+  const damaged = {hint: kind === ObjectKind.Chunk ? 'run "vdsnap check --read-data" to list damaged chunks' : 'run "vdsnap check" to list damaged objects', code, object: name} as const
+  const bad = {code, object: name} as const
   if (data.length < HEADER_SIZE) throw new DataError(`${name} is truncated (${data.length} bytes)`, damaged)
-  if (!data.subarray(0, 4).equals(OBJECT_MAGIC)) throw new DataError(`${name} is not a vdsnap object (bad magic)`)
-  if (data[4] !== OBJECT_VERSION) throw new DataError(`${name} has unknown format version ${data[4]}`)
-  if (data[5] !== kind) throw new DataError(`${name} holds object kind ${data[5]}, expected ${kind}`)
+  if (!data.subarray(0, 4).equals(OBJECT_MAGIC)) throw new DataError(`${name} is not a vdsnap object (bad magic)`, bad)
+  if (data[4] !== OBJECT_VERSION) throw new DataError(`${name} has unknown format version ${data[4]}`, bad)
+  if (data[5] !== kind) throw new DataError(`${name} holds object kind ${data[5]}, expected ${kind}`, bad)
   const flags = data[6]!
   const header = data.subarray(0, HEADER_SIZE)
   let body: Buffer
-  if (key && !(flags & FLAG_ENCRYPTED)) throw new DataError(`${name} is not encrypted in an encrypted repository`)
+  if (key && !(flags & FLAG_ENCRYPTED)) throw new DataError(`${name} is not encrypted in an encrypted repository`, bad)
   if (flags & FLAG_ENCRYPTED) {
-    if (!key) throw new PasswordError(`${name} is encrypted but the repository was opened without a key`)
+    if (!key) throw new PasswordError(`${name} is encrypted but the repository was opened without a key`, {object: name})
     if (data.length < HEADER_SIZE + NONCE_SIZE + TAG_SIZE) throw new DataError(`${name} is truncated (${data.length} bytes)`, damaged)
     const nonce = data.subarray(HEADER_SIZE, HEADER_SIZE + NONCE_SIZE)
     const tag = data.subarray(data.length - TAG_SIZE)
@@ -159,7 +161,7 @@ export function decodeObject(kind: ObjectKind, name: string, data: Buffer, key?:
     } catch (e) {
       throw new DataError(`${name} has a corrupt compressed payload`, {...damaged, cause: e})
     }
-    if (body.length > maxSize) throw new DataError(`${name} decompresses to ${body.length} bytes, more than ${maxSize}`)
+    if (body.length > maxSize) throw new DataError(`${name} decompresses to ${body.length} bytes, more than ${maxSize}`, bad)
   }
   return body
 }

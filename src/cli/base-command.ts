@@ -12,7 +12,7 @@ import {describeHolder} from '../repo/lock-info.js'
 import {parseDuration} from './durations.js'
 import {describeParseError} from './parse-errors.js'
 import {passwordSource, type PasswordFlags} from './password.js'
-import {formatDuration, Output} from './output.js'
+import {errorDocument, formatDuration, Output, type ErrorReport} from './output.js'
 import {installSignalHandlers} from './signals.js'
 
 /**
@@ -228,22 +228,19 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       // are parse errors, several lines long: rewritten as one.
       const code = err.oclif?.exit ?? EXIT_CODES.usage
       const message = this.flags === undefined ? describeParseError(err, this.id) : err.message.split('\n')[0]!
-      this.reportError(message, code === 2 ? 'usage' : 'internal', code)
+      this.reportError(code === 2 ? {message, kind: 'usage', code: 'USAGE'} : {message, kind: 'internal', code: 'INTERNAL', exitCode: code})
       this.exit(code)
     }
     const e = toVdsnapError(err)
-    const code = EXIT_CODES[e.kind]
-    this.reportError(e.oneLine(), e.kind, code)
+    this.reportError({message: e.oneLine(), kind: e.kind, code: e.code, object: e.object, offset: e.offset})
     if (this.flags?.verbose && e.stack) process.stderr.write(`${e.stack}\n`)
-    this.exit(code)
+    this.exit(EXIT_CODES[e.kind])
   }
 
-  private reportError(message: string, kind: string, code: number): void {
+  private reportError(r: ErrorReport): void {
     // --json even when parsing failed before the flags were known
-    if (this.flags?.json ?? this.argv.includes('--json')) {
-      process.stdout.write(JSON.stringify({error: {message, kind, exitCode: code}}) + '\n')
-    }
-    process.stderr.write(`vdsnap: ${kind === 'warning' ? 'warning' : 'error'}: ${message}\n`)
+    if (this.flags?.json ?? this.argv.includes('--json')) process.stdout.write(errorDocument(r) + '\n')
+    process.stderr.write(`vdsnap: ${r.kind === 'warning' ? 'warning' : 'error'}: ${r.message}\n`)
   }
 
   protected override async finally(err: Error | undefined): Promise<unknown> {

@@ -4,6 +4,7 @@
 // " ›   Error: command X not found".
 import type {Hook} from '@oclif/core'
 import {EXIT_CODES} from '../errors.js'
+import {errorDocument} from './output.js'
 
 /** Levenshtein distance (names are short: a plain table). */
 function distance(a: string, b: string): number {
@@ -32,7 +33,7 @@ const hook: Hook<'command_not_found'> = async function (opts) {
   const message = hit
     ? `"${shown}" is not a vdsnap command; did you mean "vdsnap ${hit.replaceAll(':', ' ')}"?`
     : `"${shown}" is not a vdsnap command; "vdsnap --help" lists the commands`
-  if (opts.argv?.includes('--json')) process.stdout.write(JSON.stringify({error: {message, kind: 'usage', exitCode: EXIT_CODES.usage}}) + '\n')
+  if (opts.argv?.includes('--json')) process.stdout.write(errorDocument({message, kind: 'usage', code: 'USAGE'}) + '\n')
   process.stderr.write(`vdsnap: error: ${message}\n`)
   process.exitCode = EXIT_CODES.usage
 }

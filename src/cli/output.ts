@@ -1,6 +1,28 @@
 // Rendering: --json prints exactly one JSON document on stdout; human output
 // goes to stdout; warnings and progress go to stderr. Without a TTY, lines
 // carry a timestamp and no escape codes.
+import {EXIT_CODES, type ErrorCode, type ExitKind} from '../errors.js'
+
+/** What --json error output says about an error (README: "Errors are one line..."). */
+export interface ErrorReport {
+  message: string
+  kind: ExitKind
+  code: ErrorCode
+  object?: string
+  offset?: number
+  /** The exit status when it is not the kind's (oclif's own errors carry theirs). */
+  exitCode?: number
+}
+
+/**
+ * The one JSON document printed on stdout for a failed command with --json:
+ * `{"error": {"message", "kind", "code", "exitCode"}}`, plus `object` and
+ * `offset` when the error concerns one.
+ */
+export function errorDocument(r: ErrorReport): string {
+  const {message, kind, code, object, offset} = r
+  return JSON.stringify({error: {message, kind, code, exitCode: r.exitCode ?? EXIT_CODES[kind], ...(object === undefined ? {} : {object}), ...(offset === undefined ? {} : {offset})}})
+}
 
 export interface OutputMode {
   json: boolean

@@ -101,14 +101,14 @@ export class ImageFile {
   /** Throws unless [offset, offset+length) lies inside the file. */
   checkSpan(offset: number, length: number, what: string): void {
     if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
-      throw new ImageFormatError(this.path, `${what} at offset ${offset} (${length} bytes) lies past the end of the file (${this.size} bytes)`)
+      throw new ImageFormatError(this.path, `${what} at offset ${offset} (${length} bytes) lies past the end of the file (${this.size} bytes)`, {code: 'IMAGE_BOUNDS', offset})
     }
   }
 
   /** Reads a structure that must lie inside the file into a new buffer; refuses absurd lengths. */
   async readStruct(offset: number, length: number, what: string): Promise<Buffer> {
     if (length > MAX_METADATA_READ) {
-      throw new ImageFormatError(this.path, `${what} claims ${length} bytes, more than the ${MAX_METADATA_READ} we accept`)
+      throw new ImageFormatError(this.path, `${what} claims ${length} bytes, more than the ${MAX_METADATA_READ} we accept`, {code: 'IMAGE_BOUNDS', offset})
     }
     const buf = Buffer.alloc(length)
     await this.readInto(buf, 0, length, offset, what)
@@ -135,7 +135,7 @@ export class ImageFile {
     try {
       while (done < physical) {
         const {bytesRead} = await this.fh.read(buf, at + done, physical - done, pos + done)
-        if (bytesRead === 0) throw new ImageFormatError(this.path, `file shrank while reading ${what} at ${pos + done}`)
+        if (bytesRead === 0) throw new ImageFormatError(this.path, `file shrank while reading ${what} at ${pos + done}`, {code: 'IMAGE_BOUNDS', offset: pos + done})
         done += bytesRead
       }
     } catch (e) {

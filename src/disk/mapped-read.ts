@@ -72,7 +72,7 @@ export function setUnit(u: MappedUnit, kind: number, len: number, host = 0): voi
 /** DiskImage.read for a format that maps units: fills buf[0, length) with guest bytes at `offset`. */
 export async function readMapped(map: UnitMap, buf: Buffer, offset: number, length: number): Promise<number> {
   if (!Number.isSafeInteger(offset) || offset < 0 || length < 0 || length > buf.length || offset + length > map.virtualSize) {
-    throw new ImageFormatError(map.path, `read of ${length} bytes at ${offset} is past the end (${map.virtualSize})`)
+    throw new ImageFormatError(map.path, `read of ${length} bytes at ${offset} is past the end (${map.virtualSize})`, {code: 'IMAGE_BOUNDS', offset})
   }
   const u = newUnit()
   const inFlight: Promise<void>[] = []

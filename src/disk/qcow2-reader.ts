@@ -205,7 +205,7 @@ export class Qcow2Image implements DiskImage, UnitMap {
   }
 
   private pastEof(what: string, guest: number, host: number): ImageFormatError {
-    return new ImageFormatError(this.path, `${what} for guest offset ${guest} points past the end of the file (${host})`)
+    return new ImageFormatError(this.path, `${what} for guest offset ${guest} points past the end of the file (${host})`, {code: 'IMAGE_BOUNDS', offset: guest})
   }
 
   /** Scans all L2 tables once: this layer's data ranges and explicit-zero ranges. */

@@ -42,13 +42,15 @@ export class RawImage implements DiskImage {
 
   async read(buf: Buffer, offset: number, length = buf.length): Promise<number> {
     if (offset + length > this.virtualSize) {
-      throw new ImageFormatError(this.path, `read of ${length} bytes at ${offset} is past the end (${this.virtualSize})`)
+      throw new ImageFormatError(this.path, `read of ${length} bytes at ${offset} is past the end (${this.virtualSize})`, {code: 'IMAGE_BOUNDS', offset})
     }
     let done = 0
     while (done < length) {
       const {bytesRead} = await this.fh.read(buf, done, length - done, offset + done)
       if (bytesRead === 0) {
         throw new ImageFormatError(this.path, `file shrank during the read (short read at ${offset + done})`, {
+          code: 'IMAGE_BOUNDS',
+          offset: offset + done,
           hint: 'the source changed while being read; run the backup again',
         })
       }

@@ -45,7 +45,7 @@ export class StreamImage implements DiskImage {
 
   private async readInOrder(buf: Buffer, offset: number, length: number): Promise<number> {
     if (offset !== this.pos) throw new VdsnapError(`internal: stream ${this.path} read at ${offset}, expected ${this.pos} (streams are read in order)`)
-    if (offset + length > this.virtualSize) throw new DataError(`${this.path}: read of ${length} bytes at ${offset} is past the size ${this.virtualSize}`)
+    if (offset + length > this.virtualSize) throw new DataError(`${this.path}: read of ${length} bytes at ${offset} is past the size ${this.virtualSize}`, {code: 'IMAGE_BOUNDS', object: this.path, offset})
     let at = 0
     while (at < length) {
       const chunk = await this.nextChunk()

@@ -66,7 +66,7 @@ export function storageFor(spec: StorageSpec, flags: StorageOptions = {}): Stora
 
 export function errorSummary(e: unknown): ErrorSummary {
   const err = toVdsnapError(e)
-  return {message: err.oneLine(), kind: err.kind, exitCode: EXIT_CODES[err.kind]}
+  return {message: err.oneLine(), kind: err.kind, code: err.code, exitCode: EXIT_CODES[err.kind]}
 }
 
 async function openRepo(location: string, spec: PasswordSpec | undefined, storage: StorageSpec, deps: RunDeps): Promise<Repository> {

@@ -10,6 +10,8 @@ import type {ExportSummary} from './export-step.js'
 export interface ErrorSummary {
   message: string
   kind: string
+  /** The error's code (ERROR_CODES in src/errors.ts). */
+  code?: string
   exitCode: number
 }
 

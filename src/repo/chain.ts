@@ -33,12 +33,12 @@ export async function resolveSnapshot(repo: Repository, snap: Manifest): Promise
   const seen = new Set<string>()
   let cur: Manifest | null = snap
   while (cur) {
-    if (seen.has(cur.id) || chain.length > MAX_CHAIN) throw new DataError(`snapshot ${snap.id.slice(0, 8)} has a loop in its chain`)
+    if (seen.has(cur.id) || chain.length > MAX_CHAIN) throw new DataError(`snapshot ${snap.id.slice(0, 8)} has a loop in its chain`, {code: 'CHAIN_BROKEN', object: `snapshots/${snap.id}`})
     seen.add(cur.id)
     chain.push(cur)
     const ix = await repo.loadIndex(cur.index)
     if (ix.blockSize !== blockSize || ix.virtualSize !== virtualSize) {
-      throw new DataError(`snapshot ${cur.id.slice(0, 8)}: index geometry differs from its chain`)
+      throw new DataError(`snapshot ${cur.id.slice(0, 8)}: index geometry differs from its chain`, {code: 'CHAIN_BROKEN', object: `snapshots/${cur.id}`})
     }
     if (ix.kind === 'full') {
       for (let b = 0; b < blockCount; b++) {
@@ -56,10 +56,10 @@ export async function resolveSnapshot(repo: Repository, snap: Manifest): Promise
     }
     if (!cur.parent) break
     cur = await repo.loadManifest(cur.parent).catch((e) => {
-      throw new DataError(`snapshot ${snap.id.slice(0, 8)}: its chain is broken at ${cur!.parent!.slice(0, 8)} (${(e as Error).message})`)
+      throw new DataError(`snapshot ${snap.id.slice(0, 8)}: its chain is broken at ${cur!.parent!.slice(0, 8)} (${(e as Error).message})`, {code: 'CHAIN_BROKEN', object: `snapshots/${cur!.parent!}`})
     })
   }
-  throw new DataError(`snapshot ${snap.id.slice(0, 8)}: its chain has no full index`, {hint: 'run "vdsnap check"'})
+  throw new DataError(`snapshot ${snap.id.slice(0, 8)}: its chain has no full index`, {hint: 'run "vdsnap check"', code: 'CHAIN_BROKEN', object: `snapshots/${snap.id}`})
 }
 
 export function entryAt(entries: Buffer, block: number): Buffer {

@@ -57,38 +57,43 @@ export function encodeIndex(ix: SnapshotIndex): Buffer {
   return Buffer.concat([body, createHash('sha256').update(body).digest()])
 }
 
+/** The code and object of every decoding error: `name` is the index id. */
+function corrupt(name: string): {code: 'INDEX_CORRUPT'; object: string} {
+  return {code: 'INDEX_CORRUPT', object: `indexes/${name}`}
+}
+
 function u64(buf: Buffer, off: number, what: string, name: string): number {
   const v = buf.readBigUInt64LE(off)
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new DataError(`index ${name}: ${what} ${v} is too large`)
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new DataError(`index ${name}: ${what} ${v} is too large`, corrupt(name))
   return Number(v)
 }
 
 export function decodeIndex(buf: Buffer, name: string): SnapshotIndex {
-  if (buf.length < INDEX_HEADER_SIZE + 32) throw new DataError(`index ${name} is truncated`)
+  if (buf.length < INDEX_HEADER_SIZE + 32) throw new DataError(`index ${name} is truncated`, corrupt(name))
   const body = buf.subarray(0, buf.length - 32)
   if (!createHash('sha256').update(body).digest().equals(buf.subarray(buf.length - 32))) {
-    throw new DataError(`index ${name} fails its checksum (corrupt)`, {hint: 'run "vdsnap check"'})
+    throw new DataError(`index ${name} fails its checksum (corrupt)`, {...corrupt(name), hint: 'run "vdsnap check"'})
   }
-  if (!buf.subarray(0, 8).equals(INDEX_MAGIC)) throw new DataError(`index ${name} has a bad magic`)
+  if (!buf.subarray(0, 8).equals(INDEX_MAGIC)) throw new DataError(`index ${name} has a bad magic`, corrupt(name))
   const kindByte = buf[8]
-  if (kindByte !== INDEX_FULL && kindByte !== INDEX_DELTA) throw new DataError(`index ${name} has unknown kind ${kindByte}`)
-  if (buf[9] !== DIGEST_SIZE) throw new DataError(`index ${name} has entry size ${buf[9]}, expected ${DIGEST_SIZE}`)
+  if (kindByte !== INDEX_FULL && kindByte !== INDEX_DELTA) throw new DataError(`index ${name} has unknown kind ${kindByte}`, corrupt(name))
+  if (buf[9] !== DIGEST_SIZE) throw new DataError(`index ${name} has entry size ${buf[9]}, expected ${DIGEST_SIZE}`, corrupt(name))
   const blockSize = buf.readUInt32LE(12)
   if (blockSize < MIN_BLOCK_SIZE || blockSize > MAX_BLOCK_SIZE || (blockSize & (blockSize - 1)) !== 0) {
-    throw new DataError(`index ${name} has invalid block size ${blockSize}`)
+    throw new DataError(`index ${name} has invalid block size ${blockSize}`, corrupt(name))
   }
   const virtualSize = u64(buf, 16, 'virtual size', name)
   const blockCount = u64(buf, 24, 'block count', name)
   const entryCount = u64(buf, 32, 'entry count', name)
-  if (blockCount !== blockCountFor(virtualSize, blockSize)) throw new DataError(`index ${name} has an inconsistent block count`)
+  if (blockCount !== blockCountFor(virtualSize, blockSize)) throw new DataError(`index ${name} has an inconsistent block count`, corrupt(name))
   const bitmapBytes = Math.ceil(blockCount / 8)
   if (INDEX_HEADER_SIZE + bitmapBytes + entryCount * DIGEST_SIZE !== body.length) {
-    throw new DataError(`index ${name} has the wrong length for its counts`)
+    throw new DataError(`index ${name} has the wrong length for its counts`, corrupt(name))
   }
   const cbm = new ChangedBlockMap(blockCount, new Uint8Array(body.subarray(INDEX_HEADER_SIZE, INDEX_HEADER_SIZE + bitmapBytes)))
   const kind = kindByte === INDEX_FULL ? 'full' : 'delta'
   if (kind === 'full' ? entryCount !== blockCount : entryCount !== cbm.count()) {
-    throw new DataError(`index ${name} has ${entryCount} entries for its map`)
+    throw new DataError(`index ${name} has ${entryCount} entries for its map`, corrupt(name))
   }
   const entries = Buffer.from(body.subarray(INDEX_HEADER_SIZE + bitmapBytes))
   return {kind, blockSize, virtualSize, blockCount, cbm, entries}

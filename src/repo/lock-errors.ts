@@ -18,7 +18,7 @@ export class LockWriteError extends IoError {
     readonly detail: string,
     options: {cause?: unknown; hint?: string} = {},
   ) {
-    super(`cannot write a lock file in ${location}: ${detail}`, options)
+    super(`cannot write a lock file in ${location}: ${detail}`, {code: 'LOCK_WRITE', object: location, ...options})
   }
 }
 

@@ -247,6 +247,7 @@ export class RepoLock {
   private lostError(reason: string): LockedError {
     return new LockedError(`lost the ${this.info.exclusive ? 'exclusive' : 'shared'} lock on ${this.backend.location}: ${reason}; stopped before committing anything`, {
       hint: 'a prune may have run meanwhile; run the command again (chunks already stored are reused)',
+      code: 'LOCK_LOST',
     })
   }
 

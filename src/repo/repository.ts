@@ -62,7 +62,7 @@ export class Repository {
 
   static async init(backend: StorageBackend, opts: InitOptions): Promise<Repository> {
     if (await backend.stat('config')) {
-      throw new UsageError(`a repository already exists at ${backend.location}`, {hint: 'use it, or choose another location'})
+      throw new UsageError(`a repository already exists at ${backend.location}`, {hint: 'use it, or choose another location', code: 'REPO_EXISTS', object: backend.location})
     }
     const config = newConfig({blockSize: opts.blockSize, level: opts.level, encrypted: opts.password !== undefined, syntheticFullEvery: opts.syntheticFullEvery})
     let master: MasterKey | null = null
@@ -81,7 +81,7 @@ export class Repository {
       text = (await backend.load('config')).toString('utf8')
     } catch (e) {
       if (e instanceof NotFoundError) {
-        throw new NotFoundError(`no vdsnap repository at ${backend.location}`, {hint: 'create one with "vdsnap init" or check --repo'})
+        throw new NotFoundError(`no vdsnap repository at ${backend.location}`, {hint: 'create one with "vdsnap init" or check --repo', code: 'REPO_NOT_FOUND', object: backend.location})
       }
       throw e
     }
@@ -152,7 +152,7 @@ export class Repository {
       return await this.backend.load(Repository.chunkName(idHex))
     } catch (e) {
       if (e instanceof NotFoundError) {
-        throw new DataError(`chunk ${idHex.slice(0, 16)}… is missing from ${this.location}`, {hint: 'run "vdsnap check" to find the damaged snapshots'})
+        throw new DataError(`chunk ${idHex.slice(0, 16)}… is missing from ${this.location}`, {hint: 'run "vdsnap check" to find the damaged snapshots', code: 'CHUNK_MISSING', object: Repository.chunkName(idHex)})
       }
       throw e
     }
@@ -162,7 +162,7 @@ export class Repository {
   async loadChunk(idHex: string): Promise<Buffer> {
     const name = Repository.chunkName(idHex)
     const body = decodeObject(ObjectKind.Chunk, name, await this.loadChunkObject(idHex), this.encKey, this.blockSize)
-    if (this.digest(body).toString('hex') !== idHex) throw new DataError(`${name} does not match its digest (corrupt chunk)`)
+    if (this.digest(body).toString('hex') !== idHex) throw new DataError(`${name} does not match its digest (corrupt chunk)`, {code: 'CHUNK_CORRUPT', object: name})
     return body
   }
 
@@ -183,7 +183,7 @@ export class Repository {
     try {
       data = await this.backend.load(name)
     } catch (e) {
-      if (e instanceof NotFoundError) throw new DataError(`index ${id.slice(0, 16)}… is missing from ${this.location}`, {hint: 'run "vdsnap check"'})
+      if (e instanceof NotFoundError) throw new DataError(`index ${id.slice(0, 16)}… is missing from ${this.location}`, {hint: 'run "vdsnap check"', code: 'INDEX_MISSING', object: name})
       throw e
     }
     return decodeIndex(decodeObject(ObjectKind.Index, name, data, this.encKey), id)
@@ -215,7 +215,7 @@ export class Repository {
     try {
       data = await this.backend.load(name)
     } catch (e) {
-      if (e instanceof NotFoundError) throw new NotFoundError(`snapshot ${id.slice(0, 8)} does not exist in ${this.location}`)
+      if (e instanceof NotFoundError) throw new NotFoundError(`snapshot ${id.slice(0, 8)} does not exist in ${this.location}`, {code: 'SNAPSHOT_NOT_FOUND', object: name})
       throw e
     }
     let m: Manifest
@@ -223,9 +223,9 @@ export class Repository {
       m = JSON.parse(decodeObject(ObjectKind.Manifest, name, data, this.encKey).toString('utf8')) as Manifest
     } catch (e) {
       if (e instanceof VdsnapError) throw e
-      throw new DataError(`snapshot ${id.slice(0, 8)} has a malformed manifest`)
+      throw new DataError(`snapshot ${id.slice(0, 8)} has a malformed manifest`, {code: 'MANIFEST_CORRUPT', object: name})
     }
-    if (m.id !== id) throw new DataError(`snapshot ${id.slice(0, 8)} holds the manifest of ${String(m.id).slice(0, 8)} (corrupt)`)
+    if (m.id !== id) throw new DataError(`snapshot ${id.slice(0, 8)} holds the manifest of ${String(m.id).slice(0, 8)} (corrupt)`, {code: 'MANIFEST_CORRUPT', object: name})
     this.manifestCache.set(id, m)
     return m
   }

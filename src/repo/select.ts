@@ -16,14 +16,14 @@ export async function selectSnapshot(repo: Repository, selector: string, filter?
   const all = (await repo.listSnapshots(disk)).filter((m) => matchesFilter(m, filter))
   if (what === 'latest') {
     const which = disk ? `disk "${disk}" has no snapshots` : `${repo.location} has no snapshots`
-    if (all.length === 0) throw new NotFoundError(`${which}${describeFilter(filter)}${disk ? ` in ${repo.location}` : ''}`)
+    if (all.length === 0) throw new NotFoundError(`${which}${describeFilter(filter)}${disk ? ` in ${repo.location}` : ''}`, {code: 'SNAPSHOT_NOT_FOUND'})
     if (disk === undefined) assertOneDisk(repo, all)
     return all[all.length - 1]!
   }
   if (!/^[0-9a-f]{1,64}$/.test(what)) throw new UsageError(`"${selector}" is not a snapshot id, prefix, "latest" or DISK@latest`)
   const hits = all.filter((m) => m.id.startsWith(what))
-  if (hits.length === 0) throw new NotFoundError(`no snapshot${describeFilter(filter)} matches "${selector}" in ${repo.location}`, {hint: 'list them with "vdsnap snapshots"'})
-  if (hits.length > 1) throw new UsageError(`"${selector}" matches ${hits.length} snapshots`, {hint: 'give more digits of the id'})
+  if (hits.length === 0) throw new NotFoundError(`no snapshot${describeFilter(filter)} matches "${selector}" in ${repo.location}`, {hint: 'list them with "vdsnap snapshots"', code: 'SNAPSHOT_NOT_FOUND'})
+  if (hits.length > 1) throw new UsageError(`"${selector}" matches ${hits.length} snapshots`, {hint: 'give more digits of the id', code: 'SNAPSHOT_AMBIGUOUS'})
   return hits[0]!
 }
 
@@ -32,6 +32,7 @@ function assertOneDisk(repo: Repository, all: Manifest[]): void {
   if (disks.length < 2) return
   throw new UsageError(`"latest" is ambiguous: ${repo.location} holds ${disks.length} disks (${disks.join(', ')})`, {
     hint: `say which with DISK@latest, e.g. ${disks[0]}@latest`,
+    code: 'SNAPSHOT_AMBIGUOUS',
   })
 }
 
@@ -43,6 +44,6 @@ function assertOneDisk(repo: Repository, all: Manifest[]): void {
 export function matchDamaged(repo: Repository, selector: string): string | null {
   if (!/^[0-9a-f]{1,64}$/.test(selector)) return null
   const hits = [...repo.damaged.keys()].filter((id) => id.startsWith(selector))
-  if (hits.length > 1) throw new UsageError(`"${selector}" matches ${hits.length} damaged snapshots`, {hint: 'give more digits of the id'})
+  if (hits.length > 1) throw new UsageError(`"${selector}" matches ${hits.length} damaged snapshots`, {hint: 'give more digits of the id', code: 'SNAPSHOT_AMBIGUOUS'})
   return hits[0] ?? null
 }

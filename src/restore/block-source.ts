@@ -211,7 +211,7 @@ export class BlockSource {
 
   private settle(b: number, buf: Buffer): void {
     const len = this.blockLength(b)
-    if (buf.length !== len) throw new DataError(`chunk for block ${b} holds ${buf.length} bytes, expected ${len}`, {hint: 'run "vdsnap check --read-data"'})
+    if (buf.length !== len) throw new DataError(`chunk for block ${b} holds ${buf.length} bytes, expected ${len}`, {hint: 'run "vdsnap check --read-data"', code: 'CHUNK_CORRUPT', object: chunkObject(this.entry(b))})
     const hex = this.entry(b).toString('hex')
     if (this.inflight.delete(hex)) this.cache.set(hex, buf)
   }
@@ -243,4 +243,10 @@ export class BlockSource {
     const p0 = reply.plain[0]!
     return Buffer.from(p0.buffer, p0.byteOffset, p0.byteLength)
   }
+}
+
+/** The repository object name of the chunk an index entry names (for errors). */
+function chunkObject(entry: Buffer): string {
+  const hex = entry.toString('hex')
+  return `chunks/${hex.slice(0, 2)}/${hex}`
 }

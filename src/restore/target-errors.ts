@@ -37,6 +37,8 @@ export function targetError(err: unknown, path: string, action: TargetAction, tm
     case 'EDQUOT':
       return new IoError(`${doing}: ${e.code === 'ENOSPC' ? 'no space left on device' : 'disk quota exceeded'}`, {
         cause: err,
+        code: 'TARGET_FULL',
+        object: path,
         hint: 'free space there or choose another target; the repository is unchanged',
       })
     case 'EFBIG':

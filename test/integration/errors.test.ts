@@ -371,7 +371,7 @@ describe('bad flags and arguments: exit 2 and one line saying what is wrong', ()
     expect(r.stderr).toBe(`vdsnap: error: ${message}\n`)
     const j = await vdsnap([...args, '--json'], env)
     expect(j.code).toBe(2)
-    expect(JSON.parse(j.stdout).error).toEqual({message, kind: 'usage', exitCode: 2})
+    expect(JSON.parse(j.stdout).error).toEqual({message, kind: 'usage', code: 'USAGE', exitCode: 2})
   })
 })
 

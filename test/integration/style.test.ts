@@ -75,7 +75,7 @@ describe('one style everywhere', () => {
     expect(oneLine(r.stderr)).toBe('vdsnap: error: "snapshot" is not a vdsnap command; did you mean "vdsnap snapshots"?')
     const k = await vdsnap(['key', 'lst', '--json'], env)
     expect(k.code).toBe(2)
-    expect(JSON.parse(k.stdout)).toEqual({error: {message: '"key lst" is not a vdsnap command; did you mean "vdsnap key list"?', kind: 'usage', exitCode: 2}})
+    expect(JSON.parse(k.stdout)).toEqual({error: {message: '"key lst" is not a vdsnap command; did you mean "vdsnap key list"?', kind: 'usage', code: 'USAGE', exitCode: 2}})
     const far = await vdsnap(['frobnicate'], env)
     expect(far.code).toBe(2)
     expect(oneLine(far.stderr)).toBe('vdsnap: error: "frobnicate" is not a vdsnap command; "vdsnap --help" lists the commands')
