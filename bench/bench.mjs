@@ -22,6 +22,7 @@ import {cpus, totalmem} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {BITMAP, applyRanges, makeQcow2WithBitmap, startQemuNbd} from './nbd-bitmap.mjs'
+import {renderArchive} from './archive-render.mjs'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const args = process.argv.slice(2)
@@ -755,6 +756,8 @@ function renderSide() {
       '',
     )
   }
+  const ar = load('archive.json')
+  if (ar) o.push(...renderArchive(ar))
   const other = [
     ['latency.json', 'SFTP over a 50 ms round trip (`npm run bench:latency`)'],
     ['remote.json', 'throughput per backend, incremental copy bytes, S3 requests per GiB (`npm run bench:remote`)'],

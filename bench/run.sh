@@ -40,6 +40,7 @@ node "$VDSNAP_BENCH_BIN" --version >/dev/null
 
 bash bench/images.sh "$VDSNAP_BENCH_DIR"
 export VDSNAP_BENCH_CMD="npm run bench${*:+ -- $*}"
-# serve figures first: bench.mjs renders bench/results/serve.json with the rest
+# serve and archive figures first: bench.mjs renders bench/results/{serve,archive}.json with the rest
 node bench/serve.mjs "$VDSNAP_BENCH_DIR/images/base.img" || echo "bench: the serve figures failed; BENCHMARKS.md keeps the previous ones" >&2
+node bench/archive.mjs || echo "bench: the archive figures failed; BENCHMARKS.md keeps the previous ones" >&2
 node bench/bench.mjs "$@"

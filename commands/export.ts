@@ -28,6 +28,7 @@ export default class Export extends BaseCommand<typeof Export> {
     'record-size': Flags.string({summary: 'Write whole records of this size (e.g. 256KiB, 1MiB), padding the last one, as fixed-block tape drives and dd bs= expect.'}),
     split: Flags.string({summary: 'Cut the archive into volumes FILE.001, FILE.002, … of at most this size (e.g. 4GiB), each a complete archive.'}),
     force: Flags.boolean({summary: 'Replace an existing archive file.', default: false}),
+    verify: Flags.boolean({summary: 'Decode and verify every chunk and compute the image SHA-256 again, even when the repository has it recorded from an earlier export (which then copies chunks as stored).', default: false}),
   }
 
   async run(): Promise<void> {
@@ -41,7 +42,7 @@ export default class Export extends BaseCommand<typeof Export> {
     const res = await withProgress(
       this.out,
       `export ${shortId(snapshot.id)} to ${f.to === '-' ? 'stdout' : f.to}`,
-      (p) => runExport(repo, {snapshot, to: f.to, portable: f.portable, format: f['archive-format'] as 'zip' | 'tar', split, recordSize, force: f.force, onProgress: (d, t) => p.update(d, t)}),
+      (p) => runExport(repo, {snapshot, to: f.to, portable: f.portable, format: f['archive-format'] as 'zip' | 'tar', split, recordSize, force: f.force, verify: f.verify, onProgress: (d, t) => p.update(d, t)}),
       f.to === '-',
     )
     const human = () =>

@@ -57,6 +57,9 @@ export const ERROR_CODES = {
   IMAGE_BOUNDS: 'a disk image refers to data outside itself or its limits',
   ARCHIVE_CORRUPT: 'an archive is truncated, malformed or fails its checksums',
   TARGET_FULL: 'the restore target ran out of space',
+  OBJECT_RANGE: 'a ranged read asked for bytes past the end of a stored object (it is truncated, or the reference to it is wrong)',
+  PACK_CORRUPT: 'a pack file is truncated, malformed or fails authentication (its footer or trailer)',
+  REPO_INDEX_CORRUPT: 'a repository index file is truncated, malformed or fails authentication',
 } as const
 
 export type ErrorCode = keyof typeof ERROR_CODES

@@ -78,7 +78,7 @@ describe('error codes', () => {
   it('the repository says which chunk, index or snapshot is missing', async () => {
     const repo = await Repository.init(new MemoryBackend(), {blockSize: 65536, level: 1})
     const id = 'ab'.repeat(32)
-    await expect(repo.loadChunk(id)).rejects.toMatchObject({kind: 'data', code: 'CHUNK_MISSING', object: `chunks/ab/${id}`})
+    await expect(repo.chunks.get(id)).rejects.toMatchObject({kind: 'data', code: 'CHUNK_MISSING', object: `chunks/ab/${id}`})
     await expect(repo.loadIndex(id)).rejects.toMatchObject({kind: 'data', code: 'INDEX_MISSING', object: `indexes/${id}`})
     await expect(repo.loadManifest(id)).rejects.toMatchObject({kind: 'notFound', code: 'SNAPSHOT_NOT_FOUND', object: `snapshots/${id}`})
   })

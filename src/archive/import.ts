@@ -14,12 +14,11 @@
 //    prune removes, as after an interrupted backup).
 // The imported snapshot is a full: later backups of the disk chain onto it.
 import {hostname} from 'node:os'
-import {encodeObject, ObjectKind} from '../chunk/object-codec.js'
 import {ChangedBlockMap} from '../cbt/changed-block-map.js'
 import {DIGEST_SIZE} from '../chunk/digest.js'
 import {UsageError} from '../errors.js'
 import type {Manifest} from '../repo/manifest.js'
-import {Repository} from '../repo/repository.js'
+import type {Repository} from '../repo/repository.js'
 import {BlockSource} from '../restore/block-source.js'
 import {ArchiveBlocks, type OpenedArchive} from './open-archive.js'
 
@@ -56,7 +55,7 @@ export async function runImport(repo: Repository, a: OpenedArchive, opts: Import
       result.alreadyPresent = true
       return result
     }
-    const sameKeys = a.resolved !== undefined && sameMaster(repo, a)
+    const sameKeys = a.resolved !== undefined && repo.chunks.sharesKeysWith(a.master)
     result.reencrypted = !sameKeys
     const blocks = new ArchiveBlocks(a, {keepStored: sameKeys})
     const entries = Buffer.alloc(Math.ceil(m.virtualSize / m.blockSize) * DIGEST_SIZE)
@@ -66,21 +65,25 @@ export async function runImport(repo: Repository, a: OpenedArchive, opts: Import
       for await (const block of blocks.stream.blocks()) {
         opts.onProgress?.(block.offset + block.length, m.virtualSize)
         if (block.data === null) continue
-        const id = repo.digest(block.data)
+        const id = repo.chunks.digest(block.data)
         id.copy(entries, block.index * DIGEST_SIZE)
         const hex = id.toString('hex')
         const stored = sameKeys ? (blocks.stream as BlockSource).takeStored(hex) : undefined
         if (seen.has(hex)) continue
         seen.add(hex)
-        if (await repo.hasChunk(hex)) {
+        if (await repo.chunks.has(hex)) {
           result.chunksPresent++
           continue
         }
-        const obj = stored ?? encodeObject(ObjectKind.Chunk, Repository.chunkName(hex), block.data, {level: repo.level, key: repo.encKey})
-        const p = repo.saveChunkObject(hex, obj).finally(() => saves.delete(p))
+        const p = repo.chunks
+          .put(hex, stored ? {encoded: stored} : {plain: block.data})
+          .then((put) => {
+            if (!put.isNew) return void result.chunksPresent++
+            result.chunksStored++
+            result.bytesStored += put.storedSize
+          })
+          .finally(() => saves.delete(p))
         saves.add(p)
-        result.chunksStored++
-        result.bytesStored += obj.length
         if (saves.size >= SAVES_IN_FLIGHT) await Promise.race(saves)
       }
       await Promise.all(saves)
@@ -98,11 +101,6 @@ export async function runImport(repo: Repository, a: OpenedArchive, opts: Import
   } finally {
     await a.source.close()
   }
-}
-
-function sameMaster(repo: Repository, a: OpenedArchive): boolean {
-  if (!a.master) return repo.encKey === undefined
-  return repo.encKey !== undefined && repo.idKey !== undefined && a.master.encKey.equals(repo.encKey) && a.master.idKey.equals(repo.idKey)
 }
 
 /** The archive's snapshot made a full in this repository (a portable archive's from its manifest). */

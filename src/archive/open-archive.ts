@@ -12,7 +12,6 @@
 //    compared with SHA256SUMS by verifyImage() before the target is kept.
 import {createReadStream} from 'node:fs'
 import {stat} from 'node:fs/promises'
-import {createHash} from 'node:crypto'
 import {decodeObject, ObjectKind} from '../chunk/object-codec.js'
 import {DataError, PasswordError, UsageError, toVdsnapError} from '../errors.js'
 import {parseConfig, type RepoConfig} from '../repo/config.js'
@@ -20,15 +19,15 @@ import {decodeIndex} from '../repo/index-codec.js'
 import {openKeySlot, type KeySlot, type MasterKey} from '../repo/keys.js'
 import type {Manifest} from '../repo/manifest.js'
 import type {ResolvedIndex} from '../repo/chain.js'
+import {ChunkCodec} from '../repo/chunk-store.js'
 import {BlockSource, type BlockSourceOptions} from '../restore/block-source.js'
 import type {BlockStream} from '../restore/restore.js'
 import type {ArchiveSource} from './archive-source.js'
+import {ImageHasher} from './image-hasher.js'
 import {PortableBlocks} from './portable-blocks.js'
-import {openZipFile} from './zip-file-source.js'
+import {isZipFile, openZipFile} from './zip-file-source.js'
 import {openPipe} from './pipe-source.js'
 import {openVolumes} from './volume-source.js'
-import {open} from 'node:fs/promises'
-import {SIG_LOCAL} from './zip-format.js'
 
 export interface OpenedArchive {
   source: ArchiveSource
@@ -44,10 +43,7 @@ export async function openArchiveSource(path: string): Promise<ArchiveSource> {
   if (st.isFIFO() || st.isCharacterDevice()) return openPipe(createReadStream(path, {highWaterMark: 1024 * 1024}), path)
   if (!st.isFile()) throw new UsageError(`${path} is not an archive file, a pipe or a tape`)
   // A ZIP file is read by entry; a tar file (no index to seek by) in one pass.
-  const fh = await open(path, 'r')
-  const magic = Buffer.alloc(4)
-  const {bytesRead} = await fh.read(magic, 0, 4, 0).finally(() => fh.close())
-  if (bytesRead === 4 && magic.readUInt32LE(0) === SIG_LOCAL) return openZipFile(path)
+  if (await isZipFile(path)) return openZipFile(path)
   return openPipe(createReadStream(path, {highWaterMark: 1024 * 1024}), path)
 }
 
@@ -128,10 +124,10 @@ function lastUses(r: ResolvedIndex): Map<string, number> {
   return last
 }
 
-/** The archive's blocks in offset order, hashed on the way for verifyImage(). */
+/** The archive's blocks in offset order, hashed on the way (in the image hash worker) for verifyImage(). */
 export class ArchiveBlocks {
   readonly stream: BlockStream & {close(): Promise<void>}
-  private readonly hash = createHash('sha256')
+  private readonly hasher = new ImageHasher()
 
   constructor(
     private readonly a: OpenedArchive,
@@ -140,17 +136,21 @@ export class ArchiveBlocks {
     let inner: BlockStream & {close(): Promise<void>}
     if (a.resolved) {
       a.source.planUses(lastUses(a.resolved))
-      const store = {idKey: a.master?.idKey, encKey: a.master?.encKey, level: a.config?.compression.level ?? 0, loadChunkObject: (hex: string, b: number) => a.source.loadChunk(hex, b)}
-      inner = BlockSource.fromResolved(store, a.snapshot, a.resolved, opts)
+      const codec = new ChunkCodec({idKey: a.master?.idKey, encKey: a.master?.encKey}, a.config?.compression.level ?? 0, a.resolved.blockSize)
+      const reader = {getObject: (hex: string, b: number) => a.source.loadChunk(hex, b), decode: codec.decode.bind(codec), close: () => codec.close()}
+      inner = BlockSource.fromResolved(reader, a.snapshot, a.resolved, opts)
     } else inner = new PortableBlocks(a.snapshot, a.source.image())
-    const hash = this.hash
-    const zero = Buffer.alloc(inner.blockCount > 0 ? Math.min(a.snapshot.blockSize, inner.virtualSize) : 0)
+    const hasher = this.hasher
     this.stream = Object.assign(Object.create(inner) as typeof inner, {
       async *blocks(wanted?: (b: number) => boolean) {
         for await (const block of inner.blocks(wanted)) {
-          hash.update(block.data ?? zero.subarray(0, block.length))
+          await hasher.update(block.data, block.length)
           yield block
         }
+      },
+      async close() {
+        await hasher.close()
+        await inner.close()
       },
     })
   }
@@ -158,7 +158,7 @@ export class ArchiveBlocks {
   /** Compares the hash of every block with SHA256SUMS (all blocks must have passed). */
   async verifyImage(): Promise<string> {
     const want = await this.a.source.imageSha256()
-    const have = this.hash.digest('hex')
+    const have = await this.hasher.digest()
     if (have !== want) throw new DataError(`${this.a.source.describe}: the restored image's SHA-256 ${have} differs from SHA256SUMS ${want} (corrupt archive)`, {code: 'ARCHIVE_CORRUPT', hint: 'use another copy of the archive'})
     return have
   }

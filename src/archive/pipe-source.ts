@@ -28,9 +28,18 @@ const CHUNK_ENTRY = /^chunks\/[0-9a-f]{2}\/([0-9a-f]{64})$/
 
 /** Opens a ZIP or tar archive (told apart by its first bytes) for one forward pass. */
 export async function openPipe(input: Readable, describe: string, maxHeldBytes = MAX_HELD_BYTES): Promise<ArchiveSource> {
+  return openEntries(await entryReader(input, describe), describe, maxHeldBytes)
+}
+
+/** A forward entry reader over `input`, ZIP or tar by its first bytes. */
+export async function entryReader(input: Readable, describe: string): Promise<EntryReader> {
   const bytes = new ByteReader(input, describe)
   const magic = await bytes.peek(4)
-  const zip: EntryReader = magic.length === 4 && magic.readUInt32LE(0) === SIG_LOCAL ? new ZipStreamReader(bytes) : new TarStreamReader(bytes)
+  return magic.length === 4 && magic.readUInt32LE(0) === SIG_LOCAL ? new ZipStreamReader(bytes) : new TarStreamReader(bytes)
+}
+
+/** Reads the manifest and the head from `zip` (one archive, or tar volumes chained in order). */
+export async function openEntries(zip: EntryReader, describe: string, maxHeldBytes = MAX_HELD_BYTES): Promise<ArchiveSource> {
   const first = await zip.next()
   if (!first || first.streamed || first.header.name !== MANIFEST_NAME) throw new DataError(`${describe} does not begin with ${MANIFEST_NAME}: not a vdsnap archive`, {code: 'ARCHIVE_CORRUPT'})
   const manifest = decodeManifest(first.data, describe)

@@ -12,6 +12,15 @@ export function archiveReadme(m: ArchiveManifest): string {
     `disk image is in the entry SHA256SUMS at the end of the archive, in the format`,
     '"sha256sum -c" reads. manifest.json lists the same facts for programs.',
     '',
+    ...(m.volume === undefined
+      ? []
+      : [
+          `This file is volume ${m.volume} of a split archive (NAME.001, NAME.002, ...). Each volume`,
+          'holds the same head entries and the next chunks; the last one ends with',
+          'SHA256SUMS and VOLUMES (the number of volumes). Give vdsnap every volume, in any',
+          'order; without vdsnap, unpack every volume into the same empty directory.',
+          '',
+        ]),
   ]
   if (m.kind === 'portable') {
     return [
@@ -47,7 +56,7 @@ export function archiveReadme(m: ArchiveManifest): string {
     '  vdsnap check --archive ARCHIVE.zip                             (verify only)',
     '  vdsnap import ARCHIVE.zip --repo REPO                           (back into a repository)',
     '',
-    'Without the vdsnap command: unzip the archive into an empty directory; that',
+    'Without the vdsnap command: unzip (or tar -x) the archive into an empty directory; that',
     'directory is a vdsnap repository ("vdsnap restore --repo DIR latest --to disk.img").',
     'The byte layout of every object is written out in vdsnap\'s docs/FORMAT.md: a',
     'chunk object is an 8-byte header ("VDSO", version, kind, flags, 0) followed by a',

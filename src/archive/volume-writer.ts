@@ -1,11 +1,12 @@
 // Export's output, whole or in volumes. With `split`, the archive is cut
 // into NAME.001, NAME.002, … each a complete archive of its own (passes
-// `unzip -t` alone) that opens with manifest.json carrying its volume
+// `unzip -t`, or for tar `tar -tf`, alone) that opens with manifest.json carrying its volume
 // number, README.txt and the repository head (config, key slots, snapshot,
 // index), then as many chunks as fit; the last volume ends with
 // SHA256SUMS and VOLUMES (the volume count), so a reader can name the
 // volumes that are missing. A volume is cut before a chunk that would take
-// it past `split` bytes, counting the central directory still to come.
+// it past `split` bytes, counting the central directory still to come
+// (ZIP) and the record padding.
 import {unlink} from 'node:fs/promises'
 import {UsageError} from '../errors.js'
 import type {ArchiveWriter} from './archive-writer.js'
@@ -30,6 +31,11 @@ export interface VolumeOptions {
 const CENTRAL_PER_ENTRY = 46 + 80 + 28
 const END_RESERVE = 4096
 
+/** A tar volume's bytes for a chunk of `size` and what must still fit after it: SHA256SUMS and VOLUMES (header and a data block each), the two end blocks. */
+function tarCost(size: number): number {
+  return 512 + Math.ceil(size / 512) * 512 + 2 * 1024 + 1024
+}
+
 export class VolumeWriter {
   readonly paths: string[] = []
   private sink?: ByteSink
@@ -45,7 +51,6 @@ export class VolumeWriter {
   ) {
     if (o.split !== undefined) {
       if (o.to === '-') throw new UsageError('--split writes volume files (NAME.001, …): give --to a file name, not -')
-      if (o.format === 'tar') throw new UsageError('--split writes ZIP volumes only (each read by entry); for tar, split the stream with split(1) or write one archive per tape')
       if (manifest.kind === 'portable') throw new UsageError('--split applies to chunk archives; a portable image is one entry that cannot be cut')
       const least = 2 * manifest.blockSize + 1024 * 1024 + (o.recordSize ?? 0)
       if (o.split < least) throw new UsageError(`--split ${o.split} is too small for this snapshot`, {hint: `use at least ${least} bytes (two blocks and the archive's head)`})
@@ -84,8 +89,8 @@ export class VolumeWriter {
   /** A chunk entry; with split, first closes the volume it would overflow. */
   async addChunk(name: string, data: Buffer): Promise<void> {
     if (this.o.split !== undefined && this.chunksInVolume > 0) {
-      const cost = 512 + 30 + name.length + data.length + (this.entries + 3) * CENTRAL_PER_ENTRY + END_RESERVE + (this.o.recordSize ?? 0)
-      if (this.sink!.position + cost > this.o.split) {
+      const cost = this.o.format === 'tar' ? tarCost(data.length) : 30 + name.length + data.length + (this.entries + 3) * CENTRAL_PER_ENTRY + END_RESERVE
+      if (this.sink!.position + cost + (this.o.recordSize ?? 0) > this.o.split) {
         await this.close()
         await this.open()
       }

@@ -86,3 +86,11 @@ export async function openZipFile(path: string): Promise<ArchiveSource & {hasEnt
     },
   }
 }
+
+/** Whether the file at `path` begins like a ZIP archive (a local header); tar archives do not. */
+export async function isZipFile(path: string): Promise<boolean> {
+  const fh = await open(path, 'r').catch((e: unknown) => Promise.reject(toVdsnapError(e, `opening archive ${path}`)))
+  const magic = Buffer.alloc(4)
+  const {bytesRead} = await fh.read(magic, 0, 4, 0).finally(() => fh.close())
+  return bytesRead === 4 && magic.readUInt32LE(0) === SIG_LOCAL
+}

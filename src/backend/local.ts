@@ -4,10 +4,11 @@
 // object or the new one.
 import {randomBytes} from 'node:crypto'
 import type {Dirent} from 'node:fs'
-import {mkdir, open, readdir, rename, rm, stat, unlink} from 'node:fs/promises'
+import {mkdir, open, readdir, rename, rm, stat, unlink, type FileHandle} from 'node:fs/promises'
 import {dirname, join, sep} from 'node:path'
 import {NotFoundError, UsageError, toVdsnapError} from '../errors.js'
 import {trackTempFile} from '../flow/interrupt.js'
+import {checkRangeInside, validateRange} from './range.js'
 import {compareNames, type ByteRange, type ObjectInfo, type StorageBackend, type TempObject} from './types.js'
 
 export class LocalBackend implements StorageBackend {
@@ -58,6 +59,7 @@ export class LocalBackend implements StorageBackend {
   }
 
   async load(name: string, range?: ByteRange): Promise<Buffer> {
+    if (range) validateRange(name, range)
     let fh
     try {
       fh = await open(this.path(name), 'r')
@@ -67,19 +69,25 @@ export class LocalBackend implements StorageBackend {
     }
     try {
       if (!range) return await fh.readFile()
-      const buf = Buffer.allocUnsafe(range.length)
-      let done = 0
-      while (done < range.length) {
-        const {bytesRead} = await fh.read(buf, done, range.length - done, range.offset + done)
-        if (bytesRead === 0) break
-        done += bytesRead
-      }
-      return done === range.length ? buf : buf.subarray(0, done)
+      return await this.readRange(fh, name, range)
     } catch (e) {
       throw toVdsnapError(e, `reading ${name}`)
     } finally {
       await fh.close()
     }
+  }
+
+  /** pread until the range is filled; the size is asked for only when the file ends early (or nothing is read). */
+  private async readRange(fh: FileHandle, name: string, range: ByteRange): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(range.length)
+    let done = 0
+    while (done < range.length) {
+      const {bytesRead} = await fh.read(buf, done, range.length - done, range.offset + done)
+      if (bytesRead === 0) break
+      done += bytesRead
+    }
+    if (done < range.length || range.length === 0) checkRangeInside(name, this.location, range, (await fh.stat()).size)
+    return buf
   }
 
   async stat(name: string): Promise<ObjectInfo | null> {

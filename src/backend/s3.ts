@@ -5,8 +5,8 @@
 //  - save is a single PutObject: S3 makes it atomic (readers see the old or
 //    the new object). Our objects are at most ~17 MiB, far below the 5 GiB
 //    single-PUT limit, so no multipart upload is needed.
-//  - load with a range uses a Range GET; a range past the end returns the
-//    bytes that exist (possibly none), like the local backend.
+//  - load with a range is one Range GET; a range past the end is an
+//    ObjectRangeError (range.ts), found from the short reply and a HEAD.
 //  - The SDK's own retries are off (maxAttempts 1): the retry wrapper is the
 //    single place that retries, using the `retryable` flag set here.
 //  - Credentials come from the SDK's default chain (env, AWS_PROFILE and
@@ -25,6 +25,7 @@ import {
   type S3ClientConfig,
 } from '@aws-sdk/client-s3'
 import {IoError, NotFoundError, UsageError, VdsnapError} from '../errors.js'
+import {checkRangeInside, describeRange, validateRange} from './range.js'
 import {isTransientHttpStatus, isTransientNetworkError} from './transient.js'
 import {isTempName, type ByteRange, type ObjectInfo, type StorageBackend, type TempObject} from './types.js'
 
@@ -78,6 +79,30 @@ export function s3ClientConfig(options: S3Options, env: NodeJS.ProcessEnv = proc
     config.forcePathStyle = options.pathStyle
   }
   return config
+}
+
+interface RangeReply {
+  data: Buffer
+  /** Object offset of data[0], from Content-Range; 0 for a whole-object (200) reply. */
+  start: number
+}
+
+/** "bytes 10-19/300" → 10; absent (a server that ignored Range and sent the whole object) → 0. */
+function contentRangeStart(header: string | undefined): number {
+  const m = header === undefined ? null : /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(header)
+  return m ? Number(m[1]) : 0
+}
+
+/**
+ * The asked-for bytes out of a reply that may hold more: HTTP lets a server
+ * ignore Range and send the whole object, and some S3 look-alikes (s3rver)
+ * read "bytes=0-0" as "from 0 to the end". Shorter replies are returned as
+ * they are, for the caller to check against the size.
+ */
+function rangeOf(reply: RangeReply, range: ByteRange): Buffer {
+  const skip = range.offset - reply.start
+  if (skip < 0 || skip > reply.data.length) return Buffer.alloc(0)
+  return reply.data.subarray(skip, skip + range.length)
 }
 
 function isIpOrLocalhost(host: string): boolean {
@@ -173,24 +198,43 @@ export class S3Backend implements StorageBackend {
     )
   }
 
-  /** Throws NotFoundError (permanent) for a missing object. Safe to retry. */
+  /** Throws NotFoundError (permanent) for a missing object, ObjectRangeError past its end. Safe to retry. */
   async load(name: string, range?: ByteRange): Promise<Buffer> {
-    if (range && range.length <= 0) {
-      if ((await this.stat(name)) === null) throw new NotFoundError(`reading ${name} (${this.location}): no such object`)
-      return Buffer.alloc(0)
-    }
-    const Range = range ? `bytes=${range.offset}-${range.offset + range.length - 1}` : undefined
+    if (!range) return this.get(name)
+    validateRange(name, range)
+    // HTTP cannot ask for zero bytes; the size says whether the empty range is inside.
+    if (range.length === 0) return this.checkAgainstSize(name, range, Buffer.alloc(0))
     try {
-      return await this.send(`reading ${name}`, async () => {
-        const out = await this.client.send(new GetObjectCommand({Bucket: this.where.bucket, Key: this.key(name), Range}))
-        const bytes = await out.Body!.transformToByteArray()
-        return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-      })
+      const reply = await this.get(name, `bytes=${range.offset}-${range.offset + range.length - 1}`)
+      const data = rangeOf(reply, range)
+      // S3 answers a range that runs past the end with the bytes that exist.
+      return data.length === range.length ? data : await this.checkAgainstSize(name, range, data)
     } catch (e) {
       const cause = (e as VdsnapError).cause as {name?: string} | undefined
-      if (range && cause?.name === 'InvalidRange') return Buffer.alloc(0)
+      // 416: the range starts at or after the end.
+      if (cause?.name === 'InvalidRange') return this.checkAgainstSize(name, range, Buffer.alloc(0))
       throw e
     }
+  }
+
+  private get(name: string): Promise<Buffer>
+  private get(name: string, Range: string): Promise<RangeReply>
+  private async get(name: string, Range?: string): Promise<Buffer | RangeReply> {
+    return this.send(`reading ${name}`, async () => {
+      const out = await this.client.send(new GetObjectCommand({Bucket: this.where.bucket, Key: this.key(name), Range}))
+      const bytes = await out.Body!.transformToByteArray()
+      const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+      return Range === undefined ? data : {data, start: contentRangeStart(out.ContentRange)}
+    })
+  }
+
+  /** Returns `data` when the range lies inside the object; NotFoundError or ObjectRangeError otherwise. */
+  private async checkAgainstSize(name: string, range: ByteRange, data: Buffer): Promise<Buffer> {
+    const info = await this.stat(name)
+    if (info === null) throw new NotFoundError(`reading ${name} (${this.location}): no such object`)
+    checkRangeInside(name, this.location, range, info.size)
+    if (data.length !== range.length) throw new IoError(`reading ${describeRange(range)} of ${name} (${this.location}): the server sent ${data.length} bytes`, {retryable: true})
+    return data
   }
 
   /** Null when missing. Safe to retry. */

@@ -145,14 +145,16 @@ function fsyncIfOffered(sftp: SFTPWrapper, handle: Buffer): Promise<void> {
  * Reads [start, start + length) of an open file, or to its end when length
  * is omitted; shorter at end of file. The fstat that gives the size goes
  * out with the first wave of reads, so an object up to READ_AHEAD bytes
- * costs one round trip. Returns a buffer of exactly the bytes read.
+ * costs one round trip; `onSize` receives that size (a ranged load checks
+ * its range against it). Returns a buffer of exactly the bytes read.
  */
-export async function readAt(sftp: SFTPWrapper, handle: Buffer, start: number, length = Infinity): Promise<Buffer> {
+export async function readAt(sftp: SFTPWrapper, handle: Buffer, start: number, length = Infinity, onSize?: (size: number) => void): Promise<Buffer> {
   const headLength = Math.min(length, READ_AHEAD)
   const scratch = Buffer.allocUnsafe(headLength)
   let size: number | undefined
   const stat = call<Stats>((cb) => sftp.fstat(handle, cb)).then((st) => (size = st.size))
   const [, got] = await Promise.all([stat, readInto(sftp, handle, scratch, start, () => size)])
+  onSize?.(size!)
   const want = Math.max(0, Math.min(length, size! - start))
   if (got === want && got === headLength) return scratch
   if (got < headLength || want <= got) return Buffer.from(scratch.subarray(0, Math.min(got, want)))

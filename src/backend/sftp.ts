@@ -40,6 +40,7 @@ import {
   writeSyncClose,
 } from './sftp-io.js'
 import {SftpSessionPool} from './sftp-pool.js'
+import {checkRangeInside, validateRange} from './range.js'
 import {openSftpSession, type SftpAuthOptions, type SftpSession, type SftpTarget} from './sftp-session.js'
 import {isTransientNetworkError} from './transient.js'
 import {compareNames, type ByteRange, type ObjectInfo, type StorageBackend, type TempObject} from './types.js'
@@ -141,16 +142,20 @@ export class SftpBackend implements StorageBackend {
     })
   }
 
-  /** Throws NotFoundError (permanent) for a missing object, IoError otherwise. Safe to retry. */
+  /** Throws NotFoundError (permanent) for a missing object, ObjectRangeError past its end, IoError otherwise. Safe to retry. */
   async load(name: string, range?: ByteRange): Promise<Buffer> {
-    return this.op(`reading ${name}`, async (sftp) => {
+    if (range) validateRange(name, range)
+    let size = 0
+    const data = await this.op(`reading ${name}`, async (sftp) => {
       const handle = await openFile(sftp, this.path(name), 'r')
       try {
-        return await readAt(sftp, handle, range?.offset ?? 0, range?.length)
+        return await readAt(sftp, handle, range?.offset ?? 0, range?.length, (s) => (size = s))
       } finally {
         closeLater(sftp, handle)
       }
     })
+    if (range) checkRangeInside(name, this.location, range, size)
+    return data
   }
 
   /** Null when missing; throws IoError otherwise. Safe to retry. */

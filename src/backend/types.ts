@@ -5,8 +5,12 @@
 // - save(name, data) is atomic: readers see the old object, or the whole new
 //   one, never a part (temporary name + fsync + rename, or a single PUT).
 //   An existing object is replaced. Safe to retry.
-// - load(name, range?) returns the bytes; a missing object throws
-//   NotFoundError (permanent). Safe to retry.
+// - load(name, range?) returns the bytes, all of them or exactly
+//   range.length bytes from range.offset (one ranged read: pread, an SFTP
+//   read at offset, an HTTP Range GET). A range must lie inside the object:
+//   one that reaches past its end throws ObjectRangeError (range.ts, a
+//   permanent DataError); a zero-length range inside it returns no bytes.
+//   A missing object throws NotFoundError (permanent). Safe to retry.
 // - stat(name) returns {size} or null when missing.
 // - list(prefix) yields {name, size} of every object whose name starts with
 //   the directory prefix ("chunks/"), in ascending name order (compareNames:

@@ -28,7 +28,6 @@ import {basename, extname} from 'node:path'
 import {readChangedRanges, rangesToBlocks} from '../cbt/change-source.js'
 import {ChangedBlockMap} from '../cbt/changed-block-map.js'
 import {DIGEST_SIZE, ZERO_ID} from '../chunk/digest.js'
-import {ChunkPool} from '../chunk/pool.js'
 import {NbdImage} from '../disk/nbd-image.js'
 import type {DiskImage, Range} from '../disk/types.js'
 import {IoError, UsageError} from '../errors.js'
@@ -147,7 +146,6 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
   const now = opts.now ?? (() => new Date())
   const host = opts.hostname ?? hostname()
   const image = await openSource(opts, disk, async () => (await repo.listSnapshots(disk)).at(-1)?.virtualSize)
-  const pool = new ChunkPool({idKey: repo.idKey, encKey: repo.encKey}, repo.level)
   const warnings: string[] = []
   const notices: string[] = []
   const tags = [...new Set(opts.tags ?? [])]
@@ -224,7 +222,6 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
       writeBlocks({
         image,
         repo,
-        pool,
         entries,
         cbm,
         candidates: blocks,
@@ -303,7 +300,6 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
     if (!opts.dryRun) await repo.saveManifest(manifest)
     return {snapshot: manifest, parent, dryRun: opts.dryRun ?? false, warnings, notices, sizeChange}
   } finally {
-    await pool.close()
     await image.close()
   }
 }

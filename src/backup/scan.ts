@@ -1,6 +1,6 @@
 // The hot loop of a backup: read candidate blocks in large sequential
 // batches, hash them in workers, record changes, store new chunks.
-// Bounded: batches in flight hold at most `pool.size * 2 * BATCH_BYTES`
+// Bounded: batches in flight hold at most `chunks.workers * 2 * BATCH_BYTES`
 // (a batch is ≤ 4 MiB, or one block when blocks are larger), and encoded
 // chunks waiting for storage hold at most UPLOAD_BYTES. The bound is on
 // bytes, not batches: a change source yields many one-block batches, and
@@ -11,10 +11,9 @@
 import type {ChangedBlockMap} from '../cbt/changed-block-map.js'
 import {DIGEST_SIZE} from '../chunk/digest.js'
 import {IdSet} from '../chunk/id-set.js'
-import type {ChunkPool} from '../chunk/pool.js'
 import type {DiskImage} from '../disk/types.js'
 import {Semaphore, TaskGroup} from '../flow/semaphore.js'
-import {Repository} from '../repo/repository.js'
+import type {Repository} from '../repo/repository.js'
 
 export const BATCH_BYTES = 4 * 1024 * 1024
 /**
@@ -39,7 +38,6 @@ export interface BlockScanStats {
 export interface ScanInput {
   image: DiskImage
   repo: Repository
-  pool: ChunkPool
   /** Resolved entries of the parent; updated in place to the new snapshot's. */
   entries: Buffer
   /** Receives the blocks that differ from the parent. */
@@ -64,7 +62,8 @@ function* batches(candidates: ChangedBlockMap, blockSize: number): Iterable<Batc
 }
 
 export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
-  const {image, repo, pool, entries, cbm, candidates} = input
+  const {image, repo, entries, cbm, candidates} = input
+  const chunks = repo.chunks
   const blockSize = repo.blockSize
   const size = image.virtualSize
   const stats: BlockScanStats = {bytesRead: 0, bytesChanged: 0, bytesNew: 0, bytesStored: 0, blocksNew: 0}
@@ -74,7 +73,7 @@ export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
   const uploadBytes = new Semaphore(UPLOAD_BYTES)
   const uploads = new TaskGroup(UPLOADS_IN_FLIGHT)
   const group = new TaskGroup(BATCHES_IN_FLIGHT)
-  const readBytes = new Semaphore(pool.size * 2 * Math.max(BATCH_BYTES, blockSize))
+  const readBytes = new Semaphore(chunks.workers * 2 * Math.max(BATCH_BYTES, blockSize))
   const batchBytes = Math.max(blockSize, Math.floor(BATCH_BYTES / blockSize) * blockSize)
   const free: ArrayBuffer[] = []
   let lastReport = 0
@@ -85,7 +84,7 @@ export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
     try {
       await uploads.spawn(async () => {
         try {
-          if (!input.dryRun) await repo.saveChunkObject(hex, Buffer.from(obj.buffer, obj.byteOffset, obj.byteLength))
+          if (!input.dryRun) await chunks.put(hex, {encoded: Buffer.from(obj.buffer, obj.byteOffset, obj.byteLength)})
           stats.blocksNew++
           stats.bytesNew += plainLength
           stats.bytesStored += obj.byteLength
@@ -107,10 +106,9 @@ export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
     const buf = Buffer.from(length === batchBytes ? (free.pop() ?? new ArrayBuffer(batchBytes)) : new ArrayBuffer(length), 0, length)
     await image.read(buf, offset, length)
     stats.bytesRead += length
-    const hashed = await pool.run({op: 'hash', buf: buf.buffer as ArrayBuffer, length, blockSize}, [buf.buffer as ArrayBuffer])
-    if (!('digests' in hashed)) throw new Error('unexpected worker reply')
+    const hashed = await chunks.hash(buf.buffer as ArrayBuffer, length, blockSize)
     let data = hashed.buf
-    const items: {start: number; end: number; name: string; hex: string}[] = []
+    const items: {start: number; end: number; id: string}[] = []
     for (let i = 0; i < batch.blocks; i++) {
       const b = batch.firstBlock + i
       const digest = hashed.digests.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE)
@@ -124,16 +122,15 @@ export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
       if (digest.every((x) => x === 0)) continue
       if (!claimed.add(digest)) continue
       const hex = Buffer.from(digest).toString('hex')
-      if (await repo.hasChunk(hex)) continue
-      items.push({start, end, name: Repository.chunkName(hex), hex})
+      if (await chunks.has(hex)) continue
+      items.push({start, end, id: hex})
     }
     if (items.length > 0) {
-      const packed = await pool.run({op: 'pack', buf: data, items: items.map(({start, end, name}) => ({start, end, name}))}, [data])
-      if (!('objects' in packed)) throw new Error('unexpected worker reply')
+      const packed = await chunks.encode(data, items)
       data = packed.buf
-      for (const [k, item] of items.entries()) await store(item.hex, packed.objects[k]!, item.end - item.start)
+      for (const [k, item] of items.entries()) await store(item.id, packed.objects[k]!, item.end - item.start)
     }
-    if (data.byteLength === batchBytes && free.length < pool.size * 2) free.push(data)
+    if (data.byteLength === batchBytes && free.length < chunks.workers * 2) free.push(data)
     const nowMs = Date.now()
     if (input.onProgress && nowMs - lastReport > 200) {
       lastReport = nowMs

@@ -7,6 +7,7 @@ import {isNbdUrl, parseNbdUrl} from '../nbd/url.js'
 import type {DiskImage} from '../disk/types.js'
 import {IoError} from '../errors.js'
 import type {Manifest, SourceFacts} from '../repo/manifest.js'
+import {isStreamLabel} from './source.js'
 
 /**
  * A disk's snapshots are one lineage: a backup of another path, from another
@@ -31,7 +32,7 @@ export function sourceChanges(previous: Manifest, now: SourceFacts, host: string
   // An NBD URL's host, port and socket are transport (libvirt's pull mode may
   // give each backup another socket): the export name is what names the disk.
   const related =
-    isStream(was.path) || isStream(now.path) || samePath(was.path, now.path) || chain(now).includes(was.path) || chain(was).includes(now.path)
+    isStreamLabel(was.path) || isStreamLabel(now.path) || samePath(was.path, now.path) || chain(now).includes(was.path) || chain(was).includes(now.path)
   if (!related) diffs.push(`source ${was.path} → ${now.path}`)
   if (previous.hostname !== host) diffs.push(`host ${previous.hostname} → ${host}`)
   if (was.path === now.path && was.identity && now.identity && was.identity !== now.identity) diffs.push(`image identity ${was.identity} → ${now.identity}`)
@@ -41,10 +42,6 @@ export function sourceChanges(previous: Manifest, now: SourceFacts, host: string
 function samePath(a: string, b: string): boolean {
   if (a === b) return true
   return isNbdUrl(a) && isNbdUrl(b) && parseNbdUrl(a).exportName === parseNbdUrl(b).exportName
-}
-
-function isStream(path: string): boolean {
-  return path === '-' || path.startsWith('command: ')
 }
 
 /** The tag a snapshot of a source in use for writing carries. */

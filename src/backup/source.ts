@@ -39,13 +39,21 @@ export interface SourceOptions {
   stdin?: Readable
 }
 
+/** How a command source's label begins (sourceLabel); standard input's label is "-". */
+const COMMAND_LABEL = 'command: '
+
 export function isStream(opts: SourceOptions): boolean {
-  return opts.source === '-' || opts.sourceCommand !== undefined
+  return isStreamLabel(sourceLabel(opts))
+}
+
+/** Whether a source label (sourceLabel; a manifest's source path) names a stream: standard input or a command. */
+export function isStreamLabel(label: string): boolean {
+  return label === '-' || label.startsWith(COMMAND_LABEL)
 }
 
 /** The source's name in hooks, messages and the manifest. */
 export function sourceLabel(opts: SourceOptions): string {
-  if (opts.sourceCommand !== undefined) return `command: ${opts.sourceCommand}`
+  if (opts.sourceCommand !== undefined) return `${COMMAND_LABEL}${opts.sourceCommand}`
   if (isNbdUrl(opts.source)) return opts.source
   return opts.source === '-' ? '-' : resolve(opts.source)
 }

@@ -11,14 +11,12 @@
 // Findings are listed, never repaired; the snapshots they damage are named,
 // and every snapshot is reported as lost or intact (repair.ts removes
 // unreadable manifests, on request).
-import {ChunkPool} from '../chunk/pool.js'
-import {chunkObjectSizeBounds} from '../chunk/object-codec.js'
 import {DIGEST_SIZE, ZERO_ID} from '../chunk/digest.js'
 import {TaskGroup} from '../flow/semaphore.js'
 import {UsageError, VdsnapError} from '../errors.js'
 import {resolveSnapshot} from '../repo/chain.js'
 import type {Manifest} from '../repo/manifest.js'
-import {Repository} from '../repo/repository.js'
+import type {Repository} from '../repo/repository.js'
 import {listLocks} from '../repo/lock.js'
 
 export interface Finding {
@@ -67,8 +65,29 @@ export function parseSubset(spec: string, random: () => number = Math.random): S
   throw new UsageError(`--read-data-subset "${spec}" is neither a percentage (10%) nor a part (3/7)`)
 }
 
+type Bad = Map<string, {kind: Finding['kind']; why: string}>
+
 export async function runCheck(repo: Repository, opts: CheckOptions = {}): Promise<CheckResult> {
   const findings: Finding[] = []
+  const manifests = await loadManifests(repo, findings)
+  const {referenced, usable} = await referencedChunks(repo, manifests, findings)
+  const stored = new Map<string, number>() // id -> stored size
+  for await (const c of repo.chunks.list()) if (c.size > 0) stored.set(c.id, c.size)
+  const bad = sizeFindings(repo, referenced, stored)
+  let unreferenced = 0
+  for (const id of stored.keys()) if (!referenced.has(id)) unreferenced++
+  const chunksRead = opts.readData || opts.readDataSubset ? await readChunks(repo, referenced, bad, opts) : 0
+  if (bad.size > 0) findings.push(...(await chunkFindings(repo, usable, bad)))
+  const staleLocks = (await listLocks(repo.backend)).filter((l) => l.stale).length
+  const allIds = await repo.listSnapshotIds()
+  const lostSet = new Set(findings.flatMap((f) => f.snapshots))
+  const lost = allIds.filter((id) => lostSet.has(id)).sort()
+  const intact = allIds.filter((id) => !lostSet.has(id)).sort()
+  return {lost, intact, snapshots: manifests.length, chunksReferenced: referenced.size, chunksRead, unreferencedChunks: unreferenced, staleLocks, findings}
+}
+
+/** Step 1: every manifest that loads; a finding for each that does not. */
+async function loadManifests(repo: Repository, findings: Finding[]): Promise<Manifest[]> {
   const manifests: Manifest[] = []
   for (const id of await repo.listSnapshotIds()) {
     try {
@@ -77,7 +96,12 @@ export async function runCheck(repo: Repository, opts: CheckOptions = {}): Promi
       findings.push({kind: 'manifest', object: `snapshots/${id}`, message: (e as Error).message, snapshots: [id]})
     }
   }
-  const referenced = new Map<string, number>() // id -> block length (for stats by callers)
+  return manifests
+}
+
+/** Step 2: the chunks the resolvable snapshots use (id → its block's length), and those snapshots. */
+async function referencedChunks(repo: Repository, manifests: Manifest[], findings: Finding[]): Promise<{referenced: Map<string, number>; usable: Manifest[]}> {
+  const referenced = new Map<string, number>()
   const usable: Manifest[] = []
   for (const m of manifests) {
     try {
@@ -91,78 +115,68 @@ export async function runCheck(repo: Repository, opts: CheckOptions = {}): Promi
       findings.push({kind: 'index', object: `indexes/${m.index}`, message: (e as Error).message, snapshots: [m.id]})
     }
   }
-  const stored = new Map<string, number>() // id -> object size
-  for await (const obj of repo.backend.list('chunks/')) {
-    const id = obj.name.slice(obj.name.lastIndexOf('/') + 1)
-    if (obj.size > 0) stored.set(id, obj.size)
-  }
-  const bad = new Map<string, {kind: Finding['kind']; why: string}>()
+  return {referenced, usable}
+}
+
+/** Step 3: referenced chunks that are missing, or whose stored size their envelope cannot have. */
+function sizeFindings(repo: Repository, referenced: Map<string, number>, stored: Map<string, number>): Bad {
+  const bad: Bad = new Map()
   for (const [id, length] of referenced) {
     const size = stored.get(id)
     if (size === undefined) {
       bad.set(id, {kind: 'chunk-missing', why: 'missing'})
       continue
     }
-    const {min, max} = chunkObjectSizeBounds(length, repo.encKey !== undefined)
+    const {min, max} = repo.chunks.storedSizeBounds(length)
     if (size < min) bad.set(id, {kind: 'chunk-corrupt', why: `truncated (${size} bytes, a chunk of a ${length}-byte block takes at least ${min})`})
     else if (size > max) bad.set(id, {kind: 'chunk-corrupt', why: `corrupt (${size} bytes, a chunk of a ${length}-byte block takes at most ${max})`})
   }
-  let unreferenced = 0
-  for (const id of stored.keys()) if (!referenced.has(id)) unreferenced++
+  return bad
+}
 
+/** Step 4 (--read-data): the referenced chunks not found bad yet (or a subset) read and verified; how many. */
+async function readChunks(repo: Repository, referenced: Map<string, number>, bad: Bad, opts: CheckOptions): Promise<number> {
+  const filter = opts.readDataSubset ? parseSubset(opts.readDataSubset, opts.random) : () => true
+  const toRead = [...referenced.keys()].filter((id) => !bad.has(id) && filter(id))
+  const group = new TaskGroup(repo.chunks.workers * 4)
   let chunksRead = 0
-  if (opts.readData || opts.readDataSubset) {
-    const filter = opts.readDataSubset ? parseSubset(opts.readDataSubset, opts.random) : () => true
-    const toRead = [...referenced.keys()].filter((id) => !bad.has(id) && filter(id))
-    const pool = new ChunkPool({idKey: repo.idKey, encKey: repo.encKey}, repo.level)
-    const group = new TaskGroup(pool.size * 4)
-    try {
-      for (const id of toRead) {
-        await group.spawn(async () => {
-          try {
-            const obj = await repo.loadChunkObject(id)
-            await pool.run({op: 'unpack', items: [{name: Repository.chunkName(id), data: obj, digest: Buffer.from(id, 'hex')}], maxSize: repo.blockSize, rehash: true})
-          } catch (e) {
-            if (!(e instanceof VdsnapError) || e.kind !== 'data') throw e
-            bad.set(id, {kind: 'chunk-corrupt', why: 'corrupt'})
-          }
-          chunksRead++
-          opts.onProgress?.(chunksRead, toRead.length)
-        })
+  for (const id of toRead) {
+    await group.spawn(async () => {
+      try {
+        await repo.chunks.get(id, {rehash: true})
+      } catch (e) {
+        if (!(e instanceof VdsnapError) || e.kind !== 'data') throw e
+        bad.set(id, {kind: 'chunk-corrupt', why: 'corrupt'})
       }
-      await group.wait()
-    } finally {
-      await pool.close()
-    }
+      chunksRead++
+      opts.onProgress?.(chunksRead, toRead.length)
+    })
   }
+  await group.wait()
+  return chunksRead
+}
 
-  if (bad.size > 0) {
-    const damaged = new Map<string, string[]>()
-    for (const m of usable) {
-      const r = await resolveSnapshot(repo, m)
-      for (let b = 0; b < r.blockCount; b++) {
-        const hex = r.entries.subarray(b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE).toString('hex')
-        if (bad.has(hex)) {
-          const list = damaged.get(hex) ?? []
-          if (!list.includes(m.id)) list.push(m.id)
-          damaged.set(hex, list)
-        }
+/** A finding per bad chunk, naming the snapshots that use it. */
+async function chunkFindings(repo: Repository, usable: Manifest[], bad: Bad): Promise<Finding[]> {
+  const damaged = new Map<string, string[]>()
+  for (const m of usable) {
+    const r = await resolveSnapshot(repo, m)
+    for (let b = 0; b < r.blockCount; b++) {
+      const hex = r.entries.subarray(b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE).toString('hex')
+      if (bad.has(hex)) {
+        const list = damaged.get(hex) ?? []
+        if (!list.includes(m.id)) list.push(m.id)
+        damaged.set(hex, list)
       }
     }
-    for (const [id, {kind, why}] of bad) {
-      const snaps = damaged.get(id) ?? []
-      findings.push({
-        kind,
-        object: Repository.chunkName(id),
-        message: `chunk ${id.slice(0, 16)}… is ${why} (used by ${snaps.length} snapshot${snaps.length === 1 ? '' : 's'}: ${snaps.map((s) => s.slice(0, 8)).join(', ')})`,
-        snapshots: snaps,
-      })
-    }
   }
-  const staleLocks = (await listLocks(repo.backend)).filter((l) => l.stale).length
-  const allIds = await repo.listSnapshotIds()
-  const lostSet = new Set(findings.flatMap((f) => f.snapshots))
-  const lost = allIds.filter((id) => lostSet.has(id)).sort()
-  const intact = allIds.filter((id) => !lostSet.has(id)).sort()
-  return {lost, intact, snapshots: manifests.length, chunksReferenced: referenced.size, chunksRead, unreferencedChunks: unreferenced, staleLocks, findings}
+  return [...bad].map(([id, {kind, why}]) => {
+    const snaps = damaged.get(id) ?? []
+    return {
+      kind,
+      object: repo.chunks.objectName(id),
+      message: `chunk ${id.slice(0, 16)}… is ${why} (used by ${snaps.length} snapshot${snaps.length === 1 ? '' : 's'}: ${snaps.map((s) => s.slice(0, 8)).join(', ')})`,
+      snapshots: snaps,
+    }
+  })
 }

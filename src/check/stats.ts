@@ -37,8 +37,8 @@ export async function repoStats(repo: Repository): Promise<RepoStats> {
   let chunkBytes = 0
   let chunkCount = 0
   let metadataBytes = 0
-  for await (const o of repo.backend.list('chunks/')) {
-    chunkBytes += o.size
+  for await (const c of repo.chunks.list()) {
+    chunkBytes += c.size
     chunkCount++
   }
   for (const prefix of ['indexes/', 'snapshots/', 'keys/', 'locks/']) for await (const o of repo.backend.list(prefix)) metadataBytes += o.size

@@ -1,10 +1,13 @@
 // Worker thread: the CPU-heavy per-block work (zero check, digest, zstd,
 // AES-GCM, and the reverse on restore). Stateless: every message carries
-// its data and gets one reply; buffers are transferred both ways, never copied.
+// its data and gets one reply; buffers are transferred both ways, never
+// copied. A thrown error goes back serialized (pool-protocol.ts), so the
+// pool rethrows the same class with the same code, hint and fields.
 import {parentPort, workerData} from 'node:worker_threads'
+import {DataError} from '../errors.js'
 import {DIGEST_SIZE, chunkDigest, isAllZero} from './digest.js'
 import {decodeObject, encodeObject, ObjectKind} from './object-codec.js'
-import type {WorkerReply, WorkerRequest} from './pool-protocol.js'
+import {serializeError, type Args, type Method, type Result, type WorkerReply, type WorkerRequest} from './pool-protocol.js'
 
 const idKey: Buffer | undefined = workerData?.idKey ? Buffer.from(workerData.idKey) : undefined
 const encKey: Buffer | undefined = workerData?.encKey ? Buffer.from(workerData.encKey) : undefined
@@ -18,53 +21,41 @@ function own(b: Buffer): Uint8Array {
   return copy
 }
 
-function handle(req: WorkerRequest): {reply: WorkerReply; transfer: ArrayBuffer[]} {
-  switch (req.op) {
-    case 'hash': {
-      const buf = Buffer.from(req.buf, 0, req.length)
-      const count = Math.ceil(buf.length / req.blockSize)
-      const digests = new Uint8Array(count * DIGEST_SIZE) // all-zero id = zero block
-      for (let i = 0; i < count; i++) {
-        const block = buf.subarray(i * req.blockSize, Math.min((i + 1) * req.blockSize, buf.length))
-        if (!isAllZero(block)) digests.set(chunkDigest(block, idKey), i * DIGEST_SIZE)
-      }
-      return {reply: {id: req.id, ok: true, digests, buf: req.buf}, transfer: [req.buf, digests.buffer as ArrayBuffer]}
+type Handler<M extends Method> = (args: Args<M>) => {result: Result<M>; transfer: ArrayBuffer[]}
+
+const handlers: {[M in Method]: Handler<M>} = {
+  hash({buf: ab, length, blockSize}) {
+    const buf = Buffer.from(ab, 0, length)
+    const count = Math.ceil(buf.length / blockSize)
+    const digests = new Uint8Array(count * DIGEST_SIZE) // all-zero id = zero block
+    for (let i = 0; i < count; i++) {
+      const block = buf.subarray(i * blockSize, Math.min((i + 1) * blockSize, buf.length))
+      if (!isAllZero(block)) digests.set(chunkDigest(block, idKey), i * DIGEST_SIZE)
     }
-    case 'pack': {
-      const buf = Buffer.from(req.buf)
-      const out: Uint8Array[] = []
-      for (const {start, end, name} of req.items) {
-        const enc = encodeObject(ObjectKind.Chunk, name, buf.subarray(start, end), {level, key: encKey})
-        out.push(own(enc))
+    return {result: {digests, buf: ab}, transfer: [ab, digests.buffer as ArrayBuffer]}
+  },
+  pack({buf: ab, items}) {
+    const buf = Buffer.from(ab)
+    const objects = items.map(({start, end, name}) => own(encodeObject(ObjectKind.Chunk, name, buf.subarray(start, end), {level, key: encKey})))
+    return {result: {objects, buf: ab}, transfer: [ab, ...objects.map((o) => o.buffer as ArrayBuffer)]}
+  },
+  unpack({items, maxSize, rehash}) {
+    const plain = items.map(({name, data, digest}) => {
+      const body = decodeObject(ObjectKind.Chunk, name, Buffer.from(data.buffer, data.byteOffset, data.byteLength), encKey, maxSize)
+      if ((rehash || !encKey) && !chunkDigest(body, idKey).equals(digest)) {
+        throw new DataError(`${name} does not match its digest (corrupt chunk)`, {hint: 'run "vdsnap check --read-data" to list damaged chunks (plain check reads no chunk)', code: 'CHUNK_CORRUPT', object: name})
       }
-      return {reply: {id: req.id, ok: true, objects: out, buf: req.buf}, transfer: [req.buf, ...out.map((o) => o.buffer as ArrayBuffer)]}
-    }
-    case 'unpack': {
-      const plain: Uint8Array[] = []
-      for (const {name, data, digest} of req.items) {
-        const body = decodeObject(ObjectKind.Chunk, name, Buffer.from(data.buffer, data.byteOffset, data.byteLength), encKey, req.maxSize)
-        if ((req.rehash || !encKey) && !chunkDigest(body, idKey).equals(digest)) {
-          throw Object.assign(new Error(`${name} does not match its digest (corrupt chunk)`), {dataError: true, hint: 'run "vdsnap check --read-data" to list damaged chunks (plain check reads no chunk)'})
-        }
-        plain.push(own(body))
-      }
-      return {reply: {id: req.id, ok: true, plain}, transfer: plain.map((p) => p.buffer as ArrayBuffer)}
-    }
-  }
+      return own(body)
+    })
+    return {result: {plain}, transfer: plain.map((p) => p.buffer as ArrayBuffer)}
+  },
 }
 
 parentPort!.on('message', (req: WorkerRequest) => {
   try {
-    const {reply, transfer} = handle(req)
-    parentPort!.postMessage(reply, transfer)
+    const {result, transfer} = (handlers[req.op] as Handler<Method>)(req.args)
+    parentPort!.postMessage({id: req.id, ok: true, result} satisfies WorkerReply, transfer)
   } catch (e) {
-    const err = e as Error & {dataError?: boolean; kind?: string; hint?: string}
-    parentPort!.postMessage({
-      id: req.id,
-      ok: false,
-      message: err.message,
-      dataError: err.dataError === true || err.kind === 'data',
-      hint: err.hint,
-    } satisfies WorkerReply)
+    parentPort!.postMessage({id: req.id, ok: false, error: serializeError(e)} satisfies WorkerReply)
   }
 })

@@ -5,7 +5,7 @@
 //
 //   0  4  magic "VDSO"
 //   4  1  format version (1)
-//   5  1  kind (1 chunk, 2 index, 3 manifest)
+//   5  1  kind (1 chunk, 2 index, 3 manifest, 4 pack trailer, 5 repository index)
 //   6  1  flags (bit 0 zstd, bit 1 AES-256-GCM, bit 2 trailing SHA-256)
 //   7  1  reserved, 0
 //   encrypted:   nonce(12) | ciphertext | tag(16); AAD = header | name
@@ -29,6 +29,10 @@ export const enum ObjectKind {
   Chunk = 1,
   Index = 2,
   Manifest = 3,
+  /** Format 2: the list of chunks at the end of a pack (repo/pack-format.ts). */
+  PackTrailer = 4,
+  /** Format 2: a repository index file (repo/repo-index-codec.ts). */
+  RepoIndex = 5,
 }
 
 export const FLAG_ZSTD = 1

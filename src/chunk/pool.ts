@@ -1,14 +1,21 @@
-// A fixed pool of worker threads for the per-block CPU work. Requests go to
-// the worker with the fewest outstanding requests; each reply settles one
-// promise. The caller bounds how much is in flight (the pool does not queue
-// without limit on its own: see backup/restore pipelines).
+// A fixed pool of worker threads for the per-block CPU work, as typed
+// methods: hash, pack, unpack (pool-protocol.ts). Requests go to the worker
+// with the fewest outstanding requests; each reply settles one promise. The
+// caller bounds how much is in flight (the pool does not queue without limit
+// on its own: see backup/restore pipelines).
+//
+// Errors thrown in a worker come back as the same class with the same
+// fields. A worker that dies fails every pending request, and every later
+// one, with one error naming the cause. Idle workers do not keep the process
+// alive (they are referenced only while a request is pending), so a pool
+// its owner forgot to close never hangs a command at exit.
 import {existsSync} from 'node:fs'
 import {availableParallelism} from 'node:os'
 import {dirname, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {Worker} from 'node:worker_threads'
-import {DataError, VdsnapError} from '../errors.js'
-import type {WorkerReply, WorkerRequest} from './pool-protocol.js'
+import {VdsnapError} from '../errors.js'
+import {deserializeError, type Args, type Method, type PackItem, type Result, type UnpackItem, type UnpackOptions, type WorkerReply, type WorkerRequest} from './pool-protocol.js'
 
 export interface PoolKeys {
   idKey?: Buffer
@@ -16,12 +23,10 @@ export interface PoolKeys {
 }
 
 interface Pending {
-  resolve(reply: WorkerReply): void
+  worker: number
+  resolve(result: unknown): void
   reject(err: Error): void
 }
-
-type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never
-export type PoolRequest = DistributiveOmit<WorkerRequest, 'id'>
 
 function workerPath(): string {
   const here = fileURLToPath(import.meta.url)
@@ -39,13 +44,16 @@ export class ChunkPool {
   private readonly pending = new Map<number, Pending>()
   private nextId = 1
   private failed?: Error
+  private closing = false
 
   constructor(keys: PoolKeys, level: number, size = Math.max(1, Math.min(availableParallelism(), 8))) {
     const path = workerPath()
     for (let i = 0; i < size; i++) {
       const w = new Worker(path, {workerData: {idKey: keys.idKey, encKey: keys.encKey, level}})
       w.on('message', (reply: WorkerReply) => this.settle(i, reply))
-      w.on('error', (err) => this.fail(err))
+      w.on('error', (err) => this.fail(i, `crashed: ${err.message}`, err))
+      w.on('exit', (code) => this.closing || this.fail(i, `exited with code ${code}`))
+      w.unref()
       this.workers.push(w)
       this.load.push(0)
     }
@@ -55,36 +63,64 @@ export class ChunkPool {
     return this.workers.length
   }
 
-  run(req: PoolRequest, transfer: ArrayBuffer[] = []): Promise<WorkerReply & {ok: true}> {
+  /** Digests of every `blockSize` block of buf[0, length); `buf` moves to the worker and comes back in the result. */
+  hash(buf: ArrayBuffer, length: number, blockSize: number): Promise<Result<'hash'>> {
+    return this.call('hash', {buf, length, blockSize}, [buf])
+  }
+
+  /** Chunk objects of the items' plaintexts in `buf` (which moves to the worker and comes back). */
+  pack(buf: ArrayBuffer, items: PackItem[]): Promise<Result<'pack'>> {
+    return this.call('pack', {buf, items}, [buf])
+  }
+
+  /**
+   * The verified plaintext of every item. With `transfer`, the items' data
+   * move to the worker (each must own its whole ArrayBuffer); without, they
+   * are copied and stay usable here.
+   */
+  async unpack(items: UnpackItem[], opts: UnpackOptions & {transfer?: boolean}): Promise<Uint8Array[]> {
+    const transfer = opts.transfer ? items.map((i) => i.data.buffer as ArrayBuffer) : []
+    const {plain} = await this.call('unpack', {items, maxSize: opts.maxSize, rehash: opts.rehash}, transfer)
+    return plain
+  }
+
+  private call<M extends Method>(op: M, args: Args<M>, transfer: ArrayBuffer[]): Promise<Result<M>> {
     if (this.failed) return Promise.reject(this.failed)
+    if (this.closing) return Promise.reject(new VdsnapError('chunk pool used after close'))
     let best = 0
     for (let i = 1; i < this.load.length; i++) if (this.load[i]! < this.load[best]!) best = i
     const id = this.nextId++
-    this.load[best]!++
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, {
-        resolve: (r) => (r.ok ? resolve(r) : reject(r.dataError ? new DataError(r.message, {hint: r.hint}) : new VdsnapError(r.message, {hint: r.hint}))),
-        reject,
-      })
-      this.workers[best]!.postMessage({...req, id} as WorkerRequest, transfer)
+    if (this.load[best]!++ === 0) this.workers[best]!.ref()
+    return new Promise<Result<M>>((resolve, reject) => {
+      this.pending.set(id, {worker: best, resolve: resolve as (r: unknown) => void, reject})
+      this.workers[best]!.postMessage({id, op, args} as WorkerRequest, transfer)
     })
   }
 
   private settle(worker: number, reply: WorkerReply): void {
-    this.load[worker]!--
     const p = this.pending.get(reply.id)
     if (!p) return
     this.pending.delete(reply.id)
-    p.resolve(reply)
+    this.release(worker)
+    if (reply.ok) p.resolve(reply.result)
+    else p.reject(deserializeError(reply.error))
   }
 
-  private fail(err: Error): void {
-    this.failed = new VdsnapError(`chunk worker failed: ${err.message}`, {cause: err})
-    for (const p of this.pending.values()) p.reject(this.failed)
-    this.pending.clear()
+  private release(worker: number): void {
+    if (--this.load[worker]! === 0) this.workers[worker]?.unref()
+  }
+
+  private fail(worker: number, why: string, cause?: Error): void {
+    this.failed ??= new VdsnapError(`chunk worker failed: worker ${worker + 1} of ${this.workers.length} ${why}`, {cause})
+    for (const [id, p] of this.pending) {
+      this.pending.delete(id)
+      this.release(p.worker)
+      p.reject(this.failed)
+    }
   }
 
   async close(): Promise<void> {
+    this.closing = true
     await Promise.all(this.workers.map((w) => w.terminate()))
     this.workers.length = 0
   }

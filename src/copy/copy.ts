@@ -16,11 +16,10 @@
 //    half snapshot, and a re-run sends nothing that already arrived.
 import {ChangedBlockMap} from '../cbt/changed-block-map.js'
 import {DIGEST_SIZE, ZERO_ID} from '../chunk/digest.js'
-import {ChunkPool} from '../chunk/pool.js'
 import {TaskGroup} from '../flow/semaphore.js'
-import {resolveSnapshot} from '../repo/chain.js'
+import {resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
 import type {Manifest} from '../repo/manifest.js'
-import {Repository} from '../repo/repository.js'
+import type {Repository} from '../repo/repository.js'
 import {UsageError} from '../errors.js'
 
 export interface CopyOptions {
@@ -54,22 +53,15 @@ export async function copySnapshots(from: Repository, to: Repository, opts: Copy
   const translate = new Map<string, string>()
   for (const m of all) if (present.has(m.id)) await learnIds(from, to, m, translate)
 
-  const srcPool = new ChunkPool({idKey: from.idKey, encKey: from.encKey}, from.level)
-  const dstPool = new ChunkPool({idKey: to.idKey, encKey: to.encKey}, to.level)
-  try {
-    for (const m of wanted) {
-      if (present.has(m.id)) {
-        result.skipped.push(m.id)
-        continue
-      }
-      await copyOne(from, to, m, present, translate, srcPool, dstPool, result, opts.beforeCommit)
-      present.add(m.id)
-      result.copied.push(m.id)
-      opts.onProgress?.(result.copied.length + result.skipped.length, wanted.length)
+  for (const m of wanted) {
+    if (present.has(m.id)) {
+      result.skipped.push(m.id)
+      continue
     }
-  } finally {
-    await srcPool.close()
-    await dstPool.close()
+    await copyOne(from, to, m, present, translate, result, opts.beforeCommit)
+    present.add(m.id)
+    result.copied.push(m.id)
+    opts.onProgress?.(result.copied.length + result.skipped.length, wanted.length)
   }
   return result
 }
@@ -83,76 +75,14 @@ async function learnIds(from: Repository, to: Repository, m: Manifest, translate
   }
 }
 
-async function copyOne(
-  from: Repository,
-  to: Repository,
-  m: Manifest,
-  present: Set<string>,
-  translate: Map<string, string>,
-  srcPool: ChunkPool,
-  dstPool: ChunkPool,
-  result: CopyResult,
-  beforeCommit?: () => Promise<void>,
-): Promise<void> {
+/** One snapshot: its chunks, then its index and manifest under the same id. */
+async function copyOne(from: Repository, to: Repository, m: Manifest, present: Set<string>, translate: Map<string, string>, result: CopyResult, beforeCommit?: () => Promise<void>): Promise<void> {
   const src = await resolveSnapshot(from, m)
-  const group = new TaskGroup(16)
-  const needed = new Set<string>()
-  for (let i = 0; i < src.blockCount; i++) {
-    const e = src.entries.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE)
-    if (!e.equals(ZERO_ID)) needed.add(e.toString('hex'))
-  }
-  for (const srcId of needed) {
-    const known = translate.get(srcId)
-    if (known && (await to.hasChunk(known))) continue
-    await group.spawn(async () => {
-      const obj = await from.loadChunkObject(srcId)
-      result.bytesRead += obj.length
-      const unpacked = await srcPool.run({op: 'unpack', items: [{name: Repository.chunkName(srcId), data: obj, digest: Buffer.from(srcId, 'hex')}], maxSize: from.blockSize, rehash: false})
-      if (!('plain' in unpacked)) throw new Error('unexpected worker reply')
-      const plain = unpacked.plain[0]!
-      const length = plain.byteLength // the view detaches when its buffer is transferred below
-      const buf = plain.buffer as ArrayBuffer
-      const hashed = await dstPool.run({op: 'hash', buf, length, blockSize: length}, [buf])
-      if (!('digests' in hashed)) throw new Error('unexpected worker reply')
-      const dstId = Buffer.from(hashed.digests).toString('hex')
-      translate.set(srcId, dstId)
-      if (await to.hasChunk(dstId)) {
-        result.chunksPresent++
-        return
-      }
-      const packed = await dstPool.run({op: 'pack', buf: hashed.buf, items: [{start: 0, end: length, name: Repository.chunkName(dstId)}]}, [hashed.buf])
-      if (!('objects' in packed)) throw new Error('unexpected worker reply')
-      const out = packed.objects[0]!
-      await to.saveChunkObject(dstId, Buffer.from(out.buffer, out.byteOffset, out.byteLength))
-      result.chunksSent++
-      result.bytesSent += out.byteLength
-    })
-  }
-  await group.wait()
-
-  const entries = Buffer.alloc(src.entries.length)
-  for (let i = 0; i < src.blockCount; i++) {
-    const e = src.entries.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE)
-    if (!e.equals(ZERO_ID)) Buffer.from(translate.get(e.toString('hex'))!, 'hex').copy(entries, i * DIGEST_SIZE)
-  }
+  await sendChunks(from, to, chunkIds(src), translate, result)
+  const entries = translatedEntries(src, translate)
   const parentManifest = m.parent !== null && present.has(m.parent) ? await to.loadManifest(m.parent) : null
   const delta = parentManifest !== null && parentManifest.chainLength + 1 < to.config.syntheticFullEvery
-  let cbm = ChangedBlockMap.all(src.blockCount)
-  let indexEntries = entries
-  if (parentManifest) {
-    // the map is against the parent, whether this index is a delta or a synthetic full
-    const parentDst = await resolveSnapshot(to, parentManifest)
-    cbm = new ChangedBlockMap(src.blockCount)
-    for (let i = 0; i < src.blockCount; i++) {
-      const s = i * DIGEST_SIZE
-      if (entries.compare(parentDst.entries, s, s + DIGEST_SIZE, s, s + DIGEST_SIZE) !== 0) cbm.set(i)
-    }
-  }
-  if (delta) {
-    indexEntries = Buffer.alloc(cbm.count() * DIGEST_SIZE)
-    let k = 0
-    for (const b of cbm.blocks()) entries.copy(indexEntries, k++ * DIGEST_SIZE, b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE)
-  }
+  const cbm = parentManifest ? changedSince(entries, src.blockCount, await resolveSnapshot(to, parentManifest)) : ChangedBlockMap.all(src.blockCount)
   await beforeCommit?.()
   const index = await to.saveIndex({
     kind: delta ? 'delta' : 'full',
@@ -160,7 +90,7 @@ async function copyOne(
     virtualSize: src.virtualSize,
     blockCount: src.blockCount,
     cbm,
-    entries: indexEntries,
+    entries: delta ? deltaEntries(entries, cbm) : entries,
   })
   await to.saveManifest({
     ...m,
@@ -169,4 +99,71 @@ async function copyOne(
     indexKind: delta ? 'delta' : 'full',
     chainLength: delta ? parentManifest!.chainLength + 1 : 0,
   })
+}
+
+/** The distinct chunk ids a resolved snapshot uses. */
+function chunkIds(src: ResolvedIndex): Set<string> {
+  const needed = new Set<string>()
+  for (let i = 0; i < src.blockCount; i++) {
+    const e = src.entries.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE)
+    if (!e.equals(ZERO_ID)) needed.add(e.toString('hex'))
+  }
+  return needed
+}
+
+/** Every chunk of `needed` whose destination id is unknown or not stored there: read, verified, re-hashed and put there. */
+async function sendChunks(from: Repository, to: Repository, needed: Set<string>, translate: Map<string, string>, result: CopyResult): Promise<void> {
+  const group = new TaskGroup(16)
+  for (const srcId of needed) {
+    const known = translate.get(srcId)
+    if (known && (await to.chunks.has(known))) continue
+    await group.spawn(async () => {
+      translate.set(srcId, await sendChunk(from, to, srcId, result))
+    })
+  }
+  await group.wait()
+}
+
+/** One chunk from the source to the destination; its destination id. */
+async function sendChunk(from: Repository, to: Repository, srcId: string, result: CopyResult): Promise<string> {
+  const obj = await from.chunks.getObject(srcId)
+  result.bytesRead += obj.length
+  // rehash false: an encrypted chunk is proven by its GCM tag, a plaintext one is always re-hashed.
+  const plain = await from.chunks.decode(srcId, obj, {rehash: false, transfer: true})
+  const length = plain.length // the view detaches when its buffer moves to the worker below
+  const hashed = await to.chunks.hash(plain.buffer as ArrayBuffer, length, length)
+  const dstId = Buffer.from(hashed.digests).toString('hex')
+  const put = await to.chunks.put(dstId, {plain: new Uint8Array(hashed.buf, 0, length)})
+  if (put.isNew) {
+    result.chunksSent++
+    result.bytesSent += put.storedSize
+  } else result.chunksPresent++
+  return dstId
+}
+
+/** The source's entries under the destination's ids. */
+function translatedEntries(src: ResolvedIndex, translate: Map<string, string>): Buffer {
+  const entries = Buffer.alloc(src.entries.length)
+  for (let i = 0; i < src.blockCount; i++) {
+    const e = src.entries.subarray(i * DIGEST_SIZE, (i + 1) * DIGEST_SIZE)
+    if (!e.equals(ZERO_ID)) Buffer.from(translate.get(e.toString('hex'))!, 'hex').copy(entries, i * DIGEST_SIZE)
+  }
+  return entries
+}
+
+/** The blocks whose entry differs from the parent's (whether the index is a delta or a synthetic full). */
+function changedSince(entries: Buffer, blockCount: number, parent: ResolvedIndex): ChangedBlockMap {
+  const cbm = new ChangedBlockMap(blockCount)
+  for (let i = 0; i < blockCount; i++) {
+    const s = i * DIGEST_SIZE
+    if (entries.compare(parent.entries, s, s + DIGEST_SIZE, s, s + DIGEST_SIZE) !== 0) cbm.set(i)
+  }
+  return cbm
+}
+
+function deltaEntries(entries: Buffer, cbm: ChangedBlockMap): Buffer {
+  const out = Buffer.alloc(cbm.count() * DIGEST_SIZE)
+  let k = 0
+  for (const b of cbm.blocks()) entries.copy(out, k++ * DIGEST_SIZE, b * DIGEST_SIZE, (b + 1) * DIGEST_SIZE)
+  return out
 }

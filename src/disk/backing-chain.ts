@@ -16,7 +16,7 @@ import {basename, dirname, isAbsolute, resolve} from 'node:path'
 import {ImageFormatError, VdsnapError} from '../errors.js'
 import {FORMATS} from './formats.js'
 import {openImage} from './open.js'
-import type {DiskImage, OpenOptions} from './types.js'
+import {normalizeRanges, type DiskImage, type ImageInfo, type OpenOptions, type Range} from './types.js'
 
 /** Deepest chain we open; deeper chains are refused as corrupt or looping. */
 export const MAX_CHAIN_DEPTH = 64
@@ -75,6 +75,37 @@ export function chainPaths(img: DiskImage): string[] {
   const out: string[] = []
   for (let p = img.parent; p; p = p.parent) out.push(p.path)
   return out
+}
+
+/**
+ * What a layered image maps across its chain: its own data, plus the
+ * parent's ranges (clipped to this image's size) that this layer does not
+ * hide with zeros. Without a parent, its own data alone.
+ */
+export async function chainAllocatedRanges(img: DiskImage, own: Range[], zero: Range[] = []): Promise<Range[]> {
+  if (!img.parent) return own
+  const below = subtractRanges(clipRanges(await img.parent.allocatedRanges(), img.virtualSize), zero)
+  return normalizeRanges([...own, ...below])
+}
+
+/** The fields of ImageInfo a format decides itself; the rest is the same for every layered format. */
+export type LayerDetails = Pick<ImageInfo, 'subformat' | 'clusterSize' | 'logicalSectorSize' | 'fileSize'> & Partial<Pick<ImageInfo, 'snapshots'>>
+
+/** ImageInfo of a layered image: allocated bytes across the chain and its parents' paths. */
+export async function layeredInfo(img: DiskImage, d: LayerDetails): Promise<ImageInfo> {
+  const ranges = await img.allocatedRanges()
+  return {
+    path: img.path,
+    format: img.format,
+    subformat: d.subformat,
+    virtualSize: img.virtualSize,
+    allocatedBytes: ranges.reduce((s, r) => s + r.length, 0),
+    clusterSize: d.clusterSize,
+    logicalSectorSize: d.logicalSectorSize,
+    parents: chainPaths(img),
+    snapshots: d.snapshots ?? [],
+    fileSize: d.fileSize,
+  }
 }
 
 /** Local candidates for one stored parent path, most specific first. */

@@ -21,6 +21,12 @@ const STATUS_STEP = 1024 * 1024 * 1024
 export class NbdImage implements DiskImage {
   readonly format = 'nbd'
   private readonly piece: number
+  /**
+   * Declared (never set) so that code holding a DiskImage | NbdImage can call
+   * it without a cast: an export is read by offset, not once like a stream,
+   * so there is no end to confirm.
+   */
+  endOfRead?(): Promise<void>
 
   private constructor(
     private readonly address: NbdAddress,

@@ -14,7 +14,7 @@
 // table pointing at itself or at the header cannot loop.
 import {dirname, isAbsolute, resolve} from 'node:path'
 import {ImageFormatError, NotFoundError} from '../errors.js'
-import {chainPaths, type ChainOpenOptions, enterChain, clipRanges, openBacking, subtractRanges} from './backing-chain.js'
+import {chainAllocatedRanges, type ChainOpenOptions, enterChain, clipRanges, layeredInfo, openBacking} from './backing-chain.js'
 import {ImageFile} from './image-file.js'
 import {decompressCluster} from './qcow2-compressed.js'
 import {
@@ -242,9 +242,7 @@ export class Qcow2Image implements DiskImage, UnitMap {
 
   async allocatedRanges(): Promise<Range[]> {
     const own = await this.ownRanges()
-    if (!this.parent) return own.data
-    const below = subtractRanges(clipRanges(await this.parent.allocatedRanges(), this.virtualSize), own.zero)
-    return normalizeRanges([...own.data, ...subtractRanges(below, own.data)])
+    return chainAllocatedRanges(this, own.data, own.zero)
   }
 
   async overlayRanges(): Promise<Range[]> {
@@ -252,21 +250,15 @@ export class Qcow2Image implements DiskImage, UnitMap {
     return normalizeRanges([...own.data, ...own.zero])
   }
 
-  async info(): Promise<ImageInfo> {
-    const ranges = await this.allocatedRanges()
+  info(): Promise<ImageInfo> {
     const raw = this.h.autoclear & AUTOCLEAR_RAW_DATA ? ' (raw external data)' : ''
-    return {
-      path: this.path,
-      format: 'qcow2',
+    return layeredInfo(this, {
       subformat: `v${this.h.version}${this.dataFile !== this.file ? ` with external data file${raw}` : ''}`,
-      virtualSize: this.virtualSize,
-      allocatedBytes: ranges.reduce((s, r) => s + r.length, 0),
       clusterSize: this.cs,
       logicalSectorSize: SECTOR,
-      parents: chainPaths(this),
       snapshots: this.h.snapshots.map((s) => ({id: s.id, name: s.name, virtualSize: s.virtualSize, date: s.date})),
       fileSize: this.file.size + (this.dataFile !== this.file ? this.dataFile.size : 0),
-    }
+    })
   }
 
   async close(): Promise<void> {

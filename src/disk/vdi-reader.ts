@@ -15,7 +15,7 @@
 import {opendir, open as fsOpen} from 'node:fs/promises'
 import {dirname, join, resolve} from 'node:path'
 import {ImageFormatError} from '../errors.js'
-import {chainPaths, clipRanges, enterChain, subtractRanges, type ChainOpenOptions} from './backing-chain.js'
+import {chainAllocatedRanges, enterChain, layeredInfo, type ChainOpenOptions} from './backing-chain.js'
 import {ImageFile} from './image-file.js'
 import {type MappedRun, type MappedUnit, pushRange, readMapped, setUnit, UNIT_DATA, UNIT_UNALLOCATED, UNIT_ZERO, type UnitMap} from './mapped-read.js'
 import {PagedTable} from './paged-table.js'
@@ -108,12 +108,9 @@ export class VdiImage implements DiskImage, UnitMap {
   }
 
   async allocatedRanges(): Promise<Range[]> {
+    // Only unallocated blocks show the parent: data blocks cover it, zero (discarded) ones hide it.
     const own = await this.ownRanges()
-    if (!this.parent) return own.data
-    // Only unallocated blocks show the parent; clip to this disk's size.
-    const mapped = normalizeRanges([...own.data, ...own.zero])
-    const below = subtractRanges(clipRanges(await this.parent.allocatedRanges(), this.virtualSize), mapped)
-    return normalizeRanges([...own.data, ...below])
+    return chainAllocatedRanges(this, own.data, own.zero)
   }
 
   async overlayRanges(): Promise<Range[]> {
@@ -121,21 +118,14 @@ export class VdiImage implements DiskImage, UnitMap {
     return normalizeRanges([...own.data, ...own.zero])
   }
 
-  async info(): Promise<ImageInfo> {
-    const ranges = await this.allocatedRanges()
+  info(): Promise<ImageInfo> {
     const t = this.header.imageType
-    return {
-      path: this.path,
-      format: this.format,
+    return layeredInfo(this, {
       subformat: t === VDI_TYPE_FIXED ? 'fixed' : t === VDI_TYPE_DIFF ? 'differencing' : 'dynamic',
-      virtualSize: this.virtualSize,
-      allocatedBytes: ranges.reduce((s, r) => s + r.length, 0),
       clusterSize: this.header.blockSize,
       logicalSectorSize: VDI_SECTOR,
-      parents: chainPaths(this),
-      snapshots: [],
       fileSize: this.file.physicalSize,
-    }
+    })
   }
 
   async close(): Promise<void> {

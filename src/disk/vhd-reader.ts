@@ -12,8 +12,8 @@ import {ImageFile} from './image-file.js'
 import {type MappedRun, type MappedUnit, pushDataRanges, pushRange, readMapped, setUnit, UNIT_DATA, UNIT_UNALLOCATED, UNIT_ZERO, type UnitMap} from './mapped-read.js'
 import {LruCache} from './lru-cache.js'
 import {MAX_CACHED_BITMAPS, PagedTable, bitRun} from './paged-table.js'
-import {chainPaths, decodeUtf16, enterChain, findParent, type ChainOpenOptions} from './backing-chain.js'
-import {normalizeRanges, type DiskImage, type ImageInfo, type Range} from './types.js'
+import {chainAllocatedRanges, decodeUtf16, enterChain, findParent, layeredInfo, type ChainOpenOptions} from './backing-chain.js'
+import type {DiskImage, ImageInfo, Range} from './types.js'
 import {
   DISK_DIFFERENCING, DISK_FIXED, DYN_HEADER_SIZE, FOOTER_SIZE, SECTOR, UNALLOCATED, footerVirtualSize,
   parseDynamicHeader, parseFooter, type VhdDynamicHeader, type VhdFooter,
@@ -134,29 +134,20 @@ export class VhdImage implements DiskImage, UnitMap {
   }
 
   async allocatedRanges(): Promise<Range[]> {
-    const own = await this.ownRanges(false)
-    return this.parent ? normalizeRanges([...own, ...(await this.parent.allocatedRanges())]) : own
+    return chainAllocatedRanges(this, await this.ownRanges(false))
   }
 
   async overlayRanges(): Promise<Range[]> {
     return this.ownRanges(true)
   }
 
-  async info(): Promise<ImageInfo> {
-    const ranges = await this.allocatedRanges()
-    const subformat = this.footer.diskType === DISK_FIXED ? 'fixed' : this.parent ? 'differencing' : 'dynamic'
-    return {
-      path: this.path,
-      format: this.format,
-      subformat,
-      virtualSize: this.virtualSize,
-      allocatedBytes: ranges.reduce((s, r) => s + r.length, 0),
+  info(): Promise<ImageInfo> {
+    return layeredInfo(this, {
+      subformat: this.footer.diskType === DISK_FIXED ? 'fixed' : this.parent ? 'differencing' : 'dynamic',
       clusterSize: this.dyn?.blockSize,
       logicalSectorSize: SECTOR,
-      parents: chainPaths(this),
-      snapshots: [],
       fileSize: this.file.physicalSize,
-    }
+    })
   }
 
   async close(): Promise<void> {

@@ -15,8 +15,8 @@ import {ImageFile} from './image-file.js'
 import {type MappedRun, type MappedUnit, pushDataRanges, pushRange, readMapped, setUnit, UNIT_DATA, UNIT_UNALLOCATED, UNIT_ZERO, type UnitMap} from './mapped-read.js'
 import {LruCache} from './lru-cache.js'
 import {MAX_CACHED_BITMAPS, PagedTable, bitRun} from './paged-table.js'
-import {chainPaths, enterChain, findParent, type ChainOpenOptions} from './backing-chain.js'
-import {normalizeRanges, type DiskImage, type ImageInfo, type Range} from './types.js'
+import {chainAllocatedRanges, enterChain, findParent, layeredInfo, type ChainOpenOptions} from './backing-chain.js'
+import type {DiskImage, ImageInfo, Range} from './types.js'
 import {replayLog} from './vhdx-log.js'
 import {readVhdxLayout, type VhdxLayout} from './vhdx-layout.js'
 import {
@@ -157,28 +157,20 @@ export class VhdxImage implements DiskImage, UnitMap {
   }
 
   async allocatedRanges(): Promise<Range[]> {
-    const own = await this.ownRanges(false)
-    return this.parent ? normalizeRanges([...own, ...(await this.parent.allocatedRanges())]) : own
+    return chainAllocatedRanges(this, await this.ownRanges(false))
   }
 
   async overlayRanges(): Promise<Range[]> {
     return this.ownRanges(true)
   }
 
-  async info(): Promise<ImageInfo> {
-    const ranges = await this.allocatedRanges()
-    return {
-      path: this.path,
-      format: this.format,
+  info(): Promise<ImageInfo> {
+    return layeredInfo(this, {
       subformat: this.parent ? 'differencing' : this.layout.leaveBlocksAllocated ? 'fixed' : 'dynamic',
-      virtualSize: this.virtualSize,
-      allocatedBytes: ranges.reduce((s, r) => s + r.length, 0),
       clusterSize: this.layout.blockSize,
       logicalSectorSize: this.layout.logicalSectorSize,
-      parents: chainPaths(this),
-      snapshots: [],
       fileSize: this.file.physicalSize,
-    }
+    })
   }
 
   async close(): Promise<void> {

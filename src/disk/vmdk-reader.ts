@@ -15,7 +15,7 @@
 // become one file read.
 import {dirname, isAbsolute, resolve} from 'node:path'
 import {ImageFormatError, NotFoundError} from '../errors.js'
-import {chainPaths, type ChainOpenOptions, enterChain, clipRanges, openBacking, subtractRanges} from './backing-chain.js'
+import {chainAllocatedRanges, type ChainOpenOptions, enterChain, clipRanges, layeredInfo, openBacking} from './backing-chain.js'
 import {ImageFile} from './image-file.js'
 import {type MappedRun, type MappedUnit, readMapped, UNIT_DATA, UNIT_ZERO, type UnitMap} from './mapped-read.js'
 import {type DiskImage, type ImageInfo, type Range, normalizeRanges} from './types.js'
@@ -145,9 +145,7 @@ export class VmdkImage implements DiskImage, UnitMap {
 
   async allocatedRanges(): Promise<Range[]> {
     const own = await this.ownRanges()
-    if (!this.parent) return own.data
-    const below = subtractRanges(clipRanges(await this.parent.allocatedRanges(), this.virtualSize), own.zero)
-    return normalizeRanges([...own.data, ...below])
+    return chainAllocatedRanges(this, own.data, own.zero)
   }
 
   async overlayRanges(): Promise<Range[]> {
@@ -155,23 +153,15 @@ export class VmdkImage implements DiskImage, UnitMap {
     return normalizeRanges([...own.data, ...own.zero])
   }
 
-  async info(): Promise<ImageInfo> {
-    const ranges = await this.allocatedRanges()
+  info(): Promise<ImageInfo> {
     const files = new Set<ImageFile>()
     for (const x of this.extents) if (x.file) files.add(x.file)
-    const sparse = this.extents.find((x) => x.sparse)?.sparse
-    return {
-      path: this.path,
-      format: 'vmdk',
+    return layeredInfo(this, {
       subformat: this.descriptor.createType || undefined,
-      virtualSize: this.virtualSize,
-      allocatedBytes: ranges.reduce((s, r) => s + r.length, 0),
-      clusterSize: sparse?.grainBytes,
+      clusterSize: this.extents.find((x) => x.sparse)?.sparse?.grainBytes,
       logicalSectorSize: SECTOR,
-      parents: chainPaths(this),
-      snapshots: [],
       fileSize: [...files].reduce((s, f) => s + f.size, 0),
-    }
+    })
   }
 
   async close(): Promise<void> {

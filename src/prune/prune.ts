@@ -9,7 +9,7 @@
 //   (RepoLock.assertHeld): a backup whose lock went stale (so a prune may
 //   have run) writes no snapshot. Hence every chunk a future manifest will
 //   reference was either referenced when prune listed the manifests, or is
-//   written (or re-checked with hasChunk, which asks the storage) by a
+//   written (or re-checked with ChunkStore.has, which asks the storage) by a
 //   backup that started after prune released its lock;
 // - a backup killed half-way wrote no manifest: its chunks are garbage
 //   here, and its re-run uploads again whatever prune removed;
@@ -24,7 +24,7 @@
 //    shadow only older indexes), so the referenced chunks are exactly the
 //    union of the entries of the indexes that manifests name. That Set of
 //    ids is the only thing that grows with the repository.
-// 3. Stream the listing of chunks/, then indexes/; delete what is not
+// 3. Stream the listing of the chunk store, then indexes/; delete what is not
 //    referenced with bounded parallelism, counting bytes.
 // 4. On every backend, remove `.tmp-*` objects (writes that died) older
 //    than the lock staleness limit (stale-temps.ts).
@@ -71,16 +71,14 @@ export async function runPrune(repo: Repository, opts: PruneOptions = {}): Promi
   const {chunks, indexes, snapshots} = await referenced(repo, opts.plannedForget)
   const res: PruneResult = {dryRun: opts.dryRun ?? false, snapshots, chunksReferenced: chunks.size, chunksKept: 0, chunksRemoved: 0, indexesRemoved: 0, tempFilesRemoved: 0, bytesFreed: 0}
   if (!opts.dryRun) await opts.assertHeld?.()
-  const sweep = new Sweeper(repo, opts, res)
-  for await (const obj of repo.backend.list('chunks/')) {
-    const id = obj.name.slice(obj.name.lastIndexOf('/') + 1)
-    if (!HEX64.test(id)) continue
-    if (chunks.has(id)) res.chunksKept++
-    else await sweep.remove(obj.name, obj.size, () => res.chunksRemoved++)
+  const sweep = new Sweeper(opts, res)
+  for await (const c of repo.chunks.list()) {
+    if (chunks.has(c.id)) res.chunksKept++
+    else await sweep.remove(() => repo.chunks.remove(c.id), c.size, () => res.chunksRemoved++)
   }
   for await (const obj of repo.backend.list('indexes/')) {
     const id = obj.name.slice('indexes/'.length)
-    if (HEX64.test(id) && !indexes.has(id)) await sweep.remove(obj.name, obj.size, () => res.indexesRemoved++)
+    if (HEX64.test(id) && !indexes.has(id)) await sweep.remove(() => repo.removeIndex(id), obj.size, () => res.indexesRemoved++)
   }
   await sweep.wait()
   const t = await removeStaleTemps(repo.backend, (opts.now ?? Date.now)() - TEMP_STALE_MS, opts.dryRun ?? false)
@@ -129,14 +127,13 @@ class Sweeper {
   private removed = 0
 
   constructor(
-    private readonly repo: Repository,
     private readonly opts: PruneOptions,
     private readonly res: PruneResult,
   ) {
     this.group = new TaskGroup(opts.concurrency ?? 16)
   }
 
-  async remove(name: string, size: number, count: () => void): Promise<void> {
+  async remove(remove: () => Promise<void>, size: number, count: () => void): Promise<void> {
     this.seen++
     count()
     this.res.bytesFreed += size
@@ -145,7 +142,7 @@ class Sweeper {
       await this.group.wait()
       await this.opts.assertHeld?.()
     }
-    await this.group.spawn(() => this.repo.backend.remove(name))
+    await this.group.spawn(remove)
     this.opts.onProgress?.(this.seen, this.removed)
   }
 

@@ -2,7 +2,7 @@
 //
 //   config                  plaintext JSON (config.ts)
 //   keys/<slot>             key slots, JSON (keys.ts)
-//   chunks/<aa>/<id>        chunk objects, <aa> = first two hex digits of the id
+//   chunks/<aa>/<id>        chunk objects (chunk-store.ts owns them)
 //   indexes/<id>            index objects (index-codec.ts in an envelope)
 //   snapshots/<id>          manifest objects (manifest.ts in an envelope)
 //   locks/<id>              lock files, plaintext JSON (lock.ts)
@@ -14,6 +14,7 @@ import {randomBytes} from 'node:crypto'
 import {DIGEST_SIZE, chunkDigest} from '../chunk/digest.js'
 import {decodeObject, encodeObject, ObjectKind} from '../chunk/object-codec.js'
 import {DataError, NotFoundError, UsageError, VdsnapError} from '../errors.js'
+import {ChunkStore} from './chunk-store.js'
 import type {StorageBackend} from '../backend/types.js'
 import {newConfig, parseConfig, type RepoConfig} from './config.js'
 import {decodeIndex, encodeIndex, type SnapshotIndex} from './index-codec.js'
@@ -30,8 +31,8 @@ export interface InitOptions {
 export type PasswordSource = () => Promise<string>
 
 export class Repository {
-  /** Ids of chunks known to be stored (filled as chunks are seen or saved). */
-  private readonly knownChunks = new Set<string>()
+  /** The chunks: naming, the known-chunk set, the keys and the worker pool (chunk-store.ts). */
+  readonly chunks: ChunkStore
   private readonly manifestCache = new Map<string, Manifest>()
   /**
    * Manifests that a listing skipped because they failed to decode or
@@ -46,7 +47,9 @@ export class Repository {
     readonly master: MasterKey | null,
     /** The key slot the password opened (encrypted repositories). */
     readonly slotId: string | null = null,
-  ) {}
+  ) {
+    this.chunks = new ChunkStore(backend, {idKey: master?.idKey, encKey: master?.encKey}, config.compression.level, config.blockSize)
+  }
 
   get location(): string {
     return this.backend.location
@@ -103,73 +106,10 @@ export class Repository {
     return chunkDigest(data, this.idKey)
   }
 
-  // ---- chunks ----
-
-  static chunkName(idHex: string): string {
-    return `chunks/${idHex.slice(0, 2)}/${idHex}`
-  }
-
-  /**
-   * True when the chunk is stored (non-empty). On a local backend each
-   * question is one stat; on a remote one, a request per chunk would double
-   * the requests of a backup, so the first question lists chunks/ once
-   * (one request per 1000 objects on S3) and later ones are answered from
-   * that listing plus what this process stored since. Memory: one id string
-   * per stored chunk.
-   */
-  async hasChunk(idHex: string): Promise<boolean> {
-    if (this.knownChunks.has(idHex)) return true
-    if (!this.backend.isLocal) {
-      this.chunkListing ??= this.listChunkIds()
-      await this.chunkListing
-      return this.knownChunks.has(idHex)
-    }
-    const st = await this.backend.stat(Repository.chunkName(idHex))
-    if (st && st.size > 0) this.knownChunks.add(idHex)
-    return st !== null && st.size > 0
-  }
-
-  private chunkListing?: Promise<void>
-
-  private async listChunkIds(): Promise<void> {
-    for await (const obj of this.backend.list('chunks/')) {
-      if (obj.size > 0) this.knownChunks.add(obj.name.slice(obj.name.lastIndexOf('/') + 1))
-    }
-  }
-
-  markKnown(idHex: string): void {
-    this.knownChunks.add(idHex)
-  }
-
-  /** Stores an already-encoded chunk object. */
-  async saveChunkObject(idHex: string, encoded: Buffer): Promise<void> {
-    await this.backend.save(Repository.chunkName(idHex), encoded)
-    this.knownChunks.add(idHex)
-  }
-
-  async loadChunkObject(idHex: string): Promise<Buffer> {
-    try {
-      return await this.backend.load(Repository.chunkName(idHex))
-    } catch (e) {
-      if (e instanceof NotFoundError) {
-        throw new DataError(`chunk ${idHex.slice(0, 16)}… is missing from ${this.location}`, {hint: 'run "vdsnap check" to find the damaged snapshots', code: 'CHUNK_MISSING', object: Repository.chunkName(idHex)})
-      }
-      throw e
-    }
-  }
-
-  /** Loads, decodes and verifies a chunk in this thread (for small jobs; bulk work uses the pool). */
-  async loadChunk(idHex: string): Promise<Buffer> {
-    const name = Repository.chunkName(idHex)
-    const body = decodeObject(ObjectKind.Chunk, name, await this.loadChunkObject(idHex), this.encKey, this.blockSize)
-    if (this.digest(body).toString('hex') !== idHex) throw new DataError(`${name} does not match its digest (corrupt chunk)`, {code: 'CHUNK_CORRUPT', object: name})
-    return body
-  }
-
   // ---- indexes ----
 
   async saveIndex(ix: SnapshotIndex): Promise<string> {
-    await this.backend.flush?.() // the chunks it names are durable first
+    await this.chunks.flush() // the chunks it names are durable first
     const plain = encodeIndex(ix)
     const id = this.digest(plain).toString('hex')
     const name = `indexes/${id}`
@@ -230,10 +170,11 @@ export class Repository {
     return m
   }
 
-  /** Deletes a manifest (forget). A missing one is not an error. */
+  /** Deletes a manifest (forget), and the image SHA-256 export recorded for it. A missing one is not an error. */
   async removeManifest(id: string): Promise<void> {
     this.manifestCache.delete(id)
     await this.backend.remove(`snapshots/${id}`)
+    await this.backend.remove(`imagesums/${id}`) // archive/image-sum.ts
   }
 
   async listSnapshotIds(): Promise<string[]> {
@@ -278,6 +219,7 @@ export class Repository {
   }
 
   async close(): Promise<void> {
+    await this.chunks.close()
     await this.backend.close()
   }
 }

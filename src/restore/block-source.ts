@@ -16,25 +16,24 @@
 //    the disk in order (up to MAX_STREAMS at once, e.g. one per connection)
 //    and loads the blocks ahead of each into the cache before they are asked
 //    for. Without it (restore) read() never loads more than it is asked.
-// 6. Chunk objects come from a ChunkObjectStore: the repository, or an
-//    archive (a seekable file read by entry, or a pipe read in one pass:
-//    the store is told which block a load is for, so it can let go of
+// 6. Chunks come from a ChunkReader: the repository's chunk store, or an
+//    archive's (a seekable file read by entry, or a pipe read in one pass:
+//    the reader is told which block a load is for, so it can let go of
 //    chunks no later block uses).
 import {ZERO_ID} from '../chunk/digest.js'
-import {ChunkPool} from '../chunk/pool.js'
 import {LruCache} from '../disk/lru-cache.js'
 import {DataError} from '../errors.js'
 import {entryAt, resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
+import {chunkObjectName} from '../repo/chunk-store.js'
 import type {Manifest} from '../repo/manifest.js'
-import {Repository} from '../repo/repository.js'
+import type {Repository} from '../repo/repository.js'
 
-/** Where a BlockSource loads chunk objects (as stored) from; the repository is one. */
-export interface ChunkObjectStore {
-  readonly idKey: Buffer | undefined
-  readonly encKey: Buffer | undefined
-  readonly level: number
-  /** The stored object of chunk `idHex`, first needed for block `atBlock`. */
-  loadChunkObject(idHex: string, atBlock: number): Promise<Buffer>
+/** Where a BlockSource gets chunks from: a repository's ChunkStore, or an archive's chunks. */
+export interface ChunkReader {
+  /** Chunk `idHex` as stored, first needed for block `atBlock`. */
+  getObject(idHex: string, atBlock: number): Promise<Buffer>
+  /** Its verified plaintext (in the worker pool); with `transfer`, `object` may move there. */
+  decode(idHex: string, object: Buffer, opts: {rehash: boolean; transfer: boolean}): Promise<Buffer>
 }
 
 export interface BlockSourceOptions {
@@ -66,7 +65,6 @@ export class BlockSource {
   bytesFetched = 0
   /** Blocks read() started loading before they were asked for. */
   blocksReadAhead = 0
-  private readonly pool: ChunkPool
   private readonly cache: LruCache<string, Buffer>
   private readonly inflight = new Map<string, Promise<Buffer>>()
   private readonly rehash: boolean
@@ -77,26 +75,27 @@ export class BlockSource {
   private readonly stored: Map<string, Buffer> | null
 
   private constructor(
-    private readonly repo: ChunkObjectStore,
+    private readonly reader: ChunkReader,
     readonly snapshot: Manifest,
     readonly resolved: ResolvedIndex,
     opts: BlockSourceOptions,
+    /** Releases what the reader holds, when this source owns it (an archive's). */
+    private readonly closeReader?: () => Promise<void>,
   ) {
     this.rehash = opts.rehash ?? true
     this.prefetchBytes = opts.prefetchBytes ?? PREFETCH_BYTES
     this.readAheadBlocks = Math.floor((opts.readAheadBytes ?? 0) / resolved.blockSize)
     this.cache = new LruCache(Math.max(2, Math.floor((opts.cacheBytes ?? CACHE_BYTES) / resolved.blockSize)))
     this.stored = opts.keepStored ? new Map() : null
-    this.pool = new ChunkPool({idKey: repo.idKey, encKey: repo.encKey}, repo.level)
   }
 
   static async open(repo: Repository, snap: Manifest, opts: BlockSourceOptions = {}): Promise<BlockSource> {
-    return new BlockSource(repo, snap, await resolveSnapshot(repo, snap), opts)
+    return new BlockSource(repo.chunks, snap, await resolveSnapshot(repo, snap), opts)
   }
 
-  /** A source over an index resolved elsewhere (an archive's), loading chunks from `store`. */
-  static fromResolved(store: ChunkObjectStore, snap: Manifest, resolved: ResolvedIndex, opts: BlockSourceOptions = {}): BlockSource {
-    return new BlockSource(store, snap, resolved, opts)
+  /** A source over an index resolved elsewhere (an archive's), reading chunks from `reader`; close() closes it. */
+  static fromResolved(reader: ChunkReader & {close(): Promise<void>}, snap: Manifest, resolved: ResolvedIndex, opts: BlockSourceOptions = {}): BlockSource {
+    return new BlockSource(reader, snap, resolved, opts, () => reader.close())
   }
 
   /** With keepStored: the chunk object as stored, once, after its block was yielded; undefined otherwise. */
@@ -206,12 +205,12 @@ export class BlockSource {
   }
 
   async close(): Promise<void> {
-    await this.pool.close()
+    await this.closeReader?.()
   }
 
   private settle(b: number, buf: Buffer): void {
     const len = this.blockLength(b)
-    if (buf.length !== len) throw new DataError(`chunk for block ${b} holds ${buf.length} bytes, expected ${len}`, {hint: 'run "vdsnap check --read-data"', code: 'CHUNK_CORRUPT', object: chunkObject(this.entry(b))})
+    if (buf.length !== len) throw new DataError(`chunk for block ${b} holds ${buf.length} bytes, expected ${len}`, {hint: 'run "vdsnap check --read-data"', code: 'CHUNK_CORRUPT', object: chunkObjectName(this.entry(b).toString('hex'))})
     const hex = this.entry(b).toString('hex')
     if (this.inflight.delete(hex)) this.cache.set(hex, buf)
   }
@@ -229,24 +228,11 @@ export class BlockSource {
   }
 
   private async load(hex: string, atBlock: number): Promise<Buffer> {
-    const obj = await this.repo.loadChunkObject(hex, atBlock)
+    const obj = await this.reader.getObject(hex, atBlock)
     this.chunksRead++
     this.bytesFetched += obj.length
     // A kept object must stay readable here, so it is copied to the worker, not moved.
     this.stored?.set(hex, obj)
-    const whole = !this.stored && obj.byteOffset === 0 && obj.buffer.byteLength === obj.length
-    const reply = await this.pool.run(
-      {op: 'unpack', items: [{name: Repository.chunkName(hex), data: obj, digest: Buffer.from(hex, 'hex')}], maxSize: this.blockSize, rehash: this.rehash},
-      whole ? [obj.buffer as ArrayBuffer] : [],
-    )
-    if (!('plain' in reply)) throw new Error('unexpected worker reply')
-    const p0 = reply.plain[0]!
-    return Buffer.from(p0.buffer, p0.byteOffset, p0.byteLength)
+    return this.reader.decode(hex, obj, {rehash: this.rehash, transfer: !this.stored})
   }
-}
-
-/** The repository object name of the chunk an index entry names (for errors). */
-function chunkObject(entry: Buffer): string {
-  const hex = entry.toString('hex')
-  return `chunks/${hex.slice(0, 2)}/${hex}`
 }

@@ -5,6 +5,7 @@
 import {randomBytes} from 'node:crypto'
 import {expect, it} from 'vitest'
 import {NotFoundError} from '../../src/errors.js'
+import {ObjectRangeError} from '../../src/backend/range.js'
 import {compareNames, type ObjectInfo, type StorageBackend} from '../../src/backend/types.js'
 
 export type Opener = (sub: string) => Promise<StorageBackend>
@@ -72,14 +73,56 @@ export function backendConformance(open: Opener, limits: ServerLimits = {}): voi
       expect(await b.stat('empty')).toEqual({name: 'empty', size: 0})
     }))
 
-  it('loads byte ranges, shorter at the end of the object', () =>
+  it('loads byte ranges: first, middle and last bytes, and zero lengths inside the object', () =>
     withBackend(open, async (b) => {
       const data = randomBytes(300_000)
       await b.save('obj', data)
-      expect((await b.load('obj', {offset: 1000, length: 5000})).equals(data.subarray(1000, 6000))).toBe(true)
-      expect((await b.load('obj', {offset: 0, length: 300_000})).equals(data)).toBe(true)
-      expect((await b.load('obj', {offset: 299_000, length: 5000})).equals(data.subarray(299_000))).toBe(true)
-      expect((await b.load('obj', {offset: 400_000, length: 10})).length).toBe(0)
+      const range = async (offset: number, length: number) => {
+        const got = await b.load('obj', {offset, length})
+        expect(got.length, `length of ${offset}+${length}`).toBe(length)
+        expect(got.equals(data.subarray(offset, offset + length)), `bytes of ${offset}+${length}`).toBe(true)
+      }
+      await range(0, 1)
+      await range(0, 4096)
+      await range(1000, 5000)
+      await range(150_001, 1)
+      await range(299_999, 1)
+      await range(295_000, 5000)
+      await range(0, 300_000)
+      await range(0, 0)
+      await range(123_456, 0)
+      await range(300_000, 0)
+      await b.save('empty', Buffer.alloc(0))
+      expect((await b.load('empty', {offset: 0, length: 0})).length).toBe(0)
+    }))
+
+  it('refuses a range past the end with a permanent ObjectRangeError naming the object and its size', () =>
+    withBackend(open, async (b) => {
+      const data = randomBytes(10_000)
+      await b.save('dir/obj', data)
+      for (const [offset, length] of [[9_999, 2], [5_000, 5_001], [10_000, 1], [10_001, 0], [400_000, 10], [0, 10_001]] as const) {
+        const err = await b.load('dir/obj', {offset, length}).catch((e: unknown) => e)
+        expect(err, `range ${offset}+${length}`).toBeInstanceOf(ObjectRangeError)
+        const e = err as ObjectRangeError
+        expect(e.retryable).toBe(false)
+        expect(e.kind).toBe('data')
+        expect(e.code).toBe('OBJECT_RANGE')
+        expect(e.object).toBe('dir/obj')
+        expect(e.size).toBe(10_000)
+        expect(e.message).toContain('dir/obj')
+        expect(e.message).toContain('only 10000 bytes')
+      }
+      // the object is unchanged by the refused reads
+      expect((await b.load('dir/obj')).equals(data)).toBe(true)
+    }))
+
+  it('refuses a ranged load of a missing object with NotFoundError, zero length included', () =>
+    withBackend(open, async (b) => {
+      for (const range of [{offset: 0, length: 10}, {offset: 100, length: 1}, {offset: 0, length: 0}]) {
+        const err = await b.load('packs/00/missing', range).catch((e: unknown) => e)
+        expect(err, JSON.stringify(range)).toBeInstanceOf(NotFoundError)
+        expect((err as NotFoundError).retryable).toBe(false)
+      }
     }))
 
   it('reports missing objects: NotFoundError on load, null on stat, quiet remove', () =>

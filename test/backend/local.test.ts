@@ -16,3 +16,17 @@ describe('local backend', () => {
   })
   backendConformance((sub) => openStorage(join(dir, sub)))
 })
+
+// openStorage adds the bandwidth wrapper only for a limit; with limits far
+// above what the tests move, every wrapper (retry, bandwidth, concurrency)
+// is in the stack and must pass ranges and range errors through unchanged.
+describe('local backend behind the retry, bandwidth and concurrency wrappers', () => {
+  let dir = ''
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'vdsnap-local-wrapped-'))
+  })
+  afterAll(async () => {
+    await rm(dir, {recursive: true, force: true})
+  })
+  backendConformance((sub) => openStorage(join(dir, sub), {connections: 2, limitUpload: 2 ** 40, limitDownload: 2 ** 40}))
+})

@@ -1,9 +1,11 @@
 // Helpers only the VHD/VHDX tests need: seeded 32-bit test data, a disk
 // with 64 KiB-granular regions, qemu-img exit statuses, feeding a writer,
-// comparing a disk qemu may have rounded up, and the fuzz loops' check. The generic image helpers
+// comparing a disk qemu may have rounded up, the fuzz loops' check and the
+// smaller-child check. The generic image helpers
 // (qemu-img, qemuRaw, readWhole, rangesCoverData, tempDir) are in
 // image-fixtures.ts.
 import {spawnSync} from 'node:child_process'
+import {openImage} from '../../src/disk/open.js'
 import {expect} from 'vitest'
 import {VdsnapError} from '../../src/errors.js'
 import type {DiskImage, ImageWriter} from '../../src/disk/types.js'
@@ -77,5 +79,31 @@ export async function expectReadOrVdsnapError(open: (path: string) => Promise<Di
     }
   } catch (e) {
     expect(e, String(e)).toBeInstanceOf(VdsnapError)
+  }
+}
+
+/**
+ * A 4 MiB differencing child (made by `create`) over an 8 MiB parent whose
+ * only data lies past 4 MiB lists no allocated range past its own end.
+ */
+export async function expectSmallerChildClipped(
+  create: (path: string, size: number, opts?: {parent: string}) => Promise<ImageWriter>,
+  parent: string,
+  child: string,
+): Promise<void> {
+  const w = await create(parent, 8 * 1024 * 1024)
+  await w.write(6 * 1024 * 1024, Buffer.alloc(65536, 1))
+  await w.close()
+  const c = await create(child, 4 * 1024 * 1024, {parent})
+  await c.write(0, Buffer.alloc(65536, 2))
+  await c.close()
+  const img = await openImage(child)
+  try {
+    const ranges = await img.allocatedRanges()
+    expect(ranges.length).toBeGreaterThan(0)
+    for (const r of ranges) expect(r.offset + r.length).toBeLessThanOrEqual(img.virtualSize)
+    expect((await img.info()).allocatedBytes).toBeLessThanOrEqual(img.virtualSize)
+  } finally {
+    await img.close()
   }
 }

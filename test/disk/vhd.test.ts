@@ -11,7 +11,7 @@ import {VhdImage} from '../../src/disk/vhd-reader.js'
 import {createVhdWriter} from '../../src/disk/vhd-writer.js'
 import {chsFor, vhdChecksum, vhdGeometry} from '../../src/disk/vhd-footer.js'
 import {qemuImg, qemuRaw, rangesCoverData, readWhole, sha256 as sha, tempDir, writeRaw} from './image-fixtures.js'
-import {expectReadOrVdsnapError, mixedDisk, prngU32, qemuStatus, sameDisk, writeThrough} from './vhd-test-helpers.js'
+import {expectReadOrVdsnapError, expectSmallerChildClipped, mixedDisk, prngU32, qemuStatus, sameDisk, writeThrough} from './vhd-test-helpers.js'
 
 const tmp = tempDir('vdsnap-vhd-')
 afterAll(() => tmp.cleanup())
@@ -217,6 +217,10 @@ describe('VHD differencing', () => {
     await makeChild(c, p2, parentBytes, [])
     renameSync(p2, p)
     await expect(VhdImage.open(c)).rejects.toThrow(/loop/)
+  })
+
+  it('a child smaller than its parent lists no allocated range past its own end', async () => {
+    await expectSmallerChildClipped(createVhdWriter, at('big-parent.vhd'), at('small-child.vhd'))
   })
 })
 

@@ -13,7 +13,7 @@ import {createVhdxWriter, type VhdxCreateOptions} from '../../src/disk/vhdx-writ
 import {GUID_BAT, GUID_METADATA, decodeBatEntry, parseRegionTable} from '../../src/disk/vhdx-structures.js'
 import {crc32c} from '../../src/disk/crc32c.js'
 import {qemuImg, qemuRaw, rangesCoverData, readWhole, sha256 as sha, tempDir, writeRaw} from './image-fixtures.js'
-import {expectReadOrVdsnapError, mixedDisk, prngU32, qemuStatus, randomBytesSeeded, sameDisk, writeThrough} from './vhd-test-helpers.js'
+import {expectReadOrVdsnapError, expectSmallerChildClipped, mixedDisk, prngU32, qemuStatus, randomBytesSeeded, sameDisk, writeThrough} from './vhd-test-helpers.js'
 import {applyWrites, dirtyLog, rewriteHeaders, type LogWrite} from './vhdx-test-builder.js'
 
 const tmp = tempDir('vdsnap-vhdx-')
@@ -164,6 +164,10 @@ describe('VHDX differencing', () => {
     await (await createVhdxWriter(at('loop-p2.vhdx'), SIZE, {parent: c})).close()
     renameSync(at('loop-p2.vhdx'), p)
     await expect(VhdxImage.open(c)).rejects.toThrow(/loop/)
+  })
+
+  it('a child smaller than its parent lists no allocated range past its own end', async () => {
+    await expectSmallerChildClipped(createVhdxWriter, at('big-parent.vhdx'), at('small-child.vhdx'))
   })
 })
 

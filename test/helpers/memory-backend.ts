@@ -1,5 +1,6 @@
 // An in-memory Backend for wrapper tests: no I/O, instant, inspectable.
 import {NotFoundError} from '../../src/errors.js'
+import {checkRangeInside, validateRange} from '../../src/backend/range.js'
 import {compareNames, type ByteRange, type ObjectInfo, type StorageBackend} from '../../src/backend/types.js'
 
 export class MemoryBackend implements StorageBackend {
@@ -13,7 +14,10 @@ export class MemoryBackend implements StorageBackend {
   async load(name: string, range?: ByteRange): Promise<Buffer> {
     const data = this.objects.get(name)
     if (!data) throw new NotFoundError(`${name} is missing`)
-    return range ? data.subarray(range.offset, range.offset + range.length) : data
+    if (!range) return data
+    validateRange(name, range)
+    checkRangeInside(name, this.location, range, data.length)
+    return data.subarray(range.offset, range.offset + range.length)
   }
 
   async stat(name: string): Promise<ObjectInfo | null> {

@@ -7,6 +7,7 @@
 import {execFileSync, spawnSync} from 'node:child_process'
 import {copyFileSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
+import {crc32} from 'node:zlib'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {BIN, oneLine, vdsnap, vdsnapJson} from '../helpers/cli.js'
 import {makeExt4Image, randomAt, resize, tempDir, zeroAt} from '../helpers/images.js'
@@ -92,6 +93,48 @@ describe.each(['plain', 'enc'])('%s repository', (name) => {
     // on the benchmark image it is under 1%: BENCHMARKS.md.)
     expect(res.archiveBytes - res.chunkBytes).toBeLessThan(res.chunks * 224 + 32 * 1024)
     expect(sh(`unzip -p ${zip()} SHA256SUMS`).stdout.split(' ')[0]).toBe(sh(`sha256sum ${r().image}`).stdout.split(' ')[0])
+    // every entry's size and CRC are in its local header (no data descriptor): walk the local headers front to back
+    const buf = readFileSync(zip())
+    let at = 0
+    let walked = 0
+    while (buf.readUInt32LE(at) === 0x04034b50) {
+      const [flags, method, crc, csize, size] = [buf.readUInt16LE(at + 6), buf.readUInt16LE(at + 8), buf.readUInt32LE(at + 14), buf.readUInt32LE(at + 18), buf.readUInt32LE(at + 22)]
+      const data = at + 30 + buf.readUInt16LE(at + 26) + buf.readUInt16LE(at + 28)
+      expect(flags & 8, names[walked]).toBe(0)
+      expect([method, csize]).toEqual([0, size])
+      expect(crc32(buf.subarray(data, data + size))).toBe(crc)
+      at = data + size
+      walked++
+    }
+    expect(walked).toBe(names.length)
+  })
+
+  it('the first export records the image SHA-256 in the repository; the next copies the chunk objects as stored, same entries; a damaged record is not trusted', async () => {
+    const record = join(r().path, 'imagesums', r().snap)
+    expect(existsSync(record)).toBe(true) // written by the first export, above
+    const again = join(dir, `${name}-again.zip`)
+    const res = await vdsnapJson(['export', r().snap, '--to', again], r().env)
+    expect(res.imageSha256From).toBe('repository')
+    const [a, b] = [readFileSync(zip()), readFileSync(again)]
+    const names = entryNames(a).filter((n) => n !== 'manifest.json' && n !== 'README.txt') // the archive id differs
+    expect(entryNames(b).filter((n) => n !== 'manifest.json' && n !== 'README.txt')).toEqual(names)
+    for (const n of names.filter((x) => x.startsWith('chunks/') || x === 'SHA256SUMS')) {
+      const [x, y] = [entryData(a, n), entryData(b, n)]
+      expect(b.subarray(y.start, y.start + y.length).equals(a.subarray(x.start, x.start + x.length)), n).toBe(true)
+    }
+    unzipTest(again)
+    expect(sh(`node ${BIN} restore --from-archive ${again} --to ${name}-again.raw -q && cmp ${name}-again.raw ${r().image}`, {VDSNAP_PASSWORD: PW}).code).toBe(0)
+    // a flipped byte in the record: it fails its tag (checksum), export computes again and records it anew
+    const good = readFileSync(record)
+    const bad = Buffer.from(good)
+    bad[bad.length - 5] ^= 1
+    writeFileSync(record, bad)
+    const recomputed = await vdsnapJson(['export', r().snap, '--to', join(dir, `${name}-again2.zip`)], r().env)
+    expect(recomputed.imageSha256From).toBe('computed')
+    expect(recomputed.imageSha256).toBe(res.imageSha256)
+    expect((await vdsnapJson(['export', r().snap, '--to', join(dir, `${name}-again3.zip`)], r().env)).imageSha256From).toBe('repository')
+    const verified = await vdsnapJson(['export', r().snap, '--to', join(dir, `${name}-again4.zip`), '--verify'], r().env)
+    expect([verified.imageSha256From, verified.imageSha256]).toEqual(['computed', res.imageSha256])
   })
 
   it('restores byte for byte from the archive file, with no repository', async () => {
@@ -245,15 +288,18 @@ describe('import', () => {
 })
 
 describe('--split volumes', () => {
-  it('each volume passes unzip -t alone with its manifest and number; restore, check and import take them in any order; a missing volume and a volume of another archive are named', async () => {
-    // 4 MiB of incompressible data in a plaintext repository of 64 KiB blocks: four volumes of 1280 KiB
-    const src = join(dir, 'repo-volsrc')
-    const image = join(dir, 'vol-disk.img')
+  // 4 MiB of incompressible data in a plaintext repository of 64 KiB blocks: four volumes of 1280 KiB
+  const image = join(dir, 'vol-disk.img')
+  const env = {VDSNAP_REPOSITORY: join(dir, 'repo-volsrc')}
+  let snap = ''
+  beforeAll(async () => {
     execFileSync('truncate', ['-s', String(5 * MiB + 333), image])
     randomAt(image, 0, 4 * MiB)
-    const env = {VDSNAP_REPOSITORY: src}
     expect((await vdsnap(['init', '--no-encryption', '--block-size', '64KiB'], env)).code).toBe(0)
-    const snap = (await vdsnapJson(['backup', image, '--disk', 'vol'], env)).snapshot
+    snap = (await vdsnapJson(['backup', image, '--disk', 'vol'], env)).snapshot
+  }, 120_000)
+
+  it('each volume passes unzip -t alone with its manifest and number; restore, check and import take them in any order; a missing volume and a volume of another archive are named', async () => {
     const r = {snap, image, env}
     const base = join(dir, 'vol.zip')
     const res = await vdsnapJson(['export', r.snap, '--to', base, '--split', '1280KiB', '--record-size', '64KiB'], r.env)
@@ -287,6 +333,72 @@ describe('--split volumes', () => {
     expect(alone.code).toBe(2)
     expect(oneLine(alone.stderr)).toMatch(/is volume 1 of a split archive; give every volume/)
     expect(existsSync(join(dir, 'never-vol.raw'))).toBe(false)
+  })
+
+  it('--archive-format tar: each volume is a tar GNU tar lists alone, with its manifest and number; restore (file and check) takes them in any order; missing, foreign and --to - are refused', async () => {
+    const base = join(dir, 'vol.tar')
+    const res = await vdsnapJson(['export', snap, '--to', base, '--archive-format', 'tar', '--split', '1280KiB', '--record-size', '64KiB'], env)
+    expect(res.volumes.length).toBeGreaterThanOrEqual(3)
+    res.volumes.forEach((v: string, i: number) => {
+      expect(statSync(v).size).toBeLessThanOrEqual(1280 * 1024)
+      expect(statSync(v).size % 65536).toBe(0)
+      const list = sh(`tar -tvf ${v}`)
+      expect(list.code, list.stderr).toBe(0)
+      expect(list.stdout).toMatch(/manifest\.json[\s\S]*indexes\/[\s\S]*chunks\//)
+      expect(list.stdout.includes('SHA256SUMS')).toBe(i === res.volumes.length - 1)
+      expect(JSON.parse(sh(`tar -xOf ${v} manifest.json`).stdout)).toMatchObject({volume: i + 1, snapshot: snap})
+      expect(sh(`tar -xOf ${v} README.txt`).stdout).toContain(`volume ${i + 1} of a split archive`)
+    })
+    const shuffled = [res.volumes[1], ...res.volumes.slice(2).reverse(), res.volumes[0]]
+    const to = join(dir, 'vol-tar.raw')
+    const restored = await vdsnap(['restore', '--from-archive', ...shuffled, '--to', to])
+    expect(restored.code, restored.stderr).toBe(0)
+    expect(sh(`cmp ${to} ${image}`).code).toBe(0)
+    expect((await vdsnap(['check', '--archive', ...shuffled])).code).toBe(0)
+    const repo = join(dir, 'repo-voltar')
+    expect((await vdsnap(['init', '--repo', repo, '--no-encryption', '--block-size', '64KiB'])).code).toBe(0)
+    const imp = await vdsnap(['import', ...shuffled, '--repo', repo])
+    expect(imp.code, imp.stderr).toBe(0)
+    expect(sh(`node ${BIN} restore latest --repo ${repo} --to vol-tar-imported.raw -q && cmp vol-tar-imported.raw ${image}`).code).toBe(0)
+
+    const never = join(dir, 'never-voltar.raw')
+    const n = res.volumes.length
+    const withoutMiddle = await vdsnap(['restore', '--from-archive', ...res.volumes.filter((_: string, i: number) => i !== 1), '--to', never])
+    expect(withoutMiddle.code).toBe(6)
+    expect(oneLine(withoutMiddle.stderr)).toContain(`volume ${base}.002 of ${n} is missing`)
+    const withoutLast = await vdsnap(['restore', '--from-archive', ...res.volumes.slice(0, -1), '--to', never])
+    expect(withoutLast.code).toBe(6)
+    expect(oneLine(withoutLast.stderr)).toMatch(/the last volume of .*vol\.tar .*is missing/)
+    const other = await vdsnapJson(['export', snap, '--to', join(dir, 'other.tar'), '--archive-format', 'tar', '--split', '1280KiB'], env)
+    const mixed = await vdsnap(['restore', '--from-archive', res.volumes[0], other.volumes[1], ...res.volumes.slice(2), '--to', never])
+    expect(mixed.code).toBe(6)
+    expect(oneLine(mixed.stderr)).toMatch(/other\.tar\.002 is a volume of another archive/)
+    const alone = await vdsnap(['restore', '--from-archive', res.volumes[1], '--to', never])
+    expect(alone.code).toBe(2)
+    expect(oneLine(alone.stderr)).toMatch(/is volume 2 of a split archive; give every volume/)
+    expect(existsSync(never)).toBe(false)
+    const piped = await vdsnap(['export', snap, '--to', '-', '--archive-format', 'tar', '--split', '1280KiB'], env)
+    expect(piped.code).toBe(2)
+    expect(oneLine(piped.stderr)).toMatch(/--split writes volume files.*not -/)
+  })
+})
+
+describe('the recorded image SHA-256', () => {
+  it('forget removes it with the snapshot', async () => {
+    const env = {VDSNAP_REPOSITORY: join(dir, 'repo-sums')}
+    const image = join(dir, 'sums-disk.img')
+    execFileSync('truncate', ['-s', String(2 * MiB), image])
+    randomAt(image, 0, 512 * 1024)
+    expect((await vdsnap(['init', '--no-encryption', '--block-size', '64KiB'], env)).code).toBe(0)
+    const first = (await vdsnapJson(['backup', image, '--disk', 'sums'], env)).snapshot
+    randomAt(image, MiB, 4096)
+    const second = (await vdsnapJson(['backup', image, '--disk', 'sums'], env)).snapshot
+    for (const s of [first, second]) expect((await vdsnapJson(['export', s, '--to', join(dir, `sums-${s.slice(0, 8)}.zip`)], env)).imageSha256From).toBe('computed')
+    const sums = () => readdirSync(join(env.VDSNAP_REPOSITORY, 'imagesums')).sort()
+    expect(sums()).toEqual([first, second].sort())
+    expect((await vdsnap(['forget', first], env)).code).toBe(0)
+    expect(sums()).toEqual([second])
+    expect((await vdsnapJson(['export', second, '--to', join(dir, 'sums-after.zip')], env)).imageSha256From).toBe('repository')
   })
 })
 

@@ -6,43 +6,24 @@
 // --lock-wait; older than the staleness limit, it is ignored.
 import {randomBytes} from 'node:crypto'
 import {join} from 'node:path'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, describe, expect, it} from 'vitest'
 import {STALE_MS} from '../../src/repo/lock.js'
 import {openStorage} from '../../src/repo/storage.js'
 import {vdsnap, vdsnapJson} from '../helpers/cli.js'
 import {makeExt4Image, randomAt, sha256File, tempDir} from '../helpers/images.js'
-import {S3RVER_ENV, startS3, useTestCredentials, type TestS3} from '../helpers/s3.js'
-import {haveSshd, startSshd, type TestSshd} from '../helpers/sshd.js'
+import {REMOTE_KINDS, useRemoteServers, type RemoteKind} from '../helpers/remote-servers.js'
+import {haveSshd} from '../helpers/sshd.js'
 
 const MiB = 1024 * 1024
 
 describe.skipIf(!haveSshd)('remote administration: forget, prune, keys, locks of other hosts', () => {
   const dir = tempDir()
-  let sshd: TestSshd
-  let s3: TestS3
-  let base: Record<string, string | undefined> = {}
+  const servers = useRemoteServers('vdsnap-admin', {setCredentials: true}) // this process writes other hosts' locks itself
+  afterAll(() => dir.cleanup())
 
-  beforeAll(async () => {
-    useTestCredentials() // this process writes other hosts' locks itself
-    sshd = await startSshd()
-    s3 = await startS3('vdsnap-admin')
-    base = {...S3RVER_ENV, SSH_AUTH_SOCK: undefined, AWS_ENDPOINT_URL: undefined, AWS_ENDPOINT_URL_S3: s3.endpoint, VDSNAP_PASSWORD: 'pw'}
-  })
-  afterAll(async () => {
-    await sshd?.stop()
-    await s3?.stop()
-    dir.cleanup()
-  })
-
-  const backends = ['sftp', 's3'] as const
-  type Kind = (typeof backends)[number]
-  const location = (kind: Kind, name: string) =>
-    kind === 'sftp' ? `sftp://${sshd.user}@127.0.0.1:${sshd.port}${sshd.rootDir}/${name}` : `s3://${s3.bucket}/${name}`
-  const flagsFor = (kind: Kind) => (kind === 'sftp' ? ['--ssh-key', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath] : [])
-
-  async function newRepo(kind: Kind, name: string) {
-    const env = {...base, VDSNAP_REPOSITORY: location(kind, name)}
-    const flags = flagsFor(kind)
+  async function newRepo(kind: RemoteKind, name: string) {
+    const env = {...servers.base, VDSNAP_REPOSITORY: servers.url(kind, name)}
+    const flags = servers.flags(kind)
     const r = await vdsnap(['init', '--block-size', '64KiB', ...flags], env)
     expect(r.code, r.stderr).toBe(0)
     const run = (args: string[], extra: Record<string, string | undefined> = {}) => vdsnap([...args, ...flags], {...env, ...extra})
@@ -50,7 +31,7 @@ describe.skipIf(!haveSshd)('remote administration: forget, prune, keys, locks of
     return {env, flags, run, json}
   }
 
-  it.each(backends)('%s: forget --keep-last merges the chain, prune frees the chunks, every kept snapshot restores', async (kind) => {
+  it.each(REMOTE_KINDS)('%s: forget --keep-last merges the chain, prune frees the chunks, every kept snapshot restores', async (kind) => {
     const repo = await newRepo(kind, 'forget')
     const img = join(dir.path, `${kind}-forget.img`)
     makeExt4Image(img, 6 * MiB)
@@ -80,7 +61,7 @@ describe.skipIf(!haveSshd)('remote administration: forget, prune, keys, locks of
     expect((await repo.json(['prune', '--dry-run'])).chunksRemoved).toBe(0)
   })
 
-  it.each(backends)('%s: key add and key passwd', async (kind) => {
+  it.each(REMOTE_KINDS)('%s: key add and key passwd', async (kind) => {
     const repo = await newRepo(kind, 'keys')
     const added = await repo.json(['key', 'add'], {VDSNAP_NEW_PASSWORD: 'two'})
     expect(added.added).toMatch(/^[0-9a-f]+$/)
@@ -96,12 +77,12 @@ describe.skipIf(!haveSshd)('remote administration: forget, prune, keys, locks of
     expect((await repo.json<any[]>(['key', 'list'], {VDSNAP_PASSWORD: 'three'})).length).toBe(2)
   })
 
-  it.each(backends)('%s: a fresh lock of another host stops backup and prune (exit 4 after --lock-wait); an old one is stale', async (kind) => {
+  it.each(REMOTE_KINDS)('%s: a fresh lock of another host stops backup and prune (exit 4 after --lock-wait); an old one is stale', async (kind) => {
     const repo = await newRepo(kind, 'locks')
     const img = join(dir.path, `${kind}-locks.img`)
     makeExt4Image(img, 4 * MiB)
     await repo.json(['backup', img, '--disk', 'vm'])
-    const storage = await openStorage(location(kind, 'locks'), {sshKey: sshd.userKeyPath, knownHostsFile: sshd.knownHostsPath, s3Endpoint: s3.endpoint})
+    const storage = await openStorage(servers.url(kind, 'locks'), servers.storageOptions())
     const putLock = async (exclusive: boolean, ageMs: number): Promise<string> => {
       const name = `locks/${randomBytes(16).toString('hex')}`
       const t = new Date(Date.now() - ageMs).toISOString()

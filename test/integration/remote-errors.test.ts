@@ -7,8 +7,8 @@ import {join} from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {oneLine, vdsnap} from '../helpers/cli.js'
 import {makeExt4Image, tempDir} from '../helpers/images.js'
-import {S3RVER_ENV, startS3, type TestS3} from '../helpers/s3.js'
-import {haveSshd, startSshd, type TestSshd} from '../helpers/sshd.js'
+import {useRemoteServers} from '../helpers/remote-servers.js'
+import {haveSshd} from '../helpers/sshd.js'
 
 const MiB = 1024 * 1024
 
@@ -16,59 +16,49 @@ describe.skipIf(!haveSshd)('remote setup errors keep their exit code and hint', 
   const dir = tempDir()
   const img = join(dir.path, 'disk.img')
   const emptyKnownHosts = join(dir.path, 'known_hosts-empty')
-  let sshd: TestSshd
-  let s3: TestS3
-  let base: Record<string, string | undefined> = {}
-
-  beforeAll(async () => {
-    sshd = await startSshd()
-    s3 = await startS3('vdsnap-errors')
-    base = {...S3RVER_ENV, SSH_AUTH_SOCK: undefined, AWS_ENDPOINT_URL: undefined, AWS_ENDPOINT_URL_S3: s3.endpoint, VDSNAP_PASSWORD: 'pw'}
+  const servers = useRemoteServers('vdsnap-errors')
+  beforeAll(() => {
     writeFileSync(emptyKnownHosts, '')
     makeExt4Image(img, 4 * MiB)
   })
-  afterAll(async () => {
-    await sshd?.stop()
-    await s3?.stop()
-    dir.cleanup()
-  })
+  afterAll(() => dir.cleanup())
 
-  const sftpRepo = (name: string) => `sftp://${sshd.user}@127.0.0.1:${sshd.port}${sshd.rootDir}/${name}`
-  const scanLine = () => `ssh-keyscan -p ${sshd.port} 127.0.0.1 >> ${emptyKnownHosts}`
+  const sftpRepo = (name: string) => servers.url('sftp', name)
+  const scanLine = () => `ssh-keyscan -p ${servers.sshd.port} 127.0.0.1 >> ${emptyKnownHosts}`
 
   it('init with an unknown host key: exit 7, the ssh-keyscan line, no directory made', async () => {
-    const r = await vdsnap(['init', '--ssh-key', sshd.userKeyPath, '--known-hosts', emptyKnownHosts], {...base, VDSNAP_REPOSITORY: sftpRepo('unknown')})
+    const r = await vdsnap(['init', '--ssh-key', servers.sshd.userKeyPath, '--known-hosts', emptyKnownHosts], {...servers.base, VDSNAP_REPOSITORY: sftpRepo('unknown')})
     expect(r.code).toBe(7)
     const line = oneLine(r.stderr)
     expect(line).toMatch(/host key of \[127\.0\.0\.1\]:\d+ is not known/)
     expect(line).toContain(scanLine())
     expect(line).toContain('cannot create a repository at')
-    expect(existsSync(join(sshd.rootDir, 'unknown'))).toBe(false)
+    expect(existsSync(join(servers.sshd.rootDir, 'unknown'))).toBe(false)
   })
 
   it('backup with an unknown host key: the same line, exit 7', async () => {
-    const env = {...base, VDSNAP_REPOSITORY: sftpRepo('known')}
-    expect((await vdsnap(['init', '--ssh-key', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath], env)).code).toBe(0)
-    const r = await vdsnap(['backup', img, '--ssh-key', sshd.userKeyPath, '--known-hosts', emptyKnownHosts], env)
+    const env = {...servers.base, VDSNAP_REPOSITORY: sftpRepo('known')}
+    expect((await vdsnap(['init', ...servers.flags('sftp')], env)).code).toBe(0)
+    const r = await vdsnap(['backup', img, '--ssh-key', servers.sshd.userKeyPath, '--known-hosts', emptyKnownHosts], env)
     expect(r.code).toBe(7)
     expect(oneLine(r.stderr)).toContain(scanLine())
   })
 
   it('init with wrong S3 credentials: exit 7 and the credentials hint', async () => {
-    const r = await vdsnap(['init'], {...base, VDSNAP_REPOSITORY: `s3://${s3.bucket}/creds`, AWS_ACCESS_KEY_ID: 'NOBODY', AWS_SECRET_ACCESS_KEY: 'wrong'})
+    const r = await vdsnap(['init'], {...servers.base, VDSNAP_REPOSITORY: `s3://${servers.s3.bucket}/creds`, AWS_ACCESS_KEY_ID: 'NOBODY', AWS_SECRET_ACCESS_KEY: 'wrong'})
     expect(r.code).toBe(7)
     expect(oneLine(r.stderr)).toMatch(/access denied.*check the AWS credentials/)
     expect(r.stderr).not.toMatch(/retry \d+ in/) // permanent: not retried
   })
 
   it('init with a missing bucket: exit 7 and "create the bucket"', async () => {
-    const r = await vdsnap(['init'], {...base, VDSNAP_REPOSITORY: 's3://no-such-bucket/x'})
+    const r = await vdsnap(['init'], {...servers.base, VDSNAP_REPOSITORY: 's3://no-such-bucket/x'})
     expect(r.code).toBe(7)
     expect(oneLine(r.stderr)).toMatch(/bucket no-such-bucket does not exist; create the bucket first/)
   })
 
   it('init on a non-empty location is still a usage error (exit 2)', async () => {
-    const env = {...base, VDSNAP_REPOSITORY: `s3://${s3.bucket}/taken`}
+    const env = {...servers.base, VDSNAP_REPOSITORY: `s3://${servers.s3.bucket}/taken`}
     expect((await vdsnap(['init'], env)).code).toBe(0)
     const r = await vdsnap(['init'], env)
     expect(r.code).toBe(2)

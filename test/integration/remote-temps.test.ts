@@ -7,14 +7,14 @@
 import {mkdirSync, readdirSync, utimesSync, writeFileSync} from 'node:fs'
 import {dirname} from 'node:path'
 import {join} from 'node:path'
-import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {afterAll, describe, expect, it} from 'vitest'
 import {STALE_MS} from '../../src/repo/lock.js'
 import {openStorage} from '../../src/repo/storage.js'
 import type {StorageBackend} from '../../src/backend/types.js'
 import {vdsnap, vdsnapJson} from '../helpers/cli.js'
 import {makeExt4Image, tempDir} from '../helpers/images.js'
-import {S3RVER_ENV, startS3, useTestCredentials, type TestS3} from '../helpers/s3.js'
-import {haveSshd, startSshd, type TestSshd} from '../helpers/sshd.js'
+import {REMOTE_KINDS, useRemoteServers, type RemoteKind} from '../helpers/remote-servers.js'
+import {haveSshd} from '../helpers/sshd.js'
 
 const MiB = 1024 * 1024
 const STALE = ['chunks/ab/.tmp-0123456789ab', 'indexes/.tmp-aaaaaaaaaaaa', 'keys/.tmp-bbbbbbbbbbbb']
@@ -27,27 +27,12 @@ function filesWith(dir: string, part: string): string[] {
 
 describe.skipIf(!haveSshd)('stale temporary objects on remote backends', () => {
   const dir = tempDir()
-  let sshd: TestSshd
-  let s3: TestS3
-  let base: Record<string, string | undefined> = {}
-
-  beforeAll(async () => {
-    useTestCredentials()
-    sshd = await startSshd()
-    s3 = await startS3('vdsnap-temps')
-    base = {...S3RVER_ENV, SSH_AUTH_SOCK: undefined, AWS_ENDPOINT_URL: undefined, AWS_ENDPOINT_URL_S3: s3.endpoint, VDSNAP_PASSWORD: 'pw'}
-  })
-  afterAll(async () => {
-    await sshd?.stop()
-    await s3?.stop()
-    dir.cleanup()
-  })
-
-  const backends = ['sftp', 's3'] as const
-  type Kind = (typeof backends)[number]
+  const servers = useRemoteServers('vdsnap-temps', {setCredentials: true}) // this process saves the planted objects itself
+  afterAll(() => dir.cleanup())
 
   /** Plants the temporary objects; the stale ones get an mtime past the limit on the server's disk. */
-  async function plant(kind: Kind, name: string, backend: StorageBackend): Promise<void> {
+  async function plant(kind: RemoteKind, name: string, backend: StorageBackend): Promise<void> {
+    const {sshd, s3} = servers
     const old = (Date.now() - STALE_MS - 60_000) / 1000
     if (kind === 'sftp') {
       for (const t of [...STALE, FRESH]) {
@@ -74,16 +59,16 @@ describe.skipIf(!haveSshd)('stale temporary objects on remote backends', () => {
     return out.sort()
   }
 
-  it.each(backends)('%s: key passwd removes a stale key slot temp; prune removes the other stale temps and keeps a fresh one', async (kind) => {
+  it.each(REMOTE_KINDS)('%s: key passwd removes a stale key slot temp; prune removes the other stale temps and keeps a fresh one', async (kind) => {
     const name = 'temps'
-    const location = kind === 'sftp' ? `sftp://${sshd.user}@127.0.0.1:${sshd.port}${sshd.rootDir}/${name}` : `s3://${s3.bucket}/${name}`
-    const flags = kind === 'sftp' ? ['--ssh-key', sshd.userKeyPath, '--known-hosts', sshd.knownHostsPath] : []
-    const env = {...base, VDSNAP_REPOSITORY: location}
+    const location = servers.url(kind, name)
+    const flags = servers.flags(kind)
+    const env = {...servers.base, VDSNAP_REPOSITORY: location}
     expect((await vdsnap(['init', '--block-size', '64KiB', ...flags], env)).code).toBe(0)
     const img = join(dir.path, `${kind}.img`)
     makeExt4Image(img, 4 * MiB)
     await vdsnapJson(['backup', img, ...flags], env)
-    const backend = await openStorage(location, {sshKey: sshd.userKeyPath, knownHostsFile: sshd.knownHostsPath, s3Endpoint: s3.endpoint})
+    const backend = await openStorage(location, servers.storageOptions())
     try {
       await plant(kind, name, backend)
       const planted = await names(backend)

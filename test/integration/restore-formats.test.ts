@@ -147,23 +147,15 @@ describe('an overlay on a backed-up base is its own change source', () => {
     qemuIo(at(top), format, ...EDITS.map(([o, n, p]) => (p === 0 ? `write -z ${o} ${n}` : `write -P ${p} ${o} ${n}`)))
     qemuRaw(at(top), format, expected)
   }
-  /** Our own writer makes VHD/VHDX differencing disks (qemu can neither make nor read them). */
-  const writerOverlay = (format: 'vhd' | 'vhdx') => async (base: string, top: string, expected: string) => {
+  /**
+   * Our own writers make VHD/VHDX differencing disks (qemu can neither make
+   * nor read them) and differencing VDIs (VDI has no sector bitmap, so each
+   * touched 1 MiB block is the overlay's).
+   */
+  const OVERLAY_WRITERS = {vhd: createVhdWriter, vhdx: createVhdxWriter, vdi: (path: string, size: number, o: {parent: string}) => VdiWriter.create(path, size, o)}
+  const writerOverlay = (format: keyof typeof OVERLAY_WRITERS) => async (base: string, top: string, expected: string) => {
     const bytes = readFileSync(qemuRaw(at(base), format, expected))
-    const create = format === 'vhd' ? createVhdWriter : createVhdxWriter
-    const w = await create(at(top), bytes.length, {parent: at(base)})
-    for (const [o, n, p] of EDITS) {
-      const data = Buffer.alloc(n, p)
-      await w.write(o, data)
-      data.copy(bytes, o)
-    }
-    await w.close()
-    writeFileSync(expected, bytes)
-  }
-  /** A differencing VDI by our writer: VDI has no sector bitmap, so each touched 1 MiB block is the overlay's. */
-  const vdiOverlay = async (base: string, top: string, expected: string) => {
-    const bytes = readFileSync(qemuRaw(at(base), 'vdi', expected))
-    const w = await VdiWriter.create(at(top), bytes.length, {parent: at(base)})
+    const w = await OVERLAY_WRITERS[format](at(top), bytes.length, {parent: at(base)})
     for (const [o, n, p] of EDITS) {
       const data = Buffer.alloc(n, p)
       await w.write(o, data)
@@ -189,7 +181,7 @@ describe('an overlay on a backed-up base is its own change source', () => {
     ['vhd differencing', 'vhd', convert('vhd', ['-o', 'force_size=on'], 'dense.raw'), writerOverlay('vhd'), TOUCHED],
     ['vhdx differencing', 'vhdx', convert('vhdx', [], 'dense.raw'), writerOverlay('vhdx'), TOUCHED],
     // the three touched 1 MiB VDI blocks hold six 512 KiB repository blocks
-    ['vdi differencing', 'vdi', convert('vdi', [], 'dense.raw'), vdiOverlay, 2 * TOUCHED],
+    ['vdi differencing', 'vdi', convert('vdi', [], 'dense.raw'), writerOverlay('vdi'), 2 * TOUCHED],
   ]
 
   it.each(OVERLAYS)('%s: the incremental reads only the overlay\'s blocks and restores equal', async (name, format, makeBase, makeTop, readBlocks) => {
