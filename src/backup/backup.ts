@@ -10,8 +10,9 @@
 //    the layers below it are exactly what the parent snapshot captured, or
 //    an NBD server's dirty bitmap (--bitmap, when the parent recorded it).
 // 5. Trust but verify: when narrowed, re-hash a random sample of the blocks
-//    the change source calls unchanged; on a mismatch, warn and treat every
-//    allocated block as a candidate.
+//    the change source calls unchanged (while step 6 reads the narrowed
+//    blocks); on a mismatch, warn and read the allocated blocks it left out
+//    too, so every allocated block is a candidate.
 // 6. Read candidates in large sequential batches; workers detect zeros and
 //    hash; a block whose id differs from the parent's resolved entry is
 //    changed (the changed-block map); a changed block whose chunk is not yet
@@ -200,31 +201,50 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
       if (b.notice) notices.push(b.notice)
       if (b.ranges) source = {kind: 'bitmap' as const, ranges: b.ranges}
     } else if (parent && repo.damaged.size === 0) source = await changeSource(image, before, parent, opts.changedBlocksFile)
+    let verifying: Promise<number | null> | null = null
     if (source) {
       const narrowed = rangesToBlocks(source.ranges, blockSize, virtualSize)
       for (let i = 0; i < narrowed.bits.length; i++) narrowed.bits[i]! &= allocated.bits[i]!
       opts.onProgress?.({phase: 'verify', bytesDone: 0, bytesTotal: 0})
-      const mismatch = await verifySample(image, repo, entries, allocated, narrowed, opts.verifySamples ?? 64, opts.random ?? Math.random)
-      const what = {overlay: 'the overlay\'s allocation map', 'changed-blocks': 'changed-blocks file', bitmap: `dirty bitmap "${opts.bitmap}"`}[source.kind]
-      if (mismatch === null) {
-        candidates = narrowed
-        before.changeSource = source.kind
-      } else {
-        warnings.push(`${what} missed a change (block ${mismatch} differs from the parent): hashed every allocated block instead`)
-      }
+      // The sample (blocks outside `narrowed`, whose entries the scan does
+      // not touch) is re-hashed while the narrowed blocks are scanned: on
+      // a small change the verification is a good part of the fixed cost,
+      // and on a mismatch the blocks left out are scanned afterwards, which
+      // ends with the same snapshot as scanning every allocated block.
+      verifying = verifySample(image, repo, entries, allocated, narrowed, opts.verifySamples ?? 64, opts.random ?? Math.random)
+      candidates = narrowed
     } else if (opts.changedBlocksFile && !parent) {
       notices.push('no parent snapshot for this disk: --changed-blocks ignored, taking a full snapshot')
     }
 
-    const scan: BlockScanStats = await writeBlocks({
-      image,
-      repo,
-      entries,
-      cbm,
-      candidates,
-      dryRun: opts.dryRun ?? false,
-      onProgress: (done, total) => opts.onProgress?.({phase: 'scan', bytesDone: done, bytesTotal: total}),
-    })
+    const scanBlocks = (blocks: ChangedBlockMap): Promise<BlockScanStats> =>
+      writeBlocks({
+        image,
+        repo,
+        entries,
+        cbm,
+        candidates: blocks,
+        dryRun: opts.dryRun ?? false,
+        onProgress: (done, total) => opts.onProgress?.({phase: 'scan', bytesDone: done, bytesTotal: total}),
+      })
+    let scan: BlockScanStats
+    try {
+      scan = await scanBlocks(candidates)
+    } catch (e) {
+      await verifying?.catch(() => {}) // no read may outlive the image
+      throw e
+    }
+    if (source && verifying) {
+      const mismatch = await verifying
+      if (mismatch === null) before.changeSource = source.kind
+      else {
+        const what = {overlay: 'the overlay\'s allocation map', 'changed-blocks': 'changed-blocks file', bitmap: `dirty bitmap "${opts.bitmap}"`}[source.kind]
+        warnings.push(`${what} missed a change (block ${mismatch} differs from the parent): hashed every allocated block instead`)
+        const rest = new ChangedBlockMap(blockCount)
+        for (let i = 0; i < rest.bits.length; i++) rest.bits[i] = allocated.bits[i]! & ~candidates.bits[i]!
+        scan = addScanStats(scan, await scanBlocks(rest))
+      }
+    }
     bytesChanged += scan.bytesChanged
     // 6b. A stream must end exactly here, its producer having succeeded: else no snapshot.
     await (image as DiskImage).endOfRead?.()
@@ -278,5 +298,15 @@ async function backupOnce(repo: Repository, disk: string, opts: BackupOptions, m
     return {snapshot: manifest, parent, dryRun: opts.dryRun ?? false, warnings, notices, sizeChange}
   } finally {
     await image.close()
+  }
+}
+
+function addScanStats(a: BlockScanStats, b: BlockScanStats): BlockScanStats {
+  return {
+    bytesRead: a.bytesRead + b.bytesRead,
+    bytesChanged: a.bytesChanged + b.bytesChanged,
+    bytesNew: a.bytesNew + b.bytesNew,
+    bytesStored: a.bytesStored + b.bytesStored,
+    blocksNew: a.blocksNew + b.blocksNew,
   }
 }

@@ -1,6 +1,6 @@
 // The hot loop of a backup: read candidate blocks in large sequential
 // batches, hash them in workers, record changes, store new chunks.
-// Bounded: batches in flight hold at most `pool.size * 2 * BATCH_BYTES`
+// Bounded: batches in flight hold at most `chunks.workers * 2 * BATCH_BYTES`
 // (a batch is ≤ 4 MiB, or one block when blocks are larger), and encoded
 // chunks waiting for storage hold at most UPLOAD_BYTES. The bound is on
 // bytes, not batches: a change source yields many one-block batches, and
@@ -9,6 +9,7 @@
 // workers keep compressing while the storage fsyncs. Batch buffers are
 // recycled (they travel to the workers and back) to keep the GC quiet.
 import type {ChangedBlockMap} from '../cbt/changed-block-map.js'
+import {IdSet} from '../chunk/id-set.js'
 import type {DiskImage} from '../disk/types.js'
 import {Semaphore, TaskGroup} from '../flow/semaphore.js'
 import type {FixedIndex} from '../repo/fixed-index.js'
@@ -67,7 +68,8 @@ export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
   const size = image.virtualSize
   const stats: BlockScanStats = {bytesRead: 0, bytesChanged: 0, bytesNew: 0, bytesStored: 0, blocksNew: 0}
   const total = Math.min(size, candidates.count() * blockSize)
-  const claimed = new Set<string>()
+  // Chunks this run has stored or is storing: a new chunk met twice is stored once.
+  const claimed = new IdSet()
   const uploadBytes = new Semaphore(UPLOAD_BYTES)
   const uploads = new TaskGroup(UPLOADS_IN_FLIGHT)
   const group = new TaskGroup(BATCHES_IN_FLIGHT)
@@ -115,9 +117,8 @@ export async function writeBlocks(input: ScanInput): Promise<BlockScanStats> {
       const end = Math.min(start + blockSize, length)
       stats.bytesChanged += end - start
       if (entries.isZero(b)) continue
+      if (!claimed.add(entries.entry(b))) continue
       const hex = entries.hex(b)
-      if (claimed.has(hex)) continue
-      claimed.add(hex)
       if (await chunks.has(hex)) continue
       items.push({start, end, id: hex})
     }
