@@ -3,10 +3,12 @@
 //
 // 1. open() resolves the chain to one entry per block (metadata only).
 // 2. blocks() walks the wanted blocks in offset order with a prefetch window
-//    of about `prefetchBytes`: chunk objects are loaded in parallel and
-//    decrypted, decompressed and verified in the worker pool (the digest of
-//    every plaintext is recomputed and compared with its id unless `rehash`
-//    is false, which leaves encrypted chunks to their GCM tag).
+//    of `prefetchBytes` of non-zero blocks: chunk objects are loaded in
+//    parallel and decrypted, decompressed and verified in the worker pool,
+//    several per message (unpack-batcher.ts), so loading, decoding on every
+//    core and the caller's writing all overlap. The digest of every
+//    plaintext is recomputed and compared with its id unless `rehash` is
+//    false, which leaves encrypted chunks to their GCM tag.
 // 3. A chunk used at several offsets is loaded once while its uses are in
 //    flight, and kept in a small LRU after that; memory stays bounded by the
 //    window plus the cache, whatever the disk's size.
@@ -27,6 +29,7 @@ import {DataError} from '../errors.js'
 import {entryAt, resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
 import type {Manifest} from '../repo/manifest.js'
 import {Repository} from '../repo/repository.js'
+import {BatchFailed, UnpackBatcher} from './unpack-batcher.js'
 
 /** Where a BlockSource loads chunk objects (as stored) from; the repository is one. */
 export interface ChunkObjectStore {
@@ -56,7 +59,13 @@ export interface Block {
   data: Buffer | null
 }
 
-export const PREFETCH_BYTES = 16 * 1024 * 1024
+/**
+ * Decoded bytes blocks() keeps ahead of its reader: enough for every worker
+ * to hold two full batches (unpack-batcher.ts) with loads queued behind them.
+ */
+export const PREFETCH_BYTES = 32 * 1024 * 1024
+/** Entries blocks() queues ahead at most, zero blocks included (they take no window bytes). */
+const MAX_QUEUED_BLOCKS = 4096
 export const CACHE_BYTES = 8 * 1024 * 1024
 /** Sequential readers read() tracks at once; the least recent is forgotten. */
 export const MAX_STREAMS = 8
@@ -67,6 +76,7 @@ export class BlockSource {
   /** Blocks read() started loading before they were asked for. */
   blocksReadAhead = 0
   private readonly pool: ChunkPool
+  private readonly decoder: UnpackBatcher
   private readonly cache: LruCache<string, Buffer>
   private readonly inflight = new Map<string, Promise<Buffer>>()
   private readonly rehash: boolean
@@ -88,6 +98,7 @@ export class BlockSource {
     this.cache = new LruCache(Math.max(2, Math.floor((opts.cacheBytes ?? CACHE_BYTES) / resolved.blockSize)))
     this.stored = opts.keepStored ? new Map() : null
     this.pool = new ChunkPool({idKey: repo.idKey, encKey: repo.encKey}, repo.level)
+    this.decoder = new UnpackBatcher(this.pool, {maxSize: resolved.blockSize, rehash: this.rehash})
   }
 
   static async open(repo: Repository, snap: Manifest, opts: BlockSourceOptions = {}): Promise<BlockSource> {
@@ -140,15 +151,18 @@ export class BlockSource {
 
   /** The wanted blocks from `from` to `to` (exclusive), in offset order, prefetched. */
   async *blocks(wanted: (b: number) => boolean = () => true, from = 0, to = this.blockCount): AsyncGenerator<Block> {
-    const windowBlocks = Math.max(4, Math.floor(this.prefetchBytes / this.blockSize))
+    // Window in bytes of non-zero blocks, so it means the same at every block size; at least 4 blocks.
+    const windowBytes = Math.max(this.prefetchBytes, 4 * this.blockSize)
     const queue: {index: number; data: Promise<Buffer> | null}[] = []
+    let queuedBytes = 0
     let next = from
     const fill = () => {
-      while (queue.length < windowBlocks && next < to) {
+      while (next < to && queuedBytes < windowBytes && queue.length < MAX_QUEUED_BLOCKS) {
         const b = next++
         if (!wanted(b)) continue
         const data = this.isZero(b) ? null : this.fetch(this.entry(b).toString('hex'), b)
         data?.catch(() => {}) // surfaced when awaited below
+        if (data) queuedBytes += this.blockSize
         queue.push({index: b, data})
       }
     }
@@ -157,7 +171,10 @@ export class BlockSource {
       const {index, data} = queue.shift()!
       const length = this.blockLength(index)
       const buf = data === null ? null : await data
-      if (buf) this.settle(index, buf)
+      if (buf) {
+        queuedBytes -= this.blockSize
+        this.settle(index, buf)
+      }
       fill()
       yield {index, offset: index * this.blockSize, length, data: buf}
     }
@@ -229,18 +246,26 @@ export class BlockSource {
   }
 
   private async load(hex: string, atBlock: number): Promise<Buffer> {
+    const name = Repository.chunkName(hex)
+    const digest = Buffer.from(hex, 'hex')
+    // A kept object must stay readable here, so it is copied to the worker, not moved.
+    const keep = this.stored !== null
+    try {
+      return await this.decoder.decode(name, await this.loadObject(hex, atBlock), digest, {keep})
+    } catch (e) {
+      if (!(e instanceof BatchFailed)) throw e
+      // Another chunk of its batch may be the bad one; the object moved to
+      // the worker, so load it again and decode it alone to know.
+      const again = await this.loadObject(hex, atBlock).catch(() => Promise.reject(e.original))
+      return this.decoder.decode(name, again, digest, {keep, alone: true})
+    }
+  }
+
+  private async loadObject(hex: string, atBlock: number): Promise<Buffer> {
     const obj = await this.repo.loadChunkObject(hex, atBlock)
     this.chunksRead++
     this.bytesFetched += obj.length
-    // A kept object must stay readable here, so it is copied to the worker, not moved.
     this.stored?.set(hex, obj)
-    const whole = !this.stored && obj.byteOffset === 0 && obj.buffer.byteLength === obj.length
-    const reply = await this.pool.run(
-      {op: 'unpack', items: [{name: Repository.chunkName(hex), data: obj, digest: Buffer.from(hex, 'hex')}], maxSize: this.blockSize, rehash: this.rehash},
-      whole ? [obj.buffer as ArrayBuffer] : [],
-    )
-    if (!('plain' in reply)) throw new Error('unexpected worker reply')
-    const p0 = reply.plain[0]!
-    return Buffer.from(p0.buffer, p0.byteOffset, p0.byteLength)
+    return obj
   }
 }
