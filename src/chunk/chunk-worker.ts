@@ -18,6 +18,15 @@ function own(b: Buffer): Uint8Array {
   return copy
 }
 
+/** `body` copied into one of the caller's spare buffers, if one is left and large enough. */
+function intoSpare(body: Buffer, spare: ArrayBuffer[] | undefined): Uint8Array | undefined {
+  const ab = spare?.pop()
+  if (!ab || ab.byteLength < body.length) return undefined
+  const out = new Uint8Array(ab, 0, body.length)
+  out.set(body)
+  return out
+}
+
 function handle(req: WorkerRequest): {reply: WorkerReply; transfer: ArrayBuffer[]} {
   switch (req.op) {
     case 'hash': {
@@ -46,7 +55,7 @@ function handle(req: WorkerRequest): {reply: WorkerReply; transfer: ArrayBuffer[
         if ((req.rehash || !encKey) && !chunkDigest(body, idKey).equals(digest)) {
           throw Object.assign(new Error(`${name} does not match its digest (corrupt chunk)`), {dataError: true, hint: 'run "vdsnap check --read-data" to list damaged chunks (plain check reads no chunk)'})
         }
-        plain.push(own(body))
+        plain.push(intoSpare(body, req.spare) ?? own(body))
       }
       return {reply: {id: req.id, ok: true, plain}, transfer: plain.map((p) => p.buffer as ArrayBuffer)}
     }

@@ -15,6 +15,12 @@ export type WorkerRequest =
        * under that id, so restore skips the re-hash unless asked.
        */
       rehash: boolean
+      /**
+       * Buffers of at least maxSize bytes the caller is done with: the worker
+       * puts plaintexts in them (and sends them back) instead of new ones,
+       * so the caller's heap does not grow by every restored byte.
+       */
+      spare?: ArrayBuffer[]
     }
 
 export type WorkerReply =
