@@ -12,6 +12,10 @@
 // 3. A chunk used at several offsets is loaded once while its uses are in
 //    flight, and kept in a small LRU after that; memory stays bounded by the
 //    window plus the cache, whatever the disk's size.
+// 3b. A reader of blocks() that is done with a block's data (written, say)
+//    calls release(): once no queued or unreleased block uses that chunk
+//    and the cache does not hold it, its buffer is reused for a later chunk
+//    (unpack-batcher.ts). Not calling it is always safe, only slower.
 // 4. read() gives one block by number through the same cache, for random
 //    access. Zero blocks are never read: they come back as null.
 // 5. With `readAheadBytes` (serving), read() notices readers that go through
@@ -85,6 +89,10 @@ export class BlockSource {
   /** The last block each recent sequential reader asked for. */
   private readonly streams: number[] = []
   private readonly stored: Map<string, Buffer> | null
+  /** Per chunk, the blocks() entries queued or yielded and not yet released. */
+  private readonly uses = new Map<string, number>()
+  /** Buffers read() handed out: their holders are unknown, so they are never reused. */
+  private readonly escaped = new WeakSet<ArrayBufferLike>()
 
   private constructor(
     private readonly repo: ChunkObjectStore,
@@ -129,6 +137,11 @@ export class BlockSource {
     return this.resolved.virtualSize
   }
 
+  /** Worker messages sent, chunks decoded through them, and chunks decoded into a released buffer. */
+  get decodeStats(): {messages: number; decoded: number; reused: number} {
+    return {messages: this.decoder.messages, decoded: this.decoder.decoded, reused: this.decoder.reused}
+  }
+
   /** Decoded bytes the cache holds now (bounded by `cacheBytes`, whatever the disk's size). */
   get cachedBytes(): number {
     let n = 0
@@ -160,9 +173,13 @@ export class BlockSource {
       while (next < to && queuedBytes < windowBytes && queue.length < MAX_QUEUED_BLOCKS) {
         const b = next++
         if (!wanted(b)) continue
-        const data = this.isZero(b) ? null : this.fetch(this.entry(b).toString('hex'), b)
+        const hex = this.isZero(b) ? null : this.entry(b).toString('hex')
+        const data = hex === null ? null : this.fetch(hex, b)
         data?.catch(() => {}) // surfaced when awaited below
-        if (data) queuedBytes += this.blockSize
+        if (hex !== null) {
+          queuedBytes += this.blockSize
+          this.uses.set(hex, (this.uses.get(hex) ?? 0) + 1)
+        }
         queue.push({index: b, data})
       }
     }
@@ -180,6 +197,24 @@ export class BlockSource {
     }
   }
 
+  /**
+   * The reader of blocks() is done with `block`'s data (yielded by blocks()
+   * of this source, once for each yield): its buffer may be reused once no
+   * other block needs it.
+   */
+  release(block: Block): void {
+    if (block.data === null) return
+    const hex = this.entry(block.index).toString('hex')
+    const n = (this.uses.get(hex) ?? 0) - 1
+    if (n > 0) return void this.uses.set(hex, n)
+    this.uses.delete(hex)
+    const buf = block.data
+    if (n < 0 || this.stored || this.inflight.has(hex) || this.escaped.has(buf.buffer)) return
+    // No block in the window needs it any more: reusing its memory beats keeping it cached.
+    if (this.cache.has(hex) && this.cache.get(hex) === buf) this.cache.delete(hex)
+    this.decoder.giveBack(buf)
+  }
+
   /** One block by number (random access), through the cache; null for a zero block. */
   async read(b: number): Promise<Buffer | null> {
     if (b < 0 || b >= this.blockCount) throw new RangeError(`block ${b} is outside the disk (0..${this.blockCount - 1})`)
@@ -187,6 +222,7 @@ export class BlockSource {
     if (this.isZero(b)) return null
     const buf = await this.fetch(this.entry(b).toString('hex'), b)
     this.settle(b, buf)
+    this.escaped.add(buf.buffer)
     return buf
   }
 

@@ -25,6 +25,7 @@ const ZEROS = Buffer.alloc(RUN_BYTES)
 export class PositionalWriter {
   bytesWritten = 0
   private run: Buffer[] = []
+  private runWritten: (() => void)[] = []
   private runStart = 0
   private runBytes = 0
   private readonly writing = new Set<Promise<void>>()
@@ -37,12 +38,16 @@ export class PositionalWriter {
     private readonly syncEveryBytes = 0,
   ) {}
 
-  /** Queues `data` for `offset`; resolves at once unless the writes under way are at their limit. */
-  async write(offset: number, data: Buffer): Promise<void> {
+  /**
+   * Queues `data` for `offset`; resolves at once unless the writes under way
+   * are at their limit. `written` is called once `data` is in the file.
+   */
+  async write(offset: number, data: Buffer, written?: () => void): Promise<void> {
     if (this.runBytes > 0 && (offset !== this.runStart + this.runBytes || this.runBytes + data.length > RUN_BYTES)) await this.startRun()
     if (this.runBytes === 0) this.runStart = offset
     this.run.push(data)
     this.runBytes += data.length
+    if (written) this.runWritten.push(written)
   }
 
   /** Queues `length` zero bytes at `offset` (devices and delta targets, which have no holes to leave). */
@@ -69,8 +74,12 @@ export class PositionalWriter {
     while (this.writing.size >= WRITES_IN_FLIGHT) await Promise.race(this.writing)
     this.throwIfFailed()
     if (this.runBytes === 0) return
+    const done = this.runWritten
     const p = this.writeAll(this.run, this.runStart).then(
-      () => this.maybeSync(),
+      () => {
+        for (const f of done) f()
+        this.maybeSync()
+      },
       (e: unknown) => {
         this.failed ??= {error: e}
       },
@@ -78,6 +87,7 @@ export class PositionalWriter {
     const tracked = p.finally(() => this.writing.delete(tracked))
     this.writing.add(tracked)
     this.run = []
+    this.runWritten = []
     this.runBytes = 0
   }
 

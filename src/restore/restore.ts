@@ -123,7 +123,7 @@ export async function completeOrAbort<T>(target: RestoreTarget, write: () => Pro
 }
 
 /** What copyBlocks reads: a BlockSource, over a repository or an archive, or a wrapper around one. */
-export type BlockStream = Pick<BlockSource, 'snapshot' | 'virtualSize' | 'blockCount' | 'blockLength' | 'blocks' | 'chunksRead' | 'bytesFetched'>
+export type BlockStream = Pick<BlockSource, 'snapshot' | 'virtualSize' | 'blockCount' | 'blockLength' | 'blocks' | 'chunksRead' | 'bytesFetched'> & Partial<Pick<BlockSource, 'release'>>
 
 /**
  * Streams the wanted blocks from the source into the target, in offset
@@ -141,7 +141,7 @@ export async function copyBlocks(
   const progress = progressReporter(plannedBytes(source, wanted), onProgress)
   const blocks = overlay ? overlayBlocks(source.blocks(wanted), overlay) : source.blocks(wanted)
   for await (const block of blocks) {
-    await writeBlock(target, block, result)
+    await writeBlock(target, block, result, () => source.release?.(block))
     progress.add(block.length)
   }
   progress.end()
@@ -173,12 +173,12 @@ function plannedBytes(source: BlockStream, wanted: (b: number) => boolean): numb
 }
 
 /** A zero block becomes whatever the target makes of zeros (a hole in a new file); any other is written. */
-async function writeBlock(target: RestoreTarget, block: Block, result: RestoreResult): Promise<void> {
+async function writeBlock(target: RestoreTarget, block: Block, result: RestoreResult, written: () => void): Promise<void> {
   if (block.data === null) {
     await target.writeZeros(block.offset, block.length)
     result.zeroBlocks++
   } else {
-    await target.write(block.offset, block.data)
+    await target.write(block.offset, block.data, written)
     result.blocksWritten++
     result.bytesWritten += block.length
   }

@@ -32,7 +32,8 @@ export interface TargetOptions {
 export interface RestoreTarget {
   readonly describe: string
   readonly format: string
-  write(offset: number, data: Buffer): Promise<void>
+  /** Queues `data` at `offset`; calls `written`, if given, once the target holds no reference to `data` (never, for some targets). */
+  write(offset: number, data: Buffer, written?: () => void): Promise<void>
   writeZeros(offset: number, length: number): Promise<void>
   finish(): Promise<void>
   abort(): Promise<void>
@@ -109,7 +110,7 @@ async function newFileTarget(path: string, size: number): Promise<RestoreTarget>
   return {
     describe: path,
     format: 'raw',
-    write: (o, d) => w.write(o, d).catch((e) => Promise.reject(targetError(e, path, 'writing', tmp))),
+    write: (o, d, written) => w.write(o, d, written).catch((e) => Promise.reject(targetError(e, path, 'writing', tmp))),
     writeZeros: async () => {},
     async finish() {
       try {
@@ -147,7 +148,7 @@ async function deviceTarget(path: string, fh: FileHandle, size: number, zeroed: 
   return {
     describe: path,
     format: 'raw',
-    write: (o, d) => w.write(o, d).catch(wrap),
+    write: (o, d, written) => w.write(o, d, written).catch(wrap),
     writeZeros: (o, n) => (zeroed ? Promise.resolve() : w.zeros(o, n).catch(wrap)),
     async finish() {
       await w.flush().catch(wrap)
@@ -186,7 +187,7 @@ function stdoutTarget(): RestoreTarget {
   return {
     describe: 'stdout',
     format: 'raw',
-    write: (_o, d) => put(d),
+    write: (_o, d, written) => put(d).then(written),
     async writeZeros(_o, n) {
       for (let done = 0; done < n; done += ZEROS.length) await put(ZEROS.subarray(0, Math.min(ZEROS.length, n - done)))
     },

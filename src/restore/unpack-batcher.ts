@@ -10,6 +10,12 @@
 // transfer (not copied) unless the caller keeps them; plaintexts come back
 // the same way.
 //
+// Plaintext buffers the caller is done with come back through giveBack()
+// and go to the worker with the next batch, which fills them instead of
+// allocating: a restore then reuses the same few MiB instead of handing the
+// main thread a new buffer for every block (whose garbage collection was the
+// main thread's largest cost).
+//
 // A batch fails as a whole when one of its chunks is bad. Its items are then
 // rejected with BatchFailed, and their callers decode again alone (the
 // object was moved to the worker, so they load it again): the error a caller
@@ -19,6 +25,8 @@ import type {ChunkPool} from '../chunk/pool.js'
 export const MAX_BATCH_ITEMS = 16
 export const MAX_BATCH_BYTES = 4 * 1024 * 1024
 export const SLOTS_PER_WORKER = 2
+/** Spare plaintext buffers kept for reuse at most. */
+export const MAX_SPARE = 64
 
 export interface UnpackOptions {
   /** Largest plaintext accepted (the block size). */
@@ -48,10 +56,13 @@ export class UnpackBatcher {
   /** Worker messages sent, and chunks decoded through them (for tests and profiles). */
   messages = 0
   decoded = 0
+  /** Plaintexts written into a buffer given back rather than a new one. */
+  reused = 0
   private readonly waiting: Item[] = []
   private inFlight = 0
   private scheduled = false
   private readonly slots: number
+  private readonly spare: ArrayBuffer[] = []
 
   constructor(
     private readonly pool: ChunkPool,
@@ -75,6 +86,17 @@ export class UnpackBatcher {
       this.waiting.push(item)
       this.schedule()
     })
+  }
+
+  /**
+   * `plain`, a plaintext this batcher returned, is no longer used by anyone:
+   * its memory may hold a later chunk. Only whole buffers of maxSize bytes are kept.
+   */
+  giveBack(plain: Buffer): void {
+    const ab = plain.buffer as ArrayBuffer
+    if (plain.byteOffset !== 0 || ab.byteLength !== this.opts.maxSize || this.spare.length >= MAX_SPARE) return
+    if (ab.byteLength === 0 || this.spare.includes(ab)) return
+    this.spare.push(ab)
   }
 
   /**
@@ -135,7 +157,10 @@ export class UnpackBatcher {
       if (!keep && data.byteOffset === 0 && data.buffer.byteLength === data.length) transfer.add(data.buffer as ArrayBuffer)
     }
     const items = batch.map(({name, data, digest}) => ({name, data, digest}))
-    const reply = await this.pool.run({op: 'unpack', items, maxSize: this.opts.maxSize, rehash: this.opts.rehash}, [...transfer])
+    const spare = this.spare.splice(0, batch.length)
+    this.reused += spare.length
+    for (const ab of spare) transfer.add(ab)
+    const reply = await this.pool.run({op: 'unpack', items, maxSize: this.opts.maxSize, rehash: this.opts.rehash, spare}, [...transfer])
     if (!('plain' in reply) || reply.plain.length !== batch.length) throw new Error('unexpected worker reply to unpack')
     return reply.plain.map((p) => Buffer.from(p.buffer, p.byteOffset, p.byteLength))
   }
