@@ -18,12 +18,11 @@ function own(b: Buffer): Uint8Array {
   return copy
 }
 
-/** `body` copied into one of the caller's spare buffers, if one is left and large enough. */
-function intoSpare(body: Buffer, spare: ArrayBuffer[] | undefined): Uint8Array | undefined {
-  const ab = spare?.pop()
+/** `body` as a view of the spare buffer `ab`: decoded there already, or copied into it; undefined without a spare that fits. */
+function inSpare(body: Buffer, ab: ArrayBuffer | undefined): Uint8Array | undefined {
   if (!ab || ab.byteLength < body.length) return undefined
   const out = new Uint8Array(ab, 0, body.length)
-  out.set(body)
+  if (body.buffer !== ab) out.set(body)
   return out
 }
 
@@ -51,11 +50,13 @@ function handle(req: WorkerRequest): {reply: WorkerReply; transfer: ArrayBuffer[
     case 'unpack': {
       const plain: Uint8Array[] = []
       for (const {name, data, digest} of req.items) {
-        const body = decodeObject(ObjectKind.Chunk, name, Buffer.from(data.buffer, data.byteOffset, data.byteLength), encKey, req.maxSize)
+        const spare = req.spare?.pop()
+        const into = spare ? Buffer.from(spare) : undefined
+        const body = decodeObject(ObjectKind.Chunk, name, Buffer.from(data.buffer, data.byteOffset, data.byteLength), encKey, req.maxSize, into)
         if ((req.rehash || !encKey) && !chunkDigest(body, idKey).equals(digest)) {
           throw Object.assign(new Error(`${name} does not match its digest (corrupt chunk)`), {dataError: true, hint: 'run "vdsnap check --read-data" to list damaged chunks (plain check reads no chunk)'})
         }
-        plain.push(intoSpare(body, req.spare) ?? own(body))
+        plain.push(inSpare(body, spare) ?? own(body))
       }
       return {reply: {id: req.id, ok: true, plain}, transfer: plain.map((p) => p.buffer as ArrayBuffer)}
     }
