@@ -92,7 +92,7 @@ export async function runExport(repo: Repository, opts: ExportOptions): Promise<
       // rehash false: an encrypted chunk is proven by its GCM tag (its AAD
       // holds its id); plaintext chunks are always re-hashed.
       // the repository's chunk store stays open: the repository closes it
-      const reader = {getObject: (hex: string) => repo.chunks.getObject(hex), decode: repo.chunks.decode.bind(repo.chunks), close: async () => {}}
+      const reader = {getObject: (hex: string) => repo.chunks.getObject(hex), decodePool: () => repo.chunks.decodePool(), close: async () => {}}
       source = BlockSource.fromResolved(reader, snap, resolved, {keepStored: !portable, rehash: false})
       hasher = new ImageHasher()
       if (portable) await writeImage(out.writer, source, manifest.image, hasher, opts.onProgress)

@@ -136,7 +136,7 @@ export class ArchiveBlocks {
     if (a.resolved) {
       a.source.planUses(lastUses(a.resolved))
       const codec = new ChunkCodec({idKey: a.master?.idKey, encKey: a.master?.encKey}, a.config?.compression.level ?? 0, a.resolved.blockSize)
-      const reader = {getObject: (hex: string, b: number) => a.source.loadChunk(hex, b), decode: codec.decode.bind(codec), close: () => codec.close()}
+      const reader = {getObject: (hex: string, b: number) => a.source.loadChunk(hex, b), decodePool: () => codec.decodePool(), close: () => codec.close()}
       inner = BlockSource.fromResolved(reader, a.snapshot, a.resolved, opts)
     } else inner = new PortableBlocks(a.snapshot, a.source.image())
     const hasher = this.hasher

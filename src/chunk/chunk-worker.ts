@@ -21,6 +21,14 @@ function own(b: Buffer): Uint8Array {
   return copy
 }
 
+/** `body` as a view of the spare buffer `ab`: decoded there already, or copied into it; undefined without a spare that fits. */
+function inSpare(body: Buffer, ab: ArrayBuffer | undefined): Uint8Array | undefined {
+  if (!ab || ab.byteLength < body.length) return undefined
+  const out = new Uint8Array(ab, 0, body.length)
+  if (body.buffer !== ab) out.set(body)
+  return out
+}
+
 type Handler<M extends Method> = (args: Args<M>) => {result: Result<M>; transfer: ArrayBuffer[]}
 
 const handlers: {[M in Method]: Handler<M>} = {
@@ -39,13 +47,14 @@ const handlers: {[M in Method]: Handler<M>} = {
     const objects = items.map(({start, end, name}) => own(encodeObject(ObjectKind.Chunk, name, buf.subarray(start, end), {level, key: encKey})))
     return {result: {objects, buf: ab}, transfer: [ab, ...objects.map((o) => o.buffer as ArrayBuffer)]}
   },
-  unpack({items, maxSize, rehash}) {
+  unpack({items, maxSize, rehash, spare}) {
     const plain = items.map(({name, data, digest}) => {
-      const body = decodeObject(ObjectKind.Chunk, name, Buffer.from(data.buffer, data.byteOffset, data.byteLength), encKey, maxSize)
+      const ab = spare?.pop()
+      const body = decodeObject(ObjectKind.Chunk, name, Buffer.from(data.buffer, data.byteOffset, data.byteLength), encKey, maxSize, ab ? Buffer.from(ab) : undefined)
       if ((rehash || !encKey) && !chunkDigest(body, idKey).equals(digest)) {
         throw new DataError(`${name} does not match its digest (corrupt chunk)`, {hint: 'run "vdsnap check --read-data" to list damaged chunks (plain check reads no chunk)', code: 'CHUNK_CORRUPT', object: name})
       }
-      return own(body)
+      return inSpare(body, ab) ?? own(body)
     })
     return {result: {plain}, transfer: plain.map((p) => p.buffer as ArrayBuffer)}
   },

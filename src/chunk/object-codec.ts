@@ -16,6 +16,8 @@
 // their plaintext, which the reader verifies.
 import {createCipheriv, createDecipheriv, createHash, randomBytes} from 'node:crypto'
 import {Compressor, Decompressor} from 'zstd-napi'
+import {createRequire} from 'node:module'
+import type * as ZstdBinding from 'zstd-napi/binding.js'
 import {DataError, PasswordError} from '../errors.js'
 
 export const OBJECT_MAGIC = Buffer.from('VDSO', 'ascii') // never change
@@ -79,7 +81,25 @@ function compress(data: Buffer, level: number): Buffer {
   return c.compress(data)
 }
 
-function decompress(data: Buffer): Buffer {
+// zstd-napi's native binding, for decompressing into a given buffer (its
+// Decompressor class always allocates). A CommonJS module whose exports ESM cannot name.
+const zstdBinding = createRequire(import.meta.url)('zstd-napi/binding.js') as typeof ZstdBinding
+let intoCtx: ZstdBinding.DCtx | undefined
+
+/** `data` decompressed, into `out` when given and its frame says it fits (no new memory), else into a new buffer. */
+function decompress(data: Buffer, out?: Buffer): Buffer {
+  if (out) {
+    const size = zstdBinding.getFrameContentSize(data)
+    if (size !== null && size <= out.length) {
+      if (!intoCtx) {
+        intoCtx = new zstdBinding.DCtx()
+        intoCtx.setParameter(zstdBinding.DParameter.windowLogMax, 27)
+      }
+      const n = intoCtx.decompress(out.subarray(0, size), data)
+      if (n !== size) throw new Error(`decompressed ${n} bytes, the frame says ${size}`)
+      return out.subarray(0, n)
+    }
+  }
   if (!decompressor) {
     decompressor = new Decompressor()
     decompressor.setParameters({windowLogMax: 27})
@@ -122,8 +142,12 @@ export function encodeObject(kind: ObjectKind, name: string, payload: Buffer, op
   return Buffer.concat([header, body])
 }
 
-/** Inverse of encodeObject; throws DataError on any malformed or tampered object. */
-export function decodeObject(kind: ObjectKind, name: string, data: Buffer, key?: Buffer, maxSize = 2 ** 31): Buffer {
+/**
+ * Inverse of encodeObject; throws DataError on any malformed or tampered
+ * object. With `out`, a compressed payload is decompressed into it when it
+ * fits (the result is then a view of `out`), saving a new buffer per object.
+ */
+export function decodeObject(kind: ObjectKind, name: string, data: Buffer, key?: Buffer, maxSize = 2 ** 31, out?: Buffer): Buffer {
   // Plain check reads no chunk, so damage inside one is found only by --read-data.
   const code = kind === ObjectKind.Chunk ? 'CHUNK_CORRUPT' : kind === ObjectKind.Index ? 'INDEX_CORRUPT' : kind === ObjectKind.Manifest ? 'MANIFEST_CORRUPT' : 'OBJECT_CORRUPT'
   const damaged = {hint: kind === ObjectKind.Chunk ? 'run "vdsnap check --read-data" to list damaged chunks' : 'run "vdsnap check" to list damaged objects', code, object: name} as const
@@ -161,7 +185,7 @@ export function decodeObject(kind: ObjectKind, name: string, data: Buffer, key?:
   }
   if (flags & FLAG_ZSTD) {
     try {
-      body = decompress(body)
+      body = decompress(body, out)
     } catch (e) {
       throw new DataError(`${name} has a corrupt compressed payload`, {...damaged, cause: e})
     }

@@ -36,7 +36,13 @@ export interface WorkerMethods {
   /** Every item encoded as a chunk object (compressed, encrypted), buf given back. */
   pack: {args: {buf: ArrayBuffer; items: PackItem[]}; result: {objects: Uint8Array[]; buf: ArrayBuffer}}
   /** Every item decoded and verified: its plaintext. */
-  unpack: {args: {items: UnpackItem[]} & UnpackOptions; result: {plain: Uint8Array[]}}
+  /**
+   * Every item decoded and verified: its plaintext. `spare`: buffers of at
+   * least maxSize bytes the caller is done with; the worker puts plaintexts
+   * in them (and sends them back) instead of new ones, so the caller's heap
+   * does not grow by every restored byte.
+   */
+  unpack: {args: {items: UnpackItem[]; spare?: ArrayBuffer[]} & UnpackOptions; result: {plain: Uint8Array[]}}
 }
 
 export type Method = keyof WorkerMethods

@@ -84,6 +84,12 @@ export class ChunkPool {
     return plain
   }
 
+  /** unpack with the caller's own transfer list (restore's batches: objects that move, and spare buffers for the plaintexts). */
+  async unpackBatch(args: Args<'unpack'>, transfer: ArrayBuffer[]): Promise<Uint8Array[]> {
+    const {plain} = await this.call('unpack', args, transfer)
+    return plain
+  }
+
   private call<M extends Method>(op: M, args: Args<M>, transfer: ArrayBuffer[]): Promise<Result<M>> {
     if (this.failed) return Promise.reject(this.failed)
     if (this.closing) return Promise.reject(new VdsnapError('chunk pool used after close'))

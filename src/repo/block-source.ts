@@ -3,13 +3,19 @@
 //
 // 1. open() resolves the chain to one entry per block (metadata only).
 // 2. blocks() walks the wanted blocks in offset order with a prefetch window
-//    of about `prefetchBytes`: chunk objects are loaded in parallel and
-//    decrypted, decompressed and verified in the worker pool (the digest of
-//    every plaintext is recomputed and compared with its id unless `rehash`
-//    is false, which leaves encrypted chunks to their GCM tag).
+//    of `prefetchBytes` of non-zero blocks: chunk objects are loaded in
+//    parallel and decrypted, decompressed and verified in the worker pool,
+//    several per message (unpack-batcher.ts), so loading, decoding on every
+//    core and the caller's writing all overlap. The digest of every
+//    plaintext is recomputed and compared with its id unless `rehash` is
+//    false, which leaves encrypted chunks to their GCM tag.
 // 3. A chunk used at several offsets is loaded once while its uses are in
 //    flight, and kept in a small LRU after that; memory stays bounded by the
 //    window plus the cache, whatever the disk's size.
+// 3b. A reader of blocks() that is done with a block's data (written, say)
+//    calls release(): once no queued or unreleased block uses that chunk
+//    and the cache does not hold it, its buffer is reused for a later chunk
+//    (unpack-batcher.ts). Not calling it is always safe, only slower.
 // 4. read() gives one block by number through the same cache, for random
 //    access. Zero blocks are never read: they come back as null.
 // 5. With `readAheadBytes` (serving), read() notices readers that go through
@@ -25,14 +31,16 @@ import {DataError} from '../errors.js'
 import {resolveSnapshot, type ResolvedIndex} from '../repo/chain.js'
 import {chunkObjectName} from '../repo/chunk-store.js'
 import type {Manifest} from '../repo/manifest.js'
+import type {ChunkPool} from '../chunk/pool.js'
 import type {Repository} from '../repo/repository.js'
+import {BatchFailed, UnpackBatcher} from './unpack-batcher.js'
 
 /** Where a BlockSource gets chunks from: a repository's ChunkStore, or an archive's chunks. */
 export interface ChunkReader {
   /** Chunk `idHex` as stored, first needed for block `atBlock`. */
   getObject(idHex: string, atBlock: number): Promise<Buffer>
-  /** Its verified plaintext (in the worker pool); with `transfer`, `object` may move there. */
-  decode(idHex: string, object: Buffer, opts: {rehash: boolean; transfer: boolean}): Promise<Buffer>
+  /** The worker pool that decodes and verifies its chunks (with their keys), several per message. */
+  decodePool(): ChunkPool
 }
 
 export interface BlockSourceOptions {
@@ -54,7 +62,13 @@ export interface Block {
   data: Buffer | null
 }
 
-export const PREFETCH_BYTES = 16 * 1024 * 1024
+/**
+ * Decoded bytes blocks() keeps ahead of its reader: enough for every worker
+ * to hold two full batches (unpack-batcher.ts) with loads queued behind them.
+ */
+export const PREFETCH_BYTES = 32 * 1024 * 1024
+/** Entries blocks() queues ahead at most, zero blocks included (they take no window bytes). */
+const MAX_QUEUED_BLOCKS = 4096
 export const CACHE_BYTES = 8 * 1024 * 1024
 /** Sequential readers read() tracks at once; the least recent is forgotten. */
 export const MAX_STREAMS = 8
@@ -64,6 +78,7 @@ export class BlockSource {
   bytesFetched = 0
   /** Blocks read() started loading before they were asked for. */
   blocksReadAhead = 0
+  private readonly decoder: UnpackBatcher
   private readonly cache: LruCache<string, Buffer>
   private readonly inflight = new Map<string, Promise<Buffer>>()
   private readonly rehash: boolean
@@ -72,6 +87,10 @@ export class BlockSource {
   /** The last block each recent sequential reader asked for. */
   private readonly streams: number[] = []
   private readonly stored: Map<string, Buffer> | null
+  /** Per chunk, the blocks() entries queued or yielded and not yet released. */
+  private readonly uses = new Map<string, number>()
+  /** Buffers read() handed out: their holders are unknown, so they are never reused. */
+  private readonly escaped = new WeakSet<ArrayBufferLike>()
 
   private constructor(
     private readonly reader: ChunkReader,
@@ -86,6 +105,7 @@ export class BlockSource {
     this.readAheadBlocks = Math.floor((opts.readAheadBytes ?? 0) / resolved.blockSize)
     this.cache = new LruCache(Math.max(2, Math.floor((opts.cacheBytes ?? CACHE_BYTES) / resolved.blockSize)))
     this.stored = opts.keepStored ? new Map() : null
+    this.decoder = new UnpackBatcher(reader.decodePool(), {maxSize: resolved.blockSize, rehash: this.rehash})
   }
 
   static async open(repo: Repository, snap: Manifest, opts: BlockSourceOptions = {}): Promise<BlockSource> {
@@ -116,6 +136,11 @@ export class BlockSource {
     return this.resolved.virtualSize
   }
 
+  /** Worker messages sent, chunks decoded through them, and chunks decoded into a released buffer. */
+  get decodeStats(): {messages: number; decoded: number; reused: number} {
+    return {messages: this.decoder.messages, decoded: this.decoder.decoded, reused: this.decoder.reused}
+  }
+
   /** Decoded bytes the cache holds now (bounded by `cacheBytes`, whatever the disk's size). */
   get cachedBytes(): number {
     let n = 0
@@ -138,15 +163,22 @@ export class BlockSource {
 
   /** The wanted blocks from `from` to `to` (exclusive), in offset order, prefetched. */
   async *blocks(wanted: (b: number) => boolean = () => true, from = 0, to = this.blockCount): AsyncGenerator<Block> {
-    const windowBlocks = Math.max(4, Math.floor(this.prefetchBytes / this.blockSize))
+    // Window in bytes of non-zero blocks, so it means the same at every block size; at least 4 blocks.
+    const windowBytes = Math.max(this.prefetchBytes, 4 * this.blockSize)
     const queue: {index: number; data: Promise<Buffer> | null}[] = []
+    let queuedBytes = 0
     let next = from
     const fill = () => {
-      while (queue.length < windowBlocks && next < to) {
+      while (next < to && queuedBytes < windowBytes && queue.length < MAX_QUEUED_BLOCKS) {
         const b = next++
         if (!wanted(b)) continue
-        const data = this.isZero(b) ? null : this.fetch(this.entry(b).toString('hex'), b)
+        const hex = this.isZero(b) ? null : this.entry(b).toString('hex')
+        const data = hex === null ? null : this.fetch(hex, b)
         data?.catch(() => {}) // surfaced when awaited below
+        if (hex !== null) {
+          queuedBytes += this.blockSize
+          this.uses.set(hex, (this.uses.get(hex) ?? 0) + 1)
+        }
         queue.push({index: b, data})
       }
     }
@@ -155,10 +187,31 @@ export class BlockSource {
       const {index, data} = queue.shift()!
       const length = this.blockLength(index)
       const buf = data === null ? null : await data
-      if (buf) this.settle(index, buf)
+      if (buf) {
+        queuedBytes -= this.blockSize
+        this.settle(index, buf)
+      }
       fill()
       yield {index, offset: index * this.blockSize, length, data: buf}
     }
+  }
+
+  /**
+   * The reader of blocks() is done with `block`'s data (yielded by blocks()
+   * of this source, once for each yield): its buffer may be reused once no
+   * other block needs it.
+   */
+  release(block: Block): void {
+    if (block.data === null) return
+    const hex = this.entry(block.index).toString('hex')
+    const n = (this.uses.get(hex) ?? 0) - 1
+    if (n > 0) return void this.uses.set(hex, n)
+    this.uses.delete(hex)
+    const buf = block.data
+    if (n < 0 || this.stored || this.inflight.has(hex) || this.escaped.has(buf.buffer)) return
+    // No block in the window needs it any more: reusing its memory beats keeping it cached.
+    if (this.cache.has(hex) && this.cache.get(hex) === buf) this.cache.delete(hex)
+    this.decoder.giveBack(buf)
   }
 
   /** One block by number (random access), through the cache; null for a zero block. */
@@ -168,6 +221,7 @@ export class BlockSource {
     if (this.isZero(b)) return null
     const buf = await this.fetch(this.entry(b).toString('hex'), b)
     this.settle(b, buf)
+    this.escaped.add(buf.buffer)
     return buf
   }
 
@@ -227,11 +281,26 @@ export class BlockSource {
   }
 
   private async load(hex: string, atBlock: number): Promise<Buffer> {
+    const name = chunkObjectName(hex)
+    const digest = Buffer.from(hex, 'hex')
+    // A kept object must stay readable here, so it is copied to the worker, not moved.
+    const keep = this.stored !== null
+    try {
+      return await this.decoder.decode(name, await this.loadObject(hex, atBlock), digest, {keep})
+    } catch (e) {
+      if (!(e instanceof BatchFailed)) throw e
+      // Another chunk of its batch may be the bad one; the object moved to
+      // the worker, so load it again and decode it alone to know.
+      const again = await this.loadObject(hex, atBlock).catch(() => Promise.reject(e.original))
+      return this.decoder.decode(name, again, digest, {keep, alone: true})
+    }
+  }
+
+  private async loadObject(hex: string, atBlock: number): Promise<Buffer> {
     const obj = await this.reader.getObject(hex, atBlock)
     this.chunksRead++
     this.bytesFetched += obj.length
-    // A kept object must stay readable here, so it is copied to the worker, not moved.
     this.stored?.set(hex, obj)
-    return this.reader.decode(hex, obj, {rehash: this.rehash, transfer: !this.stored})
+    return obj
   }
 }

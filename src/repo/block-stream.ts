@@ -4,4 +4,4 @@
 // that archive readers, below the use cases, can name it.
 import type {BlockSource} from './block-source.js'
 
-export type BlockStream = Pick<BlockSource, 'snapshot' | 'virtualSize' | 'blockCount' | 'blockLength' | 'blocks' | 'chunksRead' | 'bytesFetched'>
+export type BlockStream = Pick<BlockSource, 'snapshot' | 'virtualSize' | 'blockCount' | 'blockLength' | 'blocks' | 'chunksRead' | 'bytesFetched'> & Partial<Pick<BlockSource, 'release'>>

@@ -114,6 +114,11 @@ export class ChunkCodec {
     this.pool = undefined
   }
 
+  /** The worker pool that decodes these chunks (restore batches several per message: unpack-batcher.ts). */
+  decodePool(): ChunkPool {
+    return this.workerPool()
+  }
+
   private workerPool(): ChunkPool {
     this.pool ??= new ChunkPool(this.keys, this.level)
     return this.pool

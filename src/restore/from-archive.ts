@@ -6,7 +6,7 @@
 // in any streamed restore; the exit code says whether they are good).
 import type {OpenedArchive} from '../archive/open-archive.js'
 import {ArchiveBlocks} from '../archive/open-archive.js'
-import {copyBlocks, type RestoreResult} from './restore.js'
+import {completeOrAbort, copyBlocks, type RestoreResult} from './restore.js'
 import {openTarget, type TargetOptions} from './targets.js'
 
 export interface ArchiveRestoreOptions extends TargetOptions {
@@ -24,15 +24,11 @@ export async function restoreFromArchive(a: OpenedArchive, opts: ArchiveRestoreO
   const blocks = new ArchiveBlocks(a, {rehash: opts.rehash ?? true})
   try {
     const target = await openTarget({...opts, virtualSize: a.snapshot.virtualSize, delta: false, disk: a.snapshot.disk})
-    try {
-      const result = await copyBlocks(blocks.stream, target, () => true, opts.onProgress)
-      const imageSha256 = await blocks.verifyImage()
-      await target.finish()
-      return {...result, archive: a.source.describe, imageSha256, durationMs: Date.now() - started}
-    } catch (e) {
-      await target.abort()
-      throw e
-    }
+    const result = await completeOrAbort(target, async () => {
+      const copied = await copyBlocks(blocks.stream, target, () => true, opts.onProgress)
+      return {...copied, archive: a.source.describe, imageSha256: await blocks.verifyImage()}
+    })
+    return {...result, durationMs: Date.now() - started}
   } finally {
     await blocks.stream.close()
     await a.source.close()

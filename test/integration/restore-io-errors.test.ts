@@ -63,6 +63,35 @@ describe('restore I/O errors', () => {
     }
   })
 
+  it.skipIf(!canUnshare)('a target file system that fills up (8 MiB tmpfs, 12 MiB disk): exit 7, one line naming the path, no partial file; an existing target stays as it was', async () => {
+    const big = join(dir.path, 'big.img')
+    writeFileSync(big, randomBytes(12 * MiB))
+    await vdsnapJson(['backup', big, '--disk', 'big'], env)
+    const before = treeState(repo)
+    const mnt = join(dir.path, 'full')
+    mkdirSync(mnt)
+    // A private mount namespace: the tmpfs goes away with the process, whatever happens to this test.
+    // After the restore, the script lists what is left there: name, size and a hash of each file.
+    const script = [
+      'mount -t tmpfs -o size=8m vdsnap-full "$MNT" || exit 99',
+      'printf "kept" > "$MNT/old.img"',
+      '"$NODE" "$BIN" restore big@latest --quiet --to "$MNT/$NAME" $FORCE',
+      'rc=$?',
+      'cd "$MNT" && for f in $(ls -A); do echo "$f $(stat -c %s "$f") $(sha256sum < "$f" | cut -c1-16)"; done',
+      'exit $rc',
+    ].join('\n')
+    const kept = `old.img 4 ${execFileSync('sha256sum', {input: 'kept'}).toString().slice(0, 16)}`
+    for (const [name, force] of [['new.img', ''], ['old.img', '--force']] as const) {
+      const r = spawnSync('unshare', ['-m', 'sh', '-c', script], {env: {...process.env, ...env, MNT: mnt, NAME: name, FORCE: force, NODE: process.execPath, BIN}, encoding: 'utf8'})
+      expect(r.status, r.stderr).toBe(7)
+      const out = join(mnt, name)
+      expect(r.stderr.trim().split('\n')).toEqual([`vdsnap: error: writing ${out}: no space left on device; free space there or choose another target; the repository is unchanged`])
+      // Nothing but the file that was there before: no temporary file, nothing renamed over it.
+      expect(r.stdout.trim().split('\n')).toEqual([kept])
+    }
+    expect(treeState(repo)).toEqual(before)
+  })
+
   it('an immutable target (chattr +i): exit 7 with --force and with --delta-from, naming it; it stays as it was', async (ctx) => {
     const out = join(dir.path, 'immutable.img')
     writeFileSync(out, Buffer.alloc(4 * MiB, 7))

@@ -99,3 +99,57 @@ describe('cache bound', () => {
     }
   })
 })
+
+describe('blocks(): batched decoding and reused buffers', () => {
+  // 48 blocks drawn from 5 distinct chunks and zero blocks, repeats near and
+  // far apart: a buffer reused while a queued block still needs its chunk
+  // would show up as a wrong block below.
+  const rws = formatWorkspace('vdsnap-block-source-reuse-')
+  let rrepo: Repository
+  let rdisk: Buffer
+  let rsnap = ''
+  beforeAll(async () => {
+    const rnd = prng(23)
+    const distinct = Array.from({length: 5}, () => Buffer.from(Array.from({length: BLOCK}, () => Math.floor(rnd() * 256))))
+    const order = Array.from({length: 48}, () => Math.floor(rnd() * 6)) // 5 = a zero block
+    rdisk = Buffer.concat(order.map((k) => (k === 5 ? Buffer.alloc(BLOCK) : distinct[k]!)))
+    writeFileSync(rws.at('disk.raw'), rdisk)
+    await initRepo(rws)
+    rsnap = (await vdsnapJson(['backup', rws.at('disk.raw'), '--disk', 'r'], rws.env)).snapshot
+    rrepo = await Repository.open(await openStorage(rws.at('repo')), async () => '')
+  })
+  afterAll(async () => {
+    await rrepo?.close()
+    rws.cleanup()
+  })
+
+  it.each([
+    ['a window of 4 blocks', 4 * BLOCK],
+    ['the default window', undefined],
+  ])('%s: every block right, every block released, buffers reused, several chunks per worker message', async (_name, prefetchBytes) => {
+    const src = await BlockSource.open(rrepo, await selectSnapshot(rrepo, rsnap), {prefetchBytes, cacheBytes: 2 * BLOCK})
+    try {
+      let n = 0
+      for await (const block of src.blocks()) {
+        const want = rdisk.subarray(block.offset, block.offset + block.length)
+        if (block.data === null) expect(want.equals(Buffer.alloc(block.length)), `block ${block.index}`).toBe(true)
+        else expect(block.data.equals(want), `block ${block.index}`).toBe(true)
+        src.release(block)
+        n++
+      }
+      expect(n).toBe(48)
+      const stats = src.decodeStats
+      expect(stats.decoded).toBe(src.chunksRead)
+      // a small window has to reuse what it released; the default one holds this whole disk
+      if (prefetchBytes) expect(stats.reused).toBeGreaterThan(0)
+      expect(stats.messages).toBeLessThanOrEqual(stats.decoded)
+      // a block read() handed out keeps its bytes through a later blocks() that releases everything
+      const b = [...Array(48).keys()].find((i) => !src.isZero(i))!
+      const held = (await src.read(b))!
+      for await (const block of src.blocks()) src.release(block)
+      expect(held.equals(rdisk.subarray(b * BLOCK, (b + 1) * BLOCK))).toBe(true)
+    } finally {
+      await src.close()
+    }
+  })
+})
