@@ -5,11 +5,15 @@
 import {randomBytes} from 'node:crypto'
 import type {Dirent} from 'node:fs'
 import {mkdir, open, readdir, rm, stat, type FileHandle} from 'node:fs/promises'
+import {readFile as readFileCallback} from 'node:fs'
 import {dirname, join, sep} from 'node:path'
+import {promisify} from 'node:util'
 import {NotFoundError, UsageError, toVdsnapError} from '../errors.js'
 import {syncDir, writeFileAtomic} from '../fs/atomic-write.js'
 import {checkRangeInside, validateRange} from './range.js'
 import {compareNames, type ByteRange, type ObjectInfo, type StorageBackend, type TempObject} from './types.js'
+
+const readWhole = promisify(readFileCallback)
 
 export class LocalBackend implements StorageBackend {
   readonly isLocal = true
@@ -47,7 +51,18 @@ export class LocalBackend implements StorageBackend {
   }
 
   async load(name: string, range?: ByteRange): Promise<Buffer> {
-    if (range) validateRange(name, range)
+    if (!range) {
+      // fs.readFile (callback form) opens, sizes, reads and closes in one
+      // call: about half the main-thread cost per chunk of FileHandle.readFile,
+      // which restore and export pay for every chunk they load.
+      try {
+        return await readWhole(this.path(name))
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`${name} is missing from ${this.location}`)
+        throw toVdsnapError(e, `reading ${name}`)
+      }
+    }
+    validateRange(name, range)
     let fh
     try {
       fh = await open(this.path(name), 'r')
@@ -56,7 +71,6 @@ export class LocalBackend implements StorageBackend {
       throw toVdsnapError(e, `reading ${name}`)
     }
     try {
-      if (!range) return await fh.readFile()
       return await this.readRange(fh, name, range)
     } catch (e) {
       throw toVdsnapError(e, `reading ${name}`)
