@@ -14,7 +14,7 @@ export default class Export extends BaseCommand<typeof Export> {
     'Writes a ZIP64 archive, forward only (a file, a pipe or a tape device): manifest.json, README.txt, the repository config and key slots, the resolved full index, every chunk the snapshot uses once as stored (compressed, and encrypted for an encrypted repository), and SHA256SUMS with the SHA-256 of the disk image. It restores with "vdsnap restore --from-archive" and the repository password alone. --portable stores the plain disk image instead, which any unzip tool extracts.'
   static override examples = [
     '<%= config.bin %> export web@latest --to /mnt/cold/web-2026-12.zip',
-    '<%= config.bin %> export web@latest --to - --record-size 256KiB | dd of=/dev/nst0 bs=256k',
+    '<%= config.bin %> export web@latest --to - --record-size 256KiB | dd of=/dev/nst0 bs=256k iflag=fullblock',
     '<%= config.bin %> export latest --to web.zip --portable',
   ]
   static override args = {
