@@ -12,6 +12,9 @@ import {openArchive} from '../src/archive/open-archive.js'
 import {passwordSource} from '../src/cli/password.js'
 import {restoreFromArchive} from '../src/restore/from-archive.js'
 
+/** Flags a repository restore honours that would do nothing with --from-archive. */
+const ARCHIVE_IGNORED_FLAGS = ['overlay', 'host', 'source', 'tag', 'no-lock', 'lock-wait'] as const
+
 export default class Restore extends BaseCommand<typeof Restore> {
   static override summary = 'Restore a snapshot to a file, block device, stdout or another image format.'
   static override description =
@@ -85,6 +88,10 @@ export default class Restore extends BaseCommand<typeof Restore> {
   private async fromArchive(archives: string[]): Promise<void> {
     const f = this.flags
     if (this.args.snapshot) throw new UsageError('--from-archive restores the archive\'s own snapshot: give no snapshot argument')
+    // these select or lock within a repository; an archive holds one snapshot and no repository, so refuse rather than ignore them
+    for (const flag of ARCHIVE_IGNORED_FLAGS) {
+      if (this.given(flag)) throw new UsageError(`--${flag} does not apply to --from-archive (the archive holds one snapshot and no repository)`, {hint: `drop --${flag}`})
+    }
     const {format} = targetFormat(f.to, f.format)
     const archive = await openArchive(archives, passwordSource(this.passwordFlags()))
     const res = await withProgress(

@@ -479,6 +479,17 @@ describe('bad archives: one line, the documented exit code, nothing written', ()
     await refused(join(dir, 'enc.zip'), 5, /wrong password: no key slot of .* opens with it/, 'not-the-password')
   })
 
+  it('restore --from-archive refuses a flag it would ignore (--overlay, snapshot selection, repository locking): exit 2 naming it, nothing written', async () => {
+    const to = join(dir, 'never.raw')
+    const flags = [['--overlay', join(dir, 'ov.qcow2')], ['--host', 'web1'], ['--source', '/dev/vg0/web'], ['--tag', 'nightly'], ['--no-lock'], ['--lock-wait', '5s']]
+    for (const flag of flags) {
+      const res = await vdsnap(['restore', '--from-archive', join(dir, 'plain.zip'), '--to', to, ...flag], {VDSNAP_PASSWORD: PW})
+      expect(res.code, `${flag[0]}: ${res.stderr}`).toBe(2)
+      expect(oneLine(res.stderr)).toContain(`${flag[0]} does not apply to --from-archive`)
+      expect(existsSync(to)).toBe(false)
+    }
+  })
+
   it('a chunk entry of the plaintext archive sits where the CRC check alone would pass: the image SHA-256 is still checked', async () => {
     // Swap two chunk entries' data (same length, CRCs forged): each entry
     // now fails its own digest. Shows the reader never trusts names alone.
