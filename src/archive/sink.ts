@@ -1,15 +1,16 @@
 // Where an archive's bytes go, forward only: a file (written under a
-// temporary name, renamed when complete), a pipe, stdout or a tape device.
+// temporary name, fsynced, renamed when complete, its directory fsynced), a pipe, stdout or a tape device.
 // A ByteSink counts what it has written (the ZIP writer needs offsets) and
 // honours back-pressure. RecordSink cuts the stream into whole records of a
 // fixed size, padding the last one with zeros, as fixed-block tape drives
 // and `dd bs=` expect.
 import {randomBytes} from 'node:crypto'
 import {createWriteStream, type WriteStream} from 'node:fs'
-import {rename, stat, unlink} from 'node:fs/promises'
+import {open, rename, stat, unlink} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 import type {Writable} from 'node:stream'
 import {UsageError, toVdsnapError} from '../errors.js'
+import {syncDir} from '../fs/atomic-write.js'
 
 export interface ByteSink {
   /** Bytes accepted so far. */
@@ -91,7 +92,21 @@ export async function openSink(to: string, force = false): Promise<ByteSink> {
     to,
     async () => {
       await new Promise<void>((resolve, reject) => (out as WriteStream).close((e) => (e ? reject(e) : resolve())))
-      await rename(tmp, to).catch((e) => Promise.reject(toVdsnapError(e, `writing ${to}`)))
+      // the archive must be on disk before it appears under its name, and the
+      // rename durable before the export (or a job's state) calls it done:
+      // fsync the file (any descriptor of it flushes its data), rename, fsync the directory
+      try {
+        const fh = await open(tmp, 'r+')
+        try {
+          await fh.sync()
+        } finally {
+          await fh.close()
+        }
+        await rename(tmp, to)
+        await syncDir(dirname(to))
+      } catch (e) {
+        throw toVdsnapError(e, `writing ${to}`)
+      }
     },
     () => unlink(tmp).catch(() => {}),
   )

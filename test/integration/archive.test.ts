@@ -405,6 +405,21 @@ describe('the recorded image SHA-256', () => {
   })
 })
 
+describe('durability', () => {
+  it('export to a file fsyncs the archive before renaming it into place, and its directory after (strace)', async () => {
+    const r = repos.find((x) => x.name === 'plain')!
+    const to = join(dir, 'durable.zip')
+    const log = join(dir, 'durable.strace')
+    const res = sh(`strace -f -y -qq -o ${log} -e trace=fsync,fdatasync,rename,renameat,renameat2 node ${BIN} export ${r.snap} --to ${to} -q`, r.env)
+    expect(res.code, res.stderr).toBe(0)
+    const lines = readFileSync(log, 'utf8').split('\n')
+    const renamed = lines.findIndex((l) => /rename/.test(l) && l.includes('.durable.zip.vdsnap-') && l.includes(`${to}"`) && / = 0$/.test(l))
+    expect(renamed, lines.join('\n')).toBeGreaterThan(0)
+    expect(lines.slice(0, renamed).some((l) => /^\d+ +f(data)?sync\(\d+<[^>]*\/\.durable\.zip\.vdsnap-[0-9a-f]+>\) = 0$/.test(l)), 'file fsync before the rename').toBe(true)
+    expect(lines.slice(renamed + 1).some((l) => l.match(/^\d+ +fsync\(\d+<([^>]*)>\) = 0$/)?.[1] === dir), 'directory fsync after the rename').toBe(true)
+  })
+})
+
 describe('bad archives: one line, the documented exit code, nothing written', () => {
   const enc = () => repos.find((x) => x.name === 'enc')!
   const plain = () => repos.find((x) => x.name === 'plain')!
