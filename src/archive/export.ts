@@ -150,7 +150,7 @@ function archiveManifest(snap: Manifest, source: ResolvedIndex, chunkCount: numb
     blockCount: source.blockCount,
     chunkCount: portable ? 0 : chunkCount,
     image: imageName(snap.disk),
-    imageSha256: `in ${SUMS_NAME}, the last entry (known only once the image has streamed by)`,
+    imageSha256: `in ${SUMS_NAME}, the entry after the chunks (known only once the image has streamed by)`,
     encryption: portable || !encrypted ? 'none' : 'aes-256-gcm',
     snapshotObject: portable ? undefined : `snapshots/${snap.id}`,
     source: snap.source?.path ?? '',

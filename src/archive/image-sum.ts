@@ -1,5 +1,5 @@
 // The image SHA-256 of a snapshot, kept in the repository once computed
-// (imagesums/<snapshot id>, docs/FORMAT.md §12.6), so that exporting the
+// (imagesums/<snapshot id>, docs/FORMAT.md §12.5), so that exporting the
 // same snapshot again does not decode and hash every byte of the disk:
 // SHA-256 is serial (about 0.6 s per GiB on one core), and with it known a
 // chunk export only copies stored chunk objects.

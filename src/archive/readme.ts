@@ -16,7 +16,7 @@ export function archiveReadme(m: ArchiveManifest): string {
       ? []
       : [
           `This file is volume ${m.volume} of a split archive (NAME.001, NAME.002, ...). Each volume`,
-          'holds the same head entries and the next chunks; the last one ends with',
+          'holds the same head entries and the next chunks; the last one also holds',
           'SHA256SUMS and VOLUMES (the number of volumes). Give vdsnap every volume, in any',
           'order; without vdsnap, unpack every volume into the same empty directory.',
           '',
