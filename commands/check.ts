@@ -10,10 +10,10 @@ import {checkArchive} from '../src/restore/from-archive.js'
 import {keySlotTemps, keySlotTempsWarning} from '../src/repo/key-admin.js'
 
 export default class Check extends BaseCommand<typeof Check> {
-  static override summary = 'Verify the repository: structure, and optionally the data.'
+  static override summary = 'Verify the repository (structure, and optionally the data), or an archive made by vdsnap export.'
   static override description =
-    'Checks that every snapshot\'s manifest and index chain is present and well-formed and that every chunk it references exists. --read-data re-reads, decrypts and re-hashes every referenced chunk; --read-data-subset does it for a part (10% at random, or part n of m, so m runs cover everything). Findings are listed, never repaired, with the snapshots that are lost and those intact; exit code 6 when there are any. "vdsnap repair snapshots" removes unreadable manifests.'
-  static override examples = ['<%= config.bin %> check', '<%= config.bin %> check --read-data', '<%= config.bin %> check --read-data-subset 3/7 --json']
+    'Checks that every snapshot\'s manifest and index chain is present and well-formed and that every chunk it references exists. --read-data re-reads, decrypts and re-hashes every referenced chunk; --read-data-subset does it for a part (10% at random, or part n of m, so m runs cover everything). Findings are listed, never repaired, with the snapshots that are lost and those intact; exit code 6 when there are any. "vdsnap repair snapshots" removes unreadable manifests. --archive ARCHIVE checks an archive (vdsnap export) instead, with no repository: its structure, every chunk\'s digest and the image SHA-256; - reads it from stdin (a pipe or tape), and a split archive takes every volume, in any order.'
+  static override examples = ['<%= config.bin %> check', '<%= config.bin %> check --read-data', '<%= config.bin %> check --read-data-subset 3/7 --json', '<%= config.bin %> check --archive /mnt/cold/web-2026-12.zip']
   static override flags = {
     ...readOnlyFlags,
     'read-data': Flags.boolean({summary: 'Read and verify every referenced chunk.', default: false, exclusive: ['read-data-subset']}),

@@ -16,9 +16,9 @@ import {restoreFromArchive} from '../src/restore/from-archive.js'
 const ARCHIVE_IGNORED_FLAGS = ['overlay', 'host', 'source', 'tag', 'no-lock', 'lock-wait'] as const
 
 export default class Restore extends BaseCommand<typeof Restore> {
-  static override summary = 'Restore a snapshot to a file, block device, stdout or another image format.'
+  static override summary = 'Restore a snapshot (from a repository, or from an archive made by vdsnap export) to a file, block device, stdout or another image format.'
   static override description =
-    'Replays the snapshot\'s chain (metadata first), reads every needed chunk once, verifies it, and writes in offset order. A new file is sparse and appears under its name only when complete. --delta-from SNAP writes only the blocks that differ from SNAP into a target that already holds SNAP (rollback).'
+    'Replays the snapshot\'s chain (metadata first), reads every needed chunk once, verifies it, and writes in offset order. A new file is sparse and appears under its name only when complete. --delta-from SNAP writes only the blocks that differ from SNAP into a target that already holds SNAP (rollback). --from-archive ARCHIVE restores the snapshot an archive (vdsnap export) holds, with no repository, verifying every chunk and the image SHA-256; - reads it in one pass from stdin (a pipe or tape), and a split archive takes every volume, in any order.'
   static override examples = [
     '<%= config.bin %> restore web@latest --to /var/lib/libvirt/images/web.img --repo /srv/backup/vdsnap',
     '<%= config.bin %> restore web@latest --to /dev/vg0/web --force',
@@ -26,6 +26,7 @@ export default class Restore extends BaseCommand<typeof Restore> {
     '<%= config.bin %> restore web@latest --to /dev/vg0/web --delta-from 9f8e7d6c',
     '<%= config.bin %> restore web@latest --to - | ssh host "dd of=/dev/sdb bs=4M"',
     '<%= config.bin %> restore web@latest --host web1 --tag nightly --to web.img',
+    '<%= config.bin %> restore --from-archive /mnt/cold/web-2026-12.zip --to web.img',
   ]
   static override args = {
     snapshot: Args.string({description: 'Snapshot: id, unique id prefix, or DISK@latest (a bare latest only when the repository holds one disk; not with --from-archive).', ignoreStdin: true}),
