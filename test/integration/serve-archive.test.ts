@@ -9,11 +9,12 @@
 //  3. --overlay makes it writable: qemu-io writes read back, the archive file
 //     is unchanged, and restore --overlay from the repository it came from
 //     applies them;
-//  4. refusals, one line each: "-" (exit 2), a missing file (exit 8), a tar
+//  4. a split ZIP archive is served from all its volumes;
+//  5. refusals, one line each: "-" (exit 2), a missing file (exit 8), a tar
 //     archive and a portable archive (exit 2, naming the path and what to do).
 import {spawnSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {readFileSync, writeFileSync} from 'node:fs'
+import {readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {oneLine, vdsnap, vdsnapJson} from '../helpers/cli.js'
 import {makeExt4Image, prng} from '../helpers/images.js'
@@ -48,7 +49,7 @@ beforeAll(async () => {
   makeExt4Image(at('disk.raw'), DISK)
   const rnd = prng(11)
   const disk = readFileSync(at('disk.raw'))
-  for (let i = 10 * MiB; i < 11 * MiB; i++) disk[i] = Math.floor(rnd() * 256)
+  for (let i = 10 * MiB; i < 13 * MiB; i++) disk[i] = Math.floor(rnd() * 256)
   writeFileSync(at('disk.raw'), disk)
   original = disk
   await initRepo(ws)
@@ -118,6 +119,23 @@ describe('serve --from-archive', () => {
     const r = await vdsnap(['restore', snap, '--overlay', at('web.vdov'), '--to', at('ov-restored.raw')], env)
     expect(r.code, r.stderr).toBe(0)
     expect(readFileSync(at('ov-restored.raw')).equals(want)).toBe(true)
+  })
+
+  it('serves a split ZIP archive from all its volumes (given in any order); one volume alone is refused with one line', async () => {
+    const split = await vdsnap(['export', snap, '--to', at('v.zip'), '--split', '2MiB'], env)
+    expect(split.code, split.stderr).toBe(0)
+    const vols = readdirSync(ws.dir).filter((n) => /^v\.zip\.\d{3}$/.test(n)).map((n) => at(n))
+    expect(vols.length).toBeGreaterThan(1)
+    const alone = await vdsnap(['serve', '--from-archive', vols[0]!], {VDSNAP_REPOSITORY: ''})
+    expect(alone.code).toBe(2)
+    expect(oneLine(alone.stderr)).toMatch(/volume 1 of a split archive/)
+    const s = await startServe(['--from-archive', ...vols.reverse(), '--socket', at('v.sock')], {VDSNAP_REPOSITORY: ''})
+    try {
+      run('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', s.uri, at('v-out.raw')])
+      expect(readFileSync(at('v-out.raw')).equals(original)).toBe(true)
+    } finally {
+      expect((await s.stop()).code).toBe(0)
+    }
   })
 
   it('refuses -, a missing file, a tar and a portable archive with one line naming what to do', async () => {
