@@ -8,7 +8,7 @@
 //     wrong, one line and exit 5; with it, the disk;
 //  3. --overlay makes it writable: qemu-io writes read back, the archive file
 //     is unchanged, and restore --overlay from the repository it came from
-//     applies them;
+//     (or one it was imported into) applies them;
 //  4. a split ZIP archive is served from all its volumes;
 //  5. refusals, one line each: "-" (exit 2), a missing file (exit 8), a tar
 //     archive and a portable archive (exit 2, naming the path and what to do).
@@ -101,7 +101,7 @@ describe('serve --from-archive', () => {
     }
   })
 
-  it('--overlay: writes read back, the archive is unchanged, restore --overlay from the source repository applies them', async () => {
+  it('--overlay: writes read back, the archive is unchanged, restore --overlay from the source repository (or one it was imported into) applies them', async () => {
     const before = sha(at('a.zip'))
     const s = await startServe(['--from-archive', at('a.zip'), '--socket', at('ov.sock'), '--overlay', at('web.vdov')], {VDSNAP_REPOSITORY: ''})
     try {
@@ -119,6 +119,13 @@ describe('serve --from-archive', () => {
     const r = await vdsnap(['restore', snap, '--overlay', at('web.vdov'), '--to', at('ov-restored.raw')], env)
     expect(r.code, r.stderr).toBe(0)
     expect(readFileSync(at('ov-restored.raw')).equals(want)).toBe(true)
+    // the archive imported into another repository keeps the snapshot id, so the overlay applies there too
+    const other = {VDSNAP_REPOSITORY: at('imported'), VDSNAP_PASSWORD: undefined}
+    expect((await vdsnap(['init', '--no-encryption'], other)).code).toBe(0)
+    expect((await vdsnap(['import', at('a.zip')], other)).code).toBe(0)
+    const i = await vdsnap(['restore', snap, '--overlay', at('web.vdov'), '--to', at('ov-imported.raw')], other)
+    expect(i.code, i.stderr).toBe(0)
+    expect(readFileSync(at('ov-imported.raw')).equals(want)).toBe(true)
   })
 
   it('serves a split ZIP archive from all its volumes (given in any order); one volume alone is refused with one line', async () => {
