@@ -33,7 +33,7 @@ export default class Serve extends BaseCommand<typeof Serve> {
     socket: Flags.string({summary: 'Listen on this unix socket instead of TCP.'}),
     name: Flags.string({summary: 'Export name (default: the snapshot\'s disk name). Clients asking for the default export ("") get it too.'}),
     'from-archive': Flags.string({
-      summary: 'Serve the snapshot of this archive file (vdsnap export, ZIP; every volume of a split one) instead of a repository. Not - , a tar or a portable archive: they cannot be read at random offsets.',
+      summary: 'Serve the snapshot of this archive file (vdsnap export, ZIP; every volume of a split one) instead of a repository. Not -, a pipe, a tar or a portable archive: they cannot be read at random offsets.',
       multiple: true,
     }),
     overlay: Flags.string({summary: 'Make the export writable: keep the writes in this copy-on-write file (created if missing, continued if it exists).'}),
