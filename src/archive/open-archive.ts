@@ -114,6 +114,13 @@ async function unlock(source: ArchiveSource, password: string): Promise<MasterKe
   throw new PasswordError(`wrong password: no key slot of ${source.describe} opens with it`, {hint: 'give the password of the repository the archive was exported from'})
 }
 
+/** A BlockSource over a chunks archive's index, each chunk loaded from the archive by id (random access when the source reads by entry). */
+export function chunkBlockSource(a: OpenedArchive, resolved: ResolvedIndex, opts: BlockSourceOptions = {}): BlockSource {
+  const codec = new ChunkCodec({idKey: a.master?.idKey, encKey: a.master?.encKey}, a.config?.compression.level ?? 0, resolved.blockSize)
+  const reader = {getObject: (hex: string, b: number) => a.source.loadChunk(hex, b), decodePool: () => codec.decodePool(), close: () => codec.close()}
+  return BlockSource.fromResolved(reader, a.snapshot, resolved, opts)
+}
+
 /** Last block that uses each chunk (for a forward reader's holding). */
 function lastUses(r: ResolvedIndex): Map<string, number> {
   const last = new Map<string, number>()
@@ -135,9 +142,7 @@ export class ArchiveBlocks {
     let inner: BlockStream & {close(): Promise<void>}
     if (a.resolved) {
       a.source.planUses(lastUses(a.resolved))
-      const codec = new ChunkCodec({idKey: a.master?.idKey, encKey: a.master?.encKey}, a.config?.compression.level ?? 0, a.resolved.blockSize)
-      const reader = {getObject: (hex: string, b: number) => a.source.loadChunk(hex, b), decodePool: () => codec.decodePool(), close: () => codec.close()}
-      inner = BlockSource.fromResolved(reader, a.snapshot, a.resolved, opts)
+      inner = chunkBlockSource(a, a.resolved, opts)
     } else inner = new PortableBlocks(a.snapshot, a.source.image())
     const hasher = this.hasher
     this.stream = Object.assign(Object.create(inner) as typeof inner, {

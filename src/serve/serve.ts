@@ -1,7 +1,8 @@
 // Instant recovery: serve a snapshot as an NBD export until told to stop.
 //
 // 1. Open the snapshot's BlockSource (verified plaintext; a byte-bounded
-//    chunk cache; read-ahead for clients that read in order).
+//    chunk cache; read-ahead for clients that read in order): from a
+//    repository here, from an archive file in serve-archive.ts.
 // 2. With an overlay file, open or create it (it must belong to this
 //    snapshot): the export is then writable, and writes land there only.
 // 3. Listen (TCP or unix socket), report where, serve clients until `stop`
@@ -14,7 +15,7 @@ import {NbdServer, type ListenAddress} from '../nbd/server.js'
 import {OverlayFile} from '../overlay/overlay-file.js'
 import {SECTOR} from '../overlay/overlay-header.js'
 import {IoError, UsageError, toVdsnapError, type VdsnapError} from '../errors.js'
-import {BlockSource} from '../repo/block-source.js'
+import {BlockSource, type BlockSourceOptions} from '../repo/block-source.js'
 import {ServedDisk} from './served-disk.js'
 
 export const SERVE_CACHE_BYTES = 64 * 1024 * 1024
@@ -45,10 +46,19 @@ export interface ServeResult {
   stoppedBy: string
 }
 
-export async function runServe(repo: Repository, opts: ServeOptions): Promise<ServeResult> {
-  const snap = opts.snapshot
+/** The BlockSource options serving uses (verified, a bounded cache, read-ahead a quarter of it). */
+export function serveSourceOptions(opts: Pick<ServeOptions, 'rehash' | 'cacheBytes'>): BlockSourceOptions {
   const cacheBytes = opts.cacheBytes ?? SERVE_CACHE_BYTES
-  const source = await BlockSource.open(repo, snap, {rehash: opts.rehash ?? true, cacheBytes, readAheadBytes: Math.min(SERVE_READ_AHEAD_BYTES, cacheBytes / 4)})
+  return {rehash: opts.rehash ?? true, cacheBytes, readAheadBytes: Math.min(SERVE_READ_AHEAD_BYTES, cacheBytes / 4)}
+}
+
+export async function runServe(repo: Repository, opts: ServeOptions): Promise<ServeResult> {
+  return serveSource(await BlockSource.open(repo, opts.snapshot, serveSourceOptions(opts)), opts)
+}
+
+/** Serves `source` (the snapshot's blocks, from a repository or an archive) until `stop`; closes it. */
+export async function serveSource(source: BlockSource, opts: ServeOptions): Promise<ServeResult> {
+  const snap = opts.snapshot
   let overlay: OverlayFile | undefined
   try {
     if (opts.overlay) overlay = await OverlayFile.open(opts.overlay, {snapshotId: snap.id, virtualSize: snap.virtualSize, create: true, readOnly: false})
