@@ -25,8 +25,13 @@ import {connect} from 'node:net'
 import {mkdirSync, rmSync, writeFileSync} from 'node:fs'
 import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
-import * as P from '../dist/src/nbd/protocol.js'
+import * as protocol from '../dist/src/nbd/protocol.js'
+import * as optionCodec from '../dist/src/nbd/option-codec.js'
+import * as transmissionCodec from '../dist/src/nbd/transmission-codec.js'
 import {WireReader} from '../dist/src/nbd/wire.js'
+
+// The protocol's constants and its two codecs, as one namespace.
+const P = {...protocol, ...optionCodec, ...transmissionCodec}
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const benchDir = process.env.VDSNAP_BENCH_DIR || '/var/tmp/vdsnap-bench'
