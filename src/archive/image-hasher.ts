@@ -5,27 +5,15 @@
 // sent as one run. At most MAX_QUEUED bytes wait in the worker: past that,
 // update() waits for its acknowledgements, so memory stays bounded when
 // hashing is the slower side.
-import {existsSync} from 'node:fs'
-import {dirname, resolve} from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {Worker} from 'node:worker_threads'
 import {VdsnapError} from '../errors.js'
+import {workerScript} from '../flow/worker-script.js'
 import type {HashReply, HashRequest} from './image-hash-worker.js'
 
 const MAX_QUEUED = 64 * 1024 * 1024
 
-function workerPath(): string {
-  const here = fileURLToPath(import.meta.url)
-  const sibling = resolve(dirname(here), 'image-hash-worker.js')
-  if (existsSync(sibling)) return sibling
-  // Running from TypeScript sources (tests): use the build's worker.
-  const built = resolve(dirname(here), '../../dist/src/archive/image-hash-worker.js')
-  if (existsSync(built)) return built
-  throw new VdsnapError('image hash worker not found; run "npm run build" first')
-}
-
 export class ImageHasher {
-  private readonly worker = new Worker(workerPath())
+  private readonly worker = new Worker(workerScript(import.meta.url, 'image-hash-worker', 'image hash worker'))
   private queued = 0
   private zeroRun = 0
   private failed: Error | null = null

@@ -9,12 +9,10 @@
 // one, with one error naming the cause. Idle workers do not keep the process
 // alive (they are referenced only while a request is pending), so a pool
 // its owner forgot to close never hangs a command at exit.
-import {existsSync} from 'node:fs'
 import {availableParallelism} from 'node:os'
-import {dirname, resolve} from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {Worker} from 'node:worker_threads'
 import {VdsnapError} from '../errors.js'
+import {workerScript} from '../flow/worker-script.js'
 import {deserializeError, type Args, type Method, type PackItem, type Result, type UnpackItem, type UnpackOptions, type WorkerReply, type WorkerRequest} from './pool-protocol.js'
 
 export interface PoolKeys {
@@ -28,16 +26,6 @@ interface Pending {
   reject(err: Error): void
 }
 
-function workerPath(): string {
-  const here = fileURLToPath(import.meta.url)
-  const sibling = resolve(dirname(here), 'chunk-worker.js')
-  if (existsSync(sibling)) return sibling
-  // Running from TypeScript sources (tests): use the build's worker.
-  const built = resolve(dirname(here), '../../dist/src/chunk/chunk-worker.js')
-  if (existsSync(built)) return built
-  throw new VdsnapError('chunk worker not found; run "npm run build" first')
-}
-
 export class ChunkPool {
   private readonly workers: Worker[] = []
   private readonly load: number[] = []
@@ -47,7 +35,7 @@ export class ChunkPool {
   private closing = false
 
   constructor(keys: PoolKeys, level: number, size = Math.max(1, Math.min(availableParallelism(), 8))) {
-    const path = workerPath()
+    const path = workerScript(import.meta.url, 'chunk-worker', 'chunk worker')
     for (let i = 0; i < size; i++) {
       const w = new Worker(path, {workerData: {idKey: keys.idKey, encKey: keys.encKey, level}})
       w.on('message', (reply: WorkerReply) => this.settle(i, reply))
